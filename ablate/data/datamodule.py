@@ -1,0 +1,170 @@
+"""LMDataModule: documents -> one token stream per split -> (B, block_size) next-token blocks.
+
+prepare_data (local rank 0): load the corpus with `datasets`, tokenize, write
+`<cache_dir>/tokens/<fingerprint>/{train,validation}.npy` (uint16) once, under a file lock.
+setup (every rank): memory-map those arrays; nothing is copied into RAM per worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from filelock import FileLock
+from torch.utils.data import DataLoader, Dataset
+
+from ablate.config.schema import DataConfig
+from ablate.data.corpus import corpus_fingerprint, load_corpus
+from ablate.data.tokenizer import get_tokenizer
+from ablate.errors import ConfigError
+
+SPLITS = ("train", "validation")
+_DOC_SEPARATOR = "\n\n"  # documents are joined by text, not by a special token
+
+
+class BlockDataset(Dataset):
+    """Non-overlapping windows of a memory-mapped token array.
+
+    Item i: x = tokens[i*B : i*B+B], y = tokens[i*B+1 : i*B+B+1], both (B,) int64.
+    The last token of a block is the first of the next block's x: every token is a target.
+    """
+
+    def __init__(self, path: str | Path, block_size: int):
+        self.path, self.block_size = str(path), block_size
+        self._tokens: np.ndarray | None = None
+        self.n_tokens = len(self.tokens)
+
+    @property
+    def tokens(self) -> np.ndarray:
+        # Opened lazily, so each DataLoader worker maps the file itself (see __getstate__).
+        if self._tokens is None:
+            self._tokens = np.load(self.path, mmap_mode="r")
+        return self._tokens
+
+    def __getstate__(self) -> dict:
+        # Pickling a memmap copies the whole array into every spawned worker; send the path.
+        return {**self.__dict__, "_tokens": None}
+
+    def __len__(self) -> int:
+        return (self.n_tokens - 1) // self.block_size
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        B = self.block_size
+        ids = torch.from_numpy(self.tokens[i * B : i * B + B + 1].astype(np.int64))  # (B+1,)
+        return ids[:-1], ids[1:]  # (B,), (B,)
+
+
+class LMDataModule(L.LightningDataModule):
+    """Batches of (x, y), each (batch_size, block_size) int64, y = x shifted left by one."""
+
+    def __init__(self, cfg: DataConfig, cache_dir: str | Path, seed: int = 0):
+        super().__init__()
+        self.cfg, self.cache_dir, self.seed = cfg, Path(cache_dir), seed
+        self.tokenizer = get_tokenizer(cfg.tokenizer)
+        self._fingerprint: str | None = None
+        self.train_set: BlockDataset | None = None
+        self.val_set: BlockDataset | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """Key of the tokenized cache (and the `ablate.data_fingerprint` tag)."""
+        if self._fingerprint is None:  # globbing + stat once per instance
+            key = f"{corpus_fingerprint(self.cfg)}|{self.tokenizer.name}|{self.cfg.block_size}"
+            self._fingerprint = hashlib.sha1(key.encode()).hexdigest()[:16]
+        return self._fingerprint
+
+    @property
+    def token_dir(self) -> Path:
+        return self.cache_dir / "tokens" / self.fingerprint
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.vocab_size
+
+    @property
+    def tokens_per_batch(self) -> int:
+        return self.cfg.batch_size * self.cfg.block_size
+
+    @property
+    def n_train_tokens(self) -> int:
+        return self._require_setup().n_tokens
+
+    @property
+    def n_val_tokens(self) -> int:
+        self._require_setup()
+        return self.val_set.n_tokens
+
+    def _is_prepared(self) -> bool:
+        return all((self.token_dir / f"{s}.npy").exists() for s in SPLITS)
+
+    def prepare_data(self) -> None:
+        """Tokenize the corpus once; later calls (and other processes) reuse the files."""
+        if self._is_prepared():
+            return
+        self.token_dir.parent.mkdir(parents=True, exist_ok=True)
+        # Parallel sweep workers share the cache: one tokenizes, the others wait and reuse.
+        with FileLock(str(self.token_dir) + ".lock"):
+            if self._is_prepared():
+                return
+            self.token_dir.mkdir(exist_ok=True)
+            corpus = load_corpus(self.cfg, self.cache_dir)
+            meta = {"fingerprint": self.fingerprint, "tokenizer": self.tokenizer.name}
+            for split in SPLITS:
+                tokens = self._tokenize(corpus[split])
+                meta[split] = {"n_docs": len(corpus[split]), "n_tokens": int(len(tokens))}
+                _atomic_write(self.token_dir / f"{split}.npy", lambda f, t=tokens: np.save(f, t))
+            _atomic_write(self.token_dir / "meta.json",
+                          lambda f: f.write(json.dumps(meta, indent=2).encode()))
+
+    def _tokenize(self, docs) -> np.ndarray:
+        """Documents -> (T,) uint16: each document followed by "\\n\\n", concatenated."""
+        parts = [np.zeros(0, np.uint16)]
+        for batch in docs.iter(batch_size=1024):
+            parts.extend(self.tokenizer.encode(doc + _DOC_SEPARATOR) for doc in batch["text"])
+        return np.concatenate(parts)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        B = self.cfg.block_size
+        self.train_set = BlockDataset(self.token_dir / "train.npy", B)
+        self.val_set = BlockDataset(self.token_dir / "validation.npy", B)
+        for split, ds in (("train", self.train_set), ("validation", self.val_set)):
+            n = ds.n_tokens
+            if len(ds) == 0:
+                raise ConfigError("data.block_size", B,
+                                  f"at most {n - 1} tokens: the {split} split has only {n} tokens",
+                                  why="no block fits")
+
+    def train_dataloader(self) -> DataLoader:
+        # Seeded generator: the same seed gives the same batches in the same order.
+        generator = torch.Generator().manual_seed(self.seed)
+        return self._loader(self._require_setup(), shuffle=True, generator=generator)
+
+    def val_dataloader(self) -> DataLoader:
+        self._require_setup()
+        return self._loader(self.val_set, shuffle=False)
+
+    def _loader(self, ds: BlockDataset, **kwargs) -> DataLoader:
+        n_workers = self.cfg.num_workers
+        # drop_last: every batch has the same shape (no recompiles, comparable step times).
+        return DataLoader(ds, batch_size=self.cfg.batch_size, drop_last=True,
+                          num_workers=n_workers, persistent_workers=n_workers > 0, **kwargs)
+
+    def _require_setup(self) -> BlockDataset:
+        if self.train_set is None:
+            raise RuntimeError("LMDataModule: call prepare_data() and setup() first")
+        return self.train_set
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write via a temp file in the same folder + os.replace: readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        write(f)
+    os.replace(tmp, path)

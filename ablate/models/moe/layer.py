@@ -1,0 +1,74 @@
+"""The MoE FFN layer: router -> routed experts (+ shared experts) -> aux losses and stats.
+
+Legend: B batch, S sequence, T = B*S tokens, D model width, E routed experts, K per token.
+"""
+
+from __future__ import annotations
+
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from ablate.config.schema import MoEConfig
+from ablate.losses.aux import AuxContext
+from ablate.models.mlp import SwiGLU
+from ablate.models.moe.experts import RoutedExperts
+from ablate.models.moe.routers.base import Router, RouterOutput
+from ablate.models.moe.sizes import moe_dims
+from ablate.registry import AUX_LOSSES, ROUTERS
+
+
+def build_router(router_cfg, d_model: int, n_experts: int, top_k: int) -> Router:
+    """router_cfg: a registered router config dataclass, or a dict with a `name`."""
+    if isinstance(router_cfg, dict):
+        entry = ROUTERS.get(router_cfg.get("name", "softmax_topk"))
+        router_cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(entry.config), router_cfg))
+    return ROUTERS.get(router_cfg.name).obj(router_cfg, d_model, n_experts, top_k)
+
+
+class MoELayer(nn.Module):
+    def __init__(self, cfg: MoEConfig, d_model: int, d_ff: int):
+        super().__init__()
+        dims = moe_dims(cfg, d_ff)
+        self.cfg, self.dims = cfg, dims
+        self.router = build_router(cfg.router, d_model, dims.n_experts, dims.top_k)
+        self.experts = RoutedExperts(dims.n_experts, d_model, dims.d_expert, cfg.dispatch)
+        # n shared experts of width d_shared == one SwiGLU of width n*d_shared (same function)
+        self.shared = SwiGLU(d_model, dims.n_shared * dims.d_shared) if dims.n_shared else None
+        self.shared_gate = nn.Linear(d_model, 1, bias=False) if (self.shared and cfg.shared_gate) else None
+        self.aux_fns = {name: AUX_LOSSES.get(name).obj for name in cfg.aux}
+        self.collect_stats = False  # set by the routing-stats callback on its interval
+        self.last_load_E: torch.Tensor | None = None
+        self.last_stats: dict[str, torch.Tensor] = {}
+
+    def forward(self, x_BSD: torch.Tensor, token_ids_BS: torch.Tensor | None = None):
+        """(B, S, D) -> (B, S, D), {aux loss name: unscaled scalar}."""
+        B, S, D = x_BSD.shape
+        x_TD = x_BSD.reshape(B * S, D)
+        ids_T = token_ids_BS.reshape(-1) if token_ids_BS is not None else None
+        route = self.router(x_TD, token_ids_T=ids_T)
+        y_TD = self.experts(x_TD, route.ids_TK, route.gates_TK)
+        if self.shared is not None:
+            s_TD = self.shared(x_TD)
+            if self.shared_gate is not None:  # Qwen: sigmoid gate on the shared expert
+                s_TD = torch.sigmoid(self.shared_gate(x_TD)) * s_TD
+            y_TD = y_TD + s_TD
+        ctx = AuxContext(route, self.dims.n_experts, (B, S))
+        aux = {name: fn(ctx) for name, fn in self.aux_fns.items()}
+        aux.update(route.extra_losses)
+        self._record(route)
+        return y_TD.view(B, S, D), aux
+
+    @torch.no_grad()
+    def _record(self, route: RouterOutput) -> None:
+        ids = route.ids_TK[route.ids_TK >= 0]
+        self.last_load_E = torch.bincount(ids, minlength=self.dims.n_experts).float()
+        if not self.collect_stats:
+            return
+        stats = {"load_E": self.last_load_E, "drop_frac": (route.ids_TK < 0).float().mean()}
+        if route.probs_TE is not None:
+            p = route.probs_TE.clamp_min(1e-12)
+            stats["router_entropy"] = -(p * p.log()).sum(-1).mean()
+        if route.logits_TE is not None:
+            stats["z"] = torch.logsumexp(route.logits_TE, -1).pow(2).mean()
+        self.last_stats = stats

@@ -1,0 +1,77 @@
+"""Decoder-only transformer (pre-norm, RMSNorm, RoPE, SDPA, SwiGLU or MoE FFN)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ablate.config.schema import ModelConfig
+from ablate.models.attention import CausalSelfAttention, RMSNorm, rope_cache
+from ablate.models.mlp import SwiGLU
+from ablate.models.moe.layer import MoELayer
+from ablate.models.moe.sizes import moe_layer_ids
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig, moe: bool):
+        super().__init__()
+        self.attn_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.attn = CausalSelfAttention(cfg.d_model, cfg.n_heads, cfg.dropout)
+        self.ffn_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.ffn = MoELayer(cfg.moe, cfg.d_model, cfg.d_ff) if moe else SwiGLU(cfg.d_model, cfg.d_ff)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x, cos, sin, token_ids):
+        x = x + self.drop(self.attn(self.attn_norm(x), cos, sin))
+        h = self.ffn_norm(x)
+        if isinstance(self.ffn, MoELayer):
+            y, aux = self.ffn(h, token_ids)
+        else:
+            y, aux = self.ffn(h), {}
+        return x + self.drop(y), aux
+
+
+class Transformer(nn.Module):
+    def __init__(self, cfg: ModelConfig, max_seq_len: int):
+        super().__init__()
+        assert cfg.vocab_size is not None, "resolve model.vocab_size from the tokenizer first"
+        self.cfg = cfg
+        moe_ids = set(moe_layer_ids(cfg))
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.blocks = nn.ModuleList(Block(cfg, i in moe_ids) for i in range(cfg.n_layers))
+        self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.head.weight = self.embed.weight
+        cos, sin = rope_cache(max_seq_len, cfg.d_model // cfg.n_heads, cfg.rope_theta)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        std = self.cfg.init_std
+        out_std = std / math.sqrt(2 * self.cfg.n_layers)  # residual projections (GPT-2)
+        for name, p in self.named_parameters():
+            if name.endswith("router.weight"):
+                continue  # routers own their init (RouterConfig.init)
+            if p.dim() >= 2:
+                last = name.endswith(("proj.weight", "w2.weight", "experts.w2"))
+                nn.init.normal_(p, std=out_std if last else std)
+
+    @property
+    def moe_layers(self) -> list[MoELayer]:
+        return [b.ffn for b in self.blocks if isinstance(b.ffn, MoELayer)]
+
+    def forward(self, idx_BS: torch.Tensor):
+        """token ids (B, S) -> logits (B, S, V), {aux name: mean over MoE layers}."""
+        x = self.embed(idx_BS)
+        aux_sum: dict[str, torch.Tensor] = {}
+        for block in self.blocks:
+            x, aux = block(x, self.rope_cos, self.rope_sin, idx_BS)
+            for k, v in aux.items():
+                aux_sum[k] = aux_sum.get(k, 0.0) + v
+        n = max(len(self.moe_layers), 1)
+        logits = self.head(self.norm(x))
+        return logits, {k: v / n for k, v in aux_sum.items()}

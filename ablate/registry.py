@@ -1,0 +1,76 @@
+"""Name -> (class or function, config dataclass) registries.
+
+A router, aux loss or expert kind is one small file that calls `ROUTERS.register(...)`;
+nothing else changes to add one, and the tests parametrize over the registry, so a new
+entry is tested the moment it exists. Users register their own from outside with
+`--plugin mypkg.module` or the `ablate.plugins` entry-point group.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any, Callable
+
+from ablate.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    obj: Any  # the class or function
+    config: type | None  # its config dataclass, if it has options
+
+
+class Registry:
+    def __init__(self, kind: str, key: str):
+        self.kind, self.key = kind, key  # key: the config key users type, for errors
+        self._entries: dict[str, Entry] = {}
+
+    def register(self, name: str, config: type | None = None) -> Callable[[Any], Any]:
+        def deco(obj: Any) -> Any:
+            self._entries[name] = Entry(name, obj, config)
+            return obj
+
+        return deco
+
+    def get(self, name: str) -> Entry:
+        _load_builtins()
+        if name not in self._entries:
+            raise ConfigError(self.key, name, ", ".join(self.names()), f"unknown {self.kind}")
+        return self._entries[name]
+
+    def names(self) -> list[str]:
+        _load_builtins()
+        return sorted(self._entries)
+
+    def __contains__(self, name: str) -> bool:
+        _load_builtins()
+        return name in self._entries
+
+
+ROUTERS = Registry("router", "model.moe.router.name")
+AUX_LOSSES = Registry("aux loss", "model.moe.aux")
+
+_BUILTINS = ("ablate.models.moe.routers", "ablate.losses.aux")
+_loaded = False
+
+
+def _load_builtins() -> None:
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for mod in _BUILTINS:
+            importlib.import_module(mod)
+        for ep in entry_points(group="ablate.plugins"):
+            ep.load()
+
+
+def load_plugins(modules: list[str]) -> None:
+    """Import user modules that register routers/losses (`--plugin mypkg.routers`)."""
+    for mod in modules:
+        try:
+            importlib.import_module(mod)
+        except ImportError as e:
+            raise ConfigError("--plugin", mod, "an importable Python module", str(e)) from None
