@@ -140,6 +140,10 @@ class LMDataModule(L.LightningDataModule):
                 raise ConfigError("data.block_size", B,
                                   f"at most {n - 1} tokens: the {split} split has only {n} tokens",
                                   why="no block fits")
+            if len(ds) < self.cfg.batch_size:  # drop_last would silently yield no batch
+                raise ConfigError("data.batch_size", self.cfg.batch_size,
+                                  f"at most {len(ds)}: the {split} split has only {len(ds)} "
+                                  f"blocks of {B} tokens", why="no full batch fits")
 
     def train_dataloader(self) -> DataLoader:
         # Seeded generator: the same seed gives the same batches in the same order.

@@ -1,0 +1,54 @@
+"""MLflow run lifecycle: parent per study, child per trial, params once, honest end status."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from typing import Any
+
+from ablate.tracking.store import mask
+
+MAX_PARAMS_PER_BATCH = 100
+
+
+def git_sha() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                             text=True, timeout=5, check=False)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def standard_tags(**extra: Any) -> dict[str, str]:
+    tags = {"ablate.host": socket.gethostname(), "ablate.git_sha": git_sha(),
+            "ablate.worker": os.environ.get("ABLATE_WORKER", "0")}
+    tags.update({k: str(v) for k, v in extra.items() if v is not None})
+    return tags
+
+
+def create_run(client, experiment_id: str, run_name: str, tags: dict[str, str],
+               parent_run_id: str | None = None) -> str:
+    tags = dict(tags)
+    if parent_run_id:
+        tags["mlflow.parentRunId"] = parent_run_id  # what the UI nests by
+    run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+    return run.info.run_id
+
+
+def log_params(client, run_id: str, params: dict[str, Any]) -> None:
+    from mlflow.entities import Param
+
+    items = [Param(k, mask(str(v))[:6000]) for k, v in sorted(params.items())]
+    for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
+        client.log_batch(run_id, params=items[i: i + MAX_PARAMS_PER_BATCH], synchronous=True)
+
+
+def end_run(client, run_id: str, status: str) -> None:
+    """status: FINISHED | FAILED | KILLED."""
+    client.set_terminated(run_id, status=status)
+
+
+def find_runs(client, experiment_id: str, filter_string: str) -> list:
+    return client.search_runs([experiment_id], filter_string=filter_string, max_results=10000)

@@ -1,0 +1,6 @@
+from ablate.training.callbacks.pruning import OptunaPruning
+from ablate.training.callbacks.routing import RoutingStats
+from ablate.training.callbacks.step_progress import StepProgress
+from ablate.training.callbacks.throughput import Throughput
+
+__all__ = ["OptunaPruning", "RoutingStats", "StepProgress", "Throughput"]

@@ -1,0 +1,95 @@
+"""The LightningModule: LM loss + weighted aux losses, AdamW with warmup + cosine."""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from ablate.config.schema import ModelConfig, OptimConfig
+from ablate.models.transformer import Transformer
+
+
+def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """LR multiplier: linear warmup to 1, cosine decay to min_ratio at `total`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class LMModule(L.LightningModule):
+    """Causal LM on (x, y) token blocks; `model` is any `Transformer` config, dense or MoE."""
+
+    def __init__(self, model: ModelConfig, optim: OptimConfig, max_steps: int, block_size: int):
+        super().__init__()
+        self.model_cfg, self.optim_cfg, self.max_steps = model, optim, max_steps
+        self.model = Transformer(model, block_size)
+        self.aux_weights = dict(model.moe.aux)
+
+    def forward(self, idx_BS: torch.Tensor):
+        return self.model(idx_BS)
+
+    def _losses(self, batch):
+        x_BS, y_BS = batch
+        logits_BSV, aux = self.model(x_BS)
+        lm = F.cross_entropy(logits_BSV.float().flatten(0, 1), y_BS.flatten())
+        weighted = {k: self.aux_weights.get(k, 1.0) * v for k, v in aux.items()}
+        return lm, aux, weighted
+
+    def training_step(self, batch, batch_idx):
+        lm, aux, weighted = self._losses(batch)
+        loss = lm + sum(weighted.values()) if weighted else lm
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/lm_loss", lm)
+        for k in aux:
+            self.log(f"train/aux/{k}", aux[k].detach())
+            self.log(f"train/aux_weighted/{k}", weighted[k].detach())
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        for layer in self.model.moe_layers:  # aux-loss-free bias balancing, once per step
+            if layer.last_load_E is not None:
+                layer.router.after_step(layer.last_load_E)
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_losses: list[torch.Tensor] = []
+
+    def validation_step(self, batch, batch_idx):
+        lm, _, _ = self._losses(batch)
+        self._val_losses.append(lm.detach())
+        return lm
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_losses:
+            return
+        loss = torch.stack(self._val_losses).mean()  # the LM loss only, no aux terms
+        self.log("val/loss", loss, prog_bar=True, sync_dist=True)
+        self.log("val/ppl", torch.exp(loss.clamp(max=20.0)), sync_dist=True)
+
+    def configure_optimizers(self):
+        o = self.optim_cfg
+        decay, no_decay, router = [], [], []
+        for name, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            if name.endswith("router.weight") or ".router." in name:
+                router.append(p)
+            elif p.dim() >= 2:
+                decay.append(p)
+            else:
+                no_decay.append(p)
+        groups = [
+            {"params": decay, "weight_decay": o.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        if router:
+            mult = self.model_cfg.moe.router_lr_mult
+            groups.append({"params": router, "weight_decay": 0.0, "lr": o.lr * mult})
+        opt = torch.optim.AdamW(groups, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: warmup_cosine(s, o.warmup_steps, self.max_steps, o.min_lr_ratio)
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
