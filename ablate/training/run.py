@@ -63,7 +63,8 @@ def _trainer(cfg: RunConfig, logger, callbacks, progress_bar: bool) -> L.Trainer
 
 def train(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = None,
           run_name: str | None = None, parent_run_id: str | None = None,
-          tags: dict[str, str] | None = None, trial=None, progress=None) -> TrainResult:
+          tags: dict[str, str] | None = None, trial=None, progress=None,
+          on_run=None) -> TrainResult:
     from ablate.reporting.heatmap import expert_load_figure
     from ablate.training.module import LMModule
 
@@ -83,6 +84,8 @@ def train(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = None,
     all_tags.update(tags or {})
     run_id = runs.create_run(client, exp_id, run_name or cfg.tracking.run_name or arm_name(cfg),
                              all_tags, parent_run_id)
+    if on_run is not None:
+        on_run(run_id)
     runs.log_params(client, run_id, {**flatten(to_dict(cfg)), **sizes})
     client.log_text(run_id, to_yaml(cfg), "config.yaml")
     logger = MlflowRunLogger(client, run_id)
@@ -116,9 +119,13 @@ def train(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = None,
             client.log_figure(run_id, expert_load_figure(ids, rows, arm_name(cfg)),
                               "routing/expert_load.png")
         status, state = "FINISHED", ("PRUNED" if pruned else "COMPLETE")
-        return TrainResult(run_id, dict(logger.last), sizes, pruned)
+        extra = {"pruned_at": pruning.pruned_at} if pruned else {}
+        return TrainResult(run_id, dict(logger.last), sizes, pruned, extra)
     except KeyboardInterrupt:
         status, state = "KILLED", "KILLED"
+        raise
+    except Exception as e:
+        client.set_tag(run_id, "ablate.fail_reason", store.mask(f"{type(e).__name__}: {e}")[:5000])
         raise
     finally:
         logger.flush()

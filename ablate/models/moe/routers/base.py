@@ -30,11 +30,18 @@ class RouterOutput:
     logits_TE: torch.Tensor | None = None  # (T, E) float32 raw logits (z-loss)
     probs_TE: torch.Tensor | None = None  # (T, E) float32 routing distribution (balance losses)
     extra_losses: dict[str, torch.Tensor] = field(default_factory=dict)  # router-owned losses
+    # device-limited routing (group_limited): experts in n_groups contiguous groups, each
+    # token sent to at most topk_groups of them; read by the `device` and `comm` losses
+    n_groups: int | None = None
+    topk_groups: int | None = None
 
 
 class Router(nn.Module):
     causal: ClassVar[bool] = True  # False: a token's routing depends on later tokens
     needs_token_ids: ClassVar[bool] = False
+    # True: the layer must mix tokens densely with the router's own mixing function (Soft
+    # MoE, `soft.soft_moe_forward`) instead of token-choice dispatch on ids/gates
+    dense_mixture: ClassVar[bool] = False
 
     def __init__(self, cfg: RouterConfig, d_model: int, n_experts: int, top_k: int):
         super().__init__()

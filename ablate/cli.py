@@ -1,0 +1,170 @@
+"""The `ablate` command line. Errors a user can fix: one line on stderr, exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+EPILOG = """\
+Overrides are plain OmegaConf dotlists, the same dotted keys as in sweep files and in
+MLflow params:   ablate train model.ffn=moe model.moe.n_experts=8 model.moe.top_k=2
+
+Everything is written under ./ablate-runs (set ABLATE_HOME to move it): mlflow.db and
+artifacts/ (MLflow), optuna/ (study journals), cache/ (tokenized data).
+
+Start here:
+  ablate sweep sweeps/quickstart.yaml     dense vs MoE on the Python stdlib corpus (CPU)
+  ablate ui                               open the results in the MLflow UI
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ablate",
+        description="Ablation studies of Mixture-of-Experts language models: train, sweep with "
+        "Optuna, compare in MLflow.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train one model, logged as one MLflow run",
+                       description="Train one model and log it to MLflow. CONFIG.yaml and "
+                       "key=value overrides are layered over the defaults.")
+    t.add_argument("args", nargs="*", metavar="[CONFIG.yaml] [key=value ...]")
+    t.add_argument("--experiment", help="MLflow experiment (default: ablate-train)")
+    t.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite in ABLATE_HOME)")
+    t.add_argument("--plugin", action="append", default=[], help="import a module that registers "
+                   "routers/losses (repeatable)")
+
+    s = sub.add_parser("sweep", help="run (or resume) an Optuna study from a sweep file",
+                       description="Run an Optuna study defined in SWEEP.yaml: one MLflow parent "
+                       "run, one child run per trial. Re-running the same command resumes it.")
+    s.add_argument("sweep", metavar="SWEEP.yaml")
+    s.add_argument("overrides", nargs="*", metavar="key=value", help="applied to every trial")
+    s.add_argument("--study", help="study name (default: the file's `study:`)")
+    s.add_argument("--n-trials", type=int, help="total trial budget of the study")
+    s.add_argument("--timeout", type=float, help="stop starting new trials after S seconds")
+    s.add_argument("--storage", help="Optuna storage: PATH.journal (default), postgresql://...")
+    s.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite in ABLATE_HOME)")
+    s.add_argument("--plugin", action="append", default=[])
+
+    u = sub.add_parser("ui", help="MLflow UI for the default store, on 127.0.0.1")
+    u.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: local only)")
+    u.add_argument("--port", type=int, default=5000)
+    u.add_argument("--tracking-uri", help="store to show (default: sqlite in ABLATE_HOME)")
+
+    b = sub.add_parser("bench", help="benchmarks (`ablate bench moe`)")
+    b.add_argument("what", choices=["moe"])
+    b.add_argument("rest", nargs=argparse.REMAINDER)
+    return p
+
+
+def _split_config(args: list[str]) -> tuple[str | None, list[str]]:
+    if args and "=" not in args[0] and args[0].endswith((".yaml", ".yml")):
+        return args[0], args[1:]
+    return None, args
+
+
+def _hub_mode(source: str) -> None:
+    """Offline unless the config names a hub dataset; read by `datasets` at import time."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "0" if source == "hub" else "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+
+
+def _train(a) -> int:
+    from ablate.config.load import load_config
+    from ablate.registry import load_plugins
+
+    load_plugins(a.plugin)
+    path, overrides = _split_config(a.args)
+    cfg = load_config(path, overrides)
+    _hub_mode(cfg.data.source)
+    from ablate.training.run import train
+
+    result = train(cfg, experiment=a.experiment or cfg.tracking.experiment or "ablate-train",
+                   tracking_uri=a.tracking_uri or cfg.tracking.tracking_uri)
+    shown = {k: v for k, v in result.metrics.items() if k in ("val/loss", "val/ppl", "perf/tokens_per_s")}
+    print(f"run {result.run_id}: " + "  ".join(f"{k}={v:.4g}" for k, v in shown.items())
+          + f"  params_active={result.sizes['params_active']:,}")
+    return 0
+
+
+def _sweep(a) -> int:
+    from rich.console import Console
+
+    from ablate.registry import load_plugins
+    from ablate.reporting.table import trials_table
+    from ablate.sweep.runner import Sweep
+    from ablate.sweep.spec import check_study_name, load_sweep
+
+    load_plugins(a.plugin)
+    if a.n_trials is not None and a.n_trials < 1:
+        from ablate.errors import ConfigError
+
+        raise ConfigError("--n-trials", a.n_trials, "an integer >= 1")
+    spec = load_sweep(a.sweep, study=check_study_name(a.study, "--study") if a.study else None)
+    sweep = Sweep(spec, a.overrides, storage=a.storage, tracking_uri=a.tracking_uri,
+                  n_trials=a.n_trials, timeout=a.timeout)
+    _hub_mode(sweep.base_cfg.data.source)
+    console = Console()
+    study = sweep.run()
+    console.print(trials_table(study, [o.metric for o in spec.objectives]))
+    console.print(f"MLflow: experiment [bold]{sweep.experiment}[/], parent run "
+                  f"{study.user_attrs.get('mlflow_parent_run_id')}.  Open it with: [bold]ablate ui[/]")
+    return 0
+
+
+def _ui(a) -> int:
+    import subprocess
+
+    from ablate import paths
+    from ablate.tracking.store import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(a.tracking_uri)
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
+           "--host", a.host, "--port", str(a.port)]
+    if uri.startswith("sqlite"):
+        cmd += ["--default-artifact-root", paths.artifact_root().as_uri()]
+    print(f"MLflow UI on http://{a.host}:{a.port}  (store {uri}; Ctrl-C to stop)", flush=True)
+    return subprocess.call(cmd)
+
+
+def _bench(a) -> int:
+    from ablate.bench.moe import main as bench_moe
+
+    return bench_moe(a.rest)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ablate.errors import AblateError
+
+    parser = _parser()
+    a, extra = parser.parse_known_args(argv)
+    bad = [x for x in extra if "=" not in x or x.startswith("-")]
+    if bad or (extra and a.command not in ("train", "sweep")):
+        parser.error(f"unrecognized arguments: {' '.join(bad or extra)}")
+    if extra:  # key=value overrides given after --options
+        if a.command == "train":
+            a.args += extra
+        else:
+            a.overrides += extra
+    if a.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return {"train": _train, "sweep": _sweep, "ui": _ui, "bench": _bench}[a.command](a)
+    except AblateError as e:
+        from ablate.tracking.store import mask
+
+        print(f"error: {mask(str(e))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished trials are kept; re-run the same command to resume",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

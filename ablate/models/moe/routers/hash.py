@@ -1,0 +1,62 @@
+"""Hash layers (Roller et al. 2021, "Hash Layers For Large Sparse Models").
+
+The expert of a token is a fixed function of its token id: no learned router takes part
+in selection (the base class's `weight` exists but is never used, so gets no gradient).
+Hash: Knuth's multiplicative hash h = (id * 2654435761 + seed * 97) mod 2^32, then the
+murmur3 32-bit finaliser (xor-shift-multiply) so that the low bits are mixed too: without
+it, h mod E for a power-of-two E is just (id + seed) mod E, since 2654435761 = 1 mod 2^4.
+Balanced: each expert gets the same share of a uniform range of ids (up to +-1 id).
+K > 1: slot k uses seed k and picks index h_k mod (E - k) among the experts not yet taken
+by the token's earlier slots, so a token never repeats an expert. Gates are 1/K.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ablate.models.moe.routers.base import Router, RouterConfig, RouterOutput
+from ablate.registry import ROUTERS
+
+_M32 = 2**32
+
+
+def hash_ids(token_ids_T: torch.Tensor, seed: int) -> torch.Tensor:
+    """(T,) int token ids -> (T,) int64 32-bit hash values (see the module docstring)."""
+    h = (token_ids_T.long() * 2654435761 + seed * 97) % _M32  # < 2^63 for ids < 2^31
+    h = ((h ^ (h >> 16)) * 0x85EBCA6B) % _M32  # murmur3 fmix32
+    h = ((h ^ (h >> 13)) * 0xC2B2AE35) % _M32
+    return h ^ (h >> 16)
+
+
+@dataclass
+class HashConfig(RouterConfig):
+    name: str = "hash"
+
+
+@ROUTERS.register("hash", HashConfig)
+class HashRouter(Router):
+    needs_token_ids = True
+
+    def forward(self, x_TD: torch.Tensor, token_ids_T: torch.Tensor | None = None) -> RouterOutput:
+        return self.route(None, x_TD=x_TD, token_ids_T=token_ids_T)  # no logits: nothing learned
+
+    def route(self, logits_TE, **ctx: torch.Tensor | None) -> RouterOutput:
+        ids_T = ctx.get("token_ids_T")
+        if ids_T is None:
+            raise ValueError("the hash router needs token ids (MoELayer.forward(x, token_ids_BS))")
+        E, K = self.n_experts, self.top_k
+        T = ids_T.shape[0]
+        free_TE = torch.ones(T, E, dtype=torch.bool, device=ids_T.device)
+        slots = []
+        for k in range(K):
+            r_T = hash_ids(ids_T, seed=k) % (E - k)  # rank among the E - k free experts
+            # the expert whose running count of free experts reaches r + 1
+            pick_T = (free_TE.long().cumsum(-1) == (r_T + 1).unsqueeze(-1)) & free_TE
+            e_T = pick_T.long().argmax(dim=-1)
+            free_TE[torch.arange(T, device=ids_T.device), e_T] = False
+            slots.append(e_T)
+        ids_TK = torch.stack(slots, dim=-1)
+        gates_TK = torch.full((T, K), 1.0 / K, dtype=torch.float32, device=ids_T.device)
+        return RouterOutput(ids_TK, gates_TK)

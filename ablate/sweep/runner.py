@@ -1,0 +1,207 @@
+"""`ablate sweep`: one Optuna study, one MLflow parent run, one child run per trial.
+
+Re-running the same command resumes: the study is loaded from its storage, finished
+trials count against `n_trials` and are not trained again, and new trials keep numbering.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from omegaconf import OmegaConf
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ablate.config.load import load_config
+from ablate.errors import ConfigError
+from ablate.sweep import space as sp
+from ablate.sweep.spec import SweepSpec
+from ablate.sweep.study import make_pruner, make_sampler, make_storage
+from ablate.tracking import runs, store
+
+SUMMARY_METRICS = ("val/loss", "val/ppl", "train/loss", "train/lm_loss", "perf/tokens_per_s",
+                   "perf/step_ms", "params_active", "params_total", "flops_per_token")
+FINISHED = ("COMPLETE", "PRUNED")
+
+
+def quiet_libraries() -> None:
+    """Keep the sweep's terminal for the progress bars: library chatter to WARNING."""
+    import warnings
+
+    import lightning  # noqa: F401 - its import sets its loggers to INFO; override after
+
+    for name in ("lightning.pytorch", "lightning.fabric", "mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*is experimental.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+
+
+def _check_metric(metric: str, key: str) -> None:
+    if metric not in SUMMARY_METRICS and not metric.startswith(("val/", "train/", "moe/", "perf/")):
+        raise ConfigError(key, metric, ", ".join(SUMMARY_METRICS) + ", or a val/ train/ moe/ perf/ metric")
+
+
+class Sweep:
+    """Validated, ready-to-run sweep: nothing is created until `run()`."""
+
+    def __init__(self, spec: SweepSpec, overrides: list[str] = (), storage: str | None = None,
+                 tracking_uri: str | None = None, n_trials: int | None = None,
+                 timeout: float | None = None, worker: int = 0, workers: int = 1):
+        self.spec, self.overrides = spec, list(overrides)
+        self.storage_url, self.worker, self.workers = storage, worker, workers
+        self.tracking_uri = store.resolve_tracking_uri(tracking_uri)
+        self.n_trials = n_trials or spec.n_trials
+        self.timeout = timeout or spec.timeout
+        self.params, self.arms = sp.parse_space(spec.space)
+        for i, obj in enumerate(spec.objectives):
+            _check_metric(obj.metric, "objective.metric" if len(spec.objectives) == 1 else f"objectives[{i}].metric")
+        self.base_cfg = load_config(base=spec.base, overrides=self.overrides)  # validates the base
+        for point in sp.corner_points(self.params, self.arms):  # every reachable option, up front
+            self.config_for(point)
+
+    def config_for(self, values: dict[str, Any]):
+        flat = sp.overrides_for(values, self.arms)
+        base = OmegaConf.to_container(OmegaConf.merge(OmegaConf.create(self.spec.base),
+                                                      OmegaConf.create(sp.nest(flat))))
+        return load_config(base=base, overrides=self.overrides)
+
+    @property
+    def experiment(self) -> str:
+        return self.spec.experiment or self.spec.study
+
+    # -- study and parent run -------------------------------------------------------------
+    def open_study(self):
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        storage = make_storage(self.storage_url, self.spec.study, self.workers)
+        try:
+            return optuna.create_study(
+                study_name=self.spec.study, storage=storage, load_if_exists=True,
+                directions=self.spec.directions,
+                sampler=make_sampler(self.spec.sampler, len(self.spec.objectives), self.worker),
+                pruner=make_pruner(self.spec.pruner),
+            )
+        except ValueError as e:  # e.g. directions differ from the stored study
+            raise ConfigError("objective.direction", self.spec.directions,
+                              "the directions the stored study was created with", str(e)) from None
+
+    def parent_run(self, study, client) -> str:
+        exp_id = store.ensure_experiment(client, self.experiment)
+        parent = study.user_attrs.get("mlflow_parent_run_id")
+        if parent:
+            try:
+                if client.get_run(parent).info.lifecycle_stage == "active":
+                    client.update_run(parent, status="RUNNING")
+                    return parent
+            except Exception:  # noqa: BLE001 - deleted from the store: make a new one
+                pass
+        tags = runs.standard_tags(**{"ablate.study": self.spec.study, "ablate.kind": "study"})
+        parent = runs.create_run(client, exp_id, self.spec.study, tags)
+        runs.log_params(client, parent, {
+            "study": self.spec.study, "sampler": self.spec.sampler["name"],
+            "pruner": self.spec.pruner["name"], "n_trials": self.n_trials,
+            "objectives": ",".join(f"{o.metric}:{o.direction}" for o in self.spec.objectives),
+        })
+        client.log_dict(parent, self.spec.source, "sweep.yaml")
+        study.set_user_attr("mlflow_parent_run_id", parent)
+        return parent
+
+    # -- the objective --------------------------------------------------------------------
+    def objective(self, trial, parent: str, progress=None):
+        import optuna
+
+        from ablate.tracking.naming import arm_name
+        from ablate.training.run import train
+
+        values = sp.suggest(trial, self.params)
+        cfg = self.config_for(values)
+        name = f"t{trial.number:03d}-{values.get('arm') or arm_name(cfg)}"
+        trial.set_user_attr("run_name", name)
+        task = None
+        if progress is not None:
+            task = progress.add_task(f"  trial {trial.number} {values.get('arm', '')}",
+                                     total=cfg.trainer.max_steps, info="")
+        prune = None if self.spec.multi_objective or self.spec.pruner["name"] == "none" else trial
+        try:
+            result = train(cfg, experiment=self.experiment, tracking_uri=self.tracking_uri,
+                           run_name=name, parent_run_id=parent,
+                           tags={"ablate.study": self.spec.study, "ablate.trial": str(trial.number)},
+                           trial=prune, progress=(progress, task) if task is not None else None,
+                           on_run=lambda rid: trial.set_user_attr("mlflow_run_id", rid))
+        except Exception as e:
+            trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}"[:500])
+            raise
+        finally:
+            if task is not None:
+                progress.remove_task(task)
+        metrics = {**{k: float(v) for k, v in result.sizes.items()}, **result.metrics}
+        trial.set_user_attr("metrics", {k: metrics[k] for k in SUMMARY_METRICS if k in metrics})
+        if result.pruned:
+            raise optuna.TrialPruned(f"pruned at step {result.extra.get('pruned_at')}")
+        out = []
+        for obj in self.spec.objectives:
+            v = metrics.get(obj.metric)
+            if v is None or not math.isfinite(v):
+                raise RuntimeError(f"objective {obj.metric} is {v}: not logged or not finite")
+            out.append(v)
+        return out[0] if len(out) == 1 else out
+
+    # -- run ------------------------------------------------------------------------------
+    def run(self, console: Console | None = None):
+        import optuna
+
+        console = console or Console(stderr=True)
+        quiet_libraries()
+        study = self.open_study()
+        client = store.client(self.tracking_uri)
+        parent = self.parent_run(study, client)
+        finished = [t for t in study.get_trials(deepcopy=False) if t.state.name in FINISHED]
+        remaining = self.n_trials - len(finished)
+        status = "FINISHED"
+        if remaining <= 0:
+            console.print(f"study [bold]{self.spec.study}[/]: {len(finished)}/{self.n_trials} trials "
+                          "already finished; nothing to train (raise --n-trials to add more)")
+        else:
+            progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=console)
+            sweep_task = progress.add_task(f"[bold]{self.spec.study}[/] trials", total=remaining, info="")
+
+            def on_trial(study, trial) -> None:
+                counts = {s: 0 for s in ("COMPLETE", "PRUNED", "FAIL")}
+                for t in study.get_trials(deepcopy=False):
+                    counts[t.state.name] = counts.get(t.state.name, 0) + 1
+                best = ""
+                if not self.spec.multi_objective and counts["COMPLETE"]:
+                    best = f"best {study.best_value:.4f} (trial {study.best_trial.number})"
+                info = (f"done {counts['COMPLETE']} pruned {counts['PRUNED']} "
+                        f"failed {counts['FAIL']}  {best}")
+                progress.update(sweep_task, advance=1, info=info)
+
+            try:
+                with progress:
+                    study.optimize(lambda t: self.objective(t, parent, progress), n_trials=remaining,
+                                   timeout=self.timeout, catch=(Exception,), gc_after_trial=True,
+                                   callbacks=[on_trial])
+            except KeyboardInterrupt:
+                status = "KILLED"
+                raise
+            finally:
+                self._summarise(study, client, parent)
+                client.set_terminated(parent, status=status)
+        return study
+
+    def _summarise(self, study, client, parent: str) -> None:
+        rows = []
+        for t in study.get_trials(deepcopy=False):
+            rows.append({"trial": t.number, "state": t.state.name, "params": t.params,
+                         "values": t.values, "metrics": t.user_attrs.get("metrics", {}),
+                         "run_id": t.user_attrs.get("mlflow_run_id"),
+                         "fail_reason": t.user_attrs.get("fail_reason")})
+        client.log_dict(parent, {"study": self.spec.study, "trials": rows}, "summary.json")
+        done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+        if done and not self.spec.multi_objective:
+            client.log_metric(parent, f"best/{self.spec.objectives[0].metric}", study.best_value)
+        client.log_metric(parent, "trials/complete", len(done))
