@@ -125,7 +125,8 @@ def _ui(a) -> int:
     uri = resolve_tracking_uri(a.tracking_uri)
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
            "--host", a.host, "--port", str(a.port)]
-    if uri.startswith("sqlite"):
+    if uri.startswith("sqlite:///"):
+        paths.home().mkdir(parents=True, exist_ok=True)
         cmd += ["--default-artifact-root", paths.artifact_root().as_uri()]
     print(f"MLflow UI on http://{a.host}:{a.port}  (store {uri}; Ctrl-C to stop)", flush=True)
     return subprocess.call(cmd)

@@ -160,6 +160,9 @@ class Sweep:
         parent = self.parent_run(study, client)
         finished = [t for t in study.get_trials(deepcopy=False) if t.state.name in FINISHED]
         remaining = self.n_trials - len(finished)
+        grid = sp.grid_size(self.params)
+        if self.spec.sampler["name"] in ("bruteforce", "grid") and grid is not None:
+            remaining = min(remaining, grid - len(finished))  # an exhaustive grid ends there
         status = "FINISHED"
         if remaining <= 0:
             console.print(f"study [bold]{self.spec.study}[/]: {len(finished)}/{self.n_trials} trials "

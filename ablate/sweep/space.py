@@ -120,3 +120,13 @@ def corner_points(params: list[Param], arms: dict[str, dict[str, Any]]) -> list[
             point[p.key] = int(v) if p.kind == "int" else v
             points.append(point)
     return points
+
+
+def grid_size(params: list[Param]) -> int | None:
+    """Number of distinct points of an all-categorical space (None if any range is continuous)."""
+    n = 1
+    for p in params:
+        if p.kind != "categorical":
+            return None
+        n *= len(p.choices)
+    return n

@@ -18,6 +18,9 @@ class MlflowRunLogger(Logger):
         super().__init__()
         self.client, self.run_id, self.flush_every = mlflow_client, run_id, flush_every
         self._buffer: list = []
+        # Lightning's own step lags global_step by one inside validation; runs index every
+        # metric by optimizer steps done, so the trainer's global_step wins when it is set
+        self.step_source = None
         self.last: dict[str, float] = {}  # the latest value of every metric, for summaries
 
     @property
@@ -37,6 +40,8 @@ class MlflowRunLogger(Logger):
         from mlflow.entities import Metric
 
         ts = int(time.time() * 1000)
+        if self.step_source is not None:
+            step = self.step_source()
         for key, value in metrics.items():
             if key == "epoch":
                 continue

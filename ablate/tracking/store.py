@@ -16,16 +16,17 @@ def mask(text: str) -> str:
 
 
 def resolve_tracking_uri(uri: str | None) -> str:
-    uri = uri or paths.default_tracking_uri()
-    if uri.startswith("sqlite:///"):
-        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    return uri
+    return uri or paths.default_tracking_uri()
 
 
 def client(uri: str | None):
+    """An MlflowClient on `uri`; creates the SQLite file's folder (only now, not earlier)."""
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=resolve_tracking_uri(uri))
+    uri = resolve_tracking_uri(uri)
+    if uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    return MlflowClient(tracking_uri=uri)
 
 
 def ensure_experiment(mlflow_client, name: str) -> str:

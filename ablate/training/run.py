@@ -106,6 +106,7 @@ def train(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = None,
 
         callbacks.append(RichProgressBar(leave=True))
     trainer = _trainer(cfg, logger, callbacks, bar)
+    logger.step_source = lambda: trainer.global_step
     status, state = "FAILED", "FAILED"
     try:
         trainer.fit(module, datamodule=dm)

@@ -5,7 +5,9 @@ in selection (the base class's `weight` exists but is never used, so gets no gra
 Hash: Knuth's multiplicative hash h = (id * 2654435761 + seed * 97) mod 2^32, then the
 murmur3 32-bit finaliser (xor-shift-multiply) so that the low bits are mixed too: without
 it, h mod E for a power-of-two E is just (id + seed) mod E, since 2654435761 = 1 mod 2^4.
-Balanced: each expert gets the same share of a uniform range of ids (up to +-1 id).
+The result is a fixed pseudo-random function of the id (Roller et al.'s "random hash"):
+balanced in expectation over ids, exactly balanced over all 2^32 ids for a power-of-two E
+(fmix32 is a bijection). It needs no vocabulary size.
 K > 1: slot k uses seed k and picks index h_k mod (E - k) among the experts not yet taken
 by the token's earlier slots, so a token never repeats an expert. Gates are 1/K.
 """

@@ -1,0 +1,44 @@
+import subprocess
+import sys
+
+from ablate.cli import main
+from tests.mlflow_helpers import all_runs, store
+
+
+def test_tiny_train_lands_in_mlflow(ablate_home, tiny, capsys):
+    assert main(["train", "model.ffn=moe", *tiny]) == 0
+    runs = all_runs(ablate_home)
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    assert run.data.params["model.ffn"] == "moe"
+    assert int(run.data.params["params_active"]) > 0
+    for key in ("train/loss", "train/lm_loss", "train/aux/switch", "val/loss", "val/ppl",
+                "perf/tokens_per_s", "params_active", "moe/load_cv", "moe/l0/router_entropy"):
+        assert key in run.data.metrics, key
+    assert run.data.tags["ablate.state"] == "COMPLETE"
+    assert run.data.tags["ablate.data_fingerprint"]
+    arts = {a.path for a in store(ablate_home).list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "routing"} <= arts
+    # the last validation happens at the end even when val_every does not divide max_steps
+    hist = store(ablate_home).get_metric_history(run.info.run_id, "val/loss")
+    assert max(m.step for m in hist) == 6
+    assert "val/loss=" in capsys.readouterr().out
+
+
+def test_bad_input_exits_2_and_creates_nothing(ablate_home):
+    proc = subprocess.run(
+        [sys.executable, "-m", "ablate", "train", "model.moe.top_k=9", "model.moe.n_experts=8"],
+        capture_output=True, text=True, env={**__import__("os").environ, "ABLATE_HOME": str(ablate_home)},
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "model.moe.top_k" in lines[0]
+    assert not ablate_home.exists()
+
+
+def test_help_explains_the_commands(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    for word in ("train", "sweep", "ui", "ABLATE_HOME", "quickstart"):
+        assert word in out

@@ -1,0 +1,64 @@
+import optuna
+import yaml
+
+from ablate.cli import main
+from ablate.sweep.study import make_storage
+from tests.mlflow_helpers import all_runs
+
+SWEEP = {
+    "study": "tiny",
+    "base": {"model": {"ffn": "moe"}},
+    "space": {
+        "arm": {"dense": {"model.ffn": "dense"},
+                "moe-E4": {"model.ffn": "moe", "model.moe.n_experts": 4, "model.moe.top_k": 1}},
+    },
+    "objective": {"metric": "val/loss", "direction": "minimize"},
+    "sampler": {"name": "bruteforce", "seed": 0},
+    "n_trials": 2,
+}
+
+
+def test_two_trial_sweep_then_resume(ablate_home, tiny, tmp_path, capsys):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(SWEEP))
+    assert main(["sweep", str(path), *tiny]) == 0
+
+    study = optuna.load_study(study_name="tiny", storage=make_storage(None, "tiny"))
+    trials = study.get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    assert {t.params["arm"] for t in trials} == {"dense", "moe-E4"}
+
+    runs = all_runs(ablate_home)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and len(children) == 2
+    parent = parents[0]
+    assert study.user_attrs["mlflow_parent_run_id"] == parent.info.run_id
+    assert parent.info.status == "FINISHED"
+    for child in children:
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert child.info.status == "FINISHED"
+        assert {"val/loss", "train/loss", "perf/tokens_per_s", "params_active"} <= set(child.data.metrics)
+        trial = trials[int(child.data.tags["ablate.trial"])]
+        assert trial.user_attrs["mlflow_run_id"] == child.info.run_id
+        assert trial.value == child.data.metrics["val/loss"]
+    out = capsys.readouterr().out
+    assert "dense" in out and "moe-E4" in out
+
+    # the same command again: resumes, trains nothing, adds no run
+    assert main(["sweep", str(path), *tiny]) == 0
+    assert len(optuna.load_study(study_name="tiny", storage=make_storage(None, "tiny")).trials) == 2
+    assert len(all_runs(ablate_home)) == 3
+    # a larger budget on an exhausted grid trains nothing twice
+    assert main(["sweep", str(path), "--n-trials", "5", *tiny]) == 0
+    assert len(optuna.load_study(study_name="tiny", storage=make_storage(None, "tiny")).trials) == 2
+
+
+def test_bad_sweep_value_creates_no_study(ablate_home, tiny, tmp_path, capsys):
+    bad = dict(SWEEP, space={"arm": {"x": {"model.moe.top_k": 99}}})
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    assert main(["sweep", str(path), *tiny]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "model.moe.top_k" in err[0]
+    assert not ablate_home.exists()

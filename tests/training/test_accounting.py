@@ -1,0 +1,59 @@
+import pytest
+import torch
+
+from ablate.config.load import load_config
+from ablate.models.moe.layer import MoELayer
+from ablate.training.accounting import param_counts
+from ablate.training.module import LMModule
+
+CASES = [
+    ["model.ffn=dense"],
+    ["model.ffn=dense", "model.tie_embeddings=false"],
+    ["model.ffn=moe", "model.moe.n_experts=4", "model.moe.top_k=1"],
+    ["model.ffn=moe", "model.moe.n_experts=8", "model.moe.top_k=2", "model.moe.granularity=2"],
+    ["model.ffn=moe", "model.moe.n_shared=1", "model.moe.shared_gate=true", "model.moe.moe_every=2"],
+    ["model.ffn=moe", "model.moe.first_dense=1", "model.moe.d_expert=32"],
+]
+
+
+def _counted(module) -> tuple[int, int]:
+    """Count from the built model: a layer's routed experts count k/E towards active."""
+    total = sum(p.numel() for p in module.parameters())
+    active = total
+    for m in module.modules():
+        if isinstance(m, MoELayer):
+            routed = sum(p.numel() for p in m.experts.parameters())
+            active -= routed - routed * m.dims.top_k // m.dims.n_experts
+    return total, active
+
+
+@pytest.mark.parametrize("overrides", CASES)
+def test_predicted_params_equal_built(overrides):
+    cfg = load_config(overrides=[*overrides, "model.vocab_size=256", "model.d_model=32",
+                                 "model.n_heads=2", "model.d_ff=64", "model.n_layers=3"])
+    module = LMModule(cfg.model, cfg.optim, 10, 16)
+    predicted = param_counts(cfg.model, 16)
+    total, active = _counted(module)
+    assert predicted["params_total"] == total
+    assert predicted["params_active"] == active
+
+
+def test_matched_arms_have_equal_active_params():
+    base = ["model.vocab_size=256", "model.d_ff=512"]
+    dense = param_counts(load_config(overrides=[*base, "model.ffn=dense"]).model, 128)
+    arms = [["model.moe.n_experts=8", "model.moe.top_k=1"],
+            ["model.moe.n_experts=8", "model.moe.top_k=1", "model.moe.granularity=2"]]
+    for arm in arms:
+        moe = param_counts(load_config(overrides=[*base, "model.ffn=moe", *arm]).model, 128)
+        router = moe["n_moe_layers"] * 128 * 8 * load_config(overrides=[*base, *arm]).model.moe.granularity
+        assert moe["params_active"] - router == dense["params_active"]
+        assert moe["params_total"] > dense["params_total"]
+
+
+def test_flops_scale_with_active_not_total():
+    base = ["model.vocab_size=256", "model.ffn=moe", "model.moe.top_k=1"]
+    f8 = param_counts(load_config(overrides=[*base, "model.moe.n_experts=8"]).model, 128)
+    f64 = param_counts(load_config(overrides=[*base, "model.moe.n_experts=64"]).model, 128)
+    router_flops = 6 * 4 * 128 * (64 - 8)
+    assert f64["flops_per_token"] - f8["flops_per_token"] == router_flops
+    assert torch.tensor(f64["params_total"]) > 5 * f8["params_total"] / 2
