@@ -10,11 +10,14 @@ both, apart from the LM loss. Balance losses are 1.0 at perfect balance.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
-from ablate.models.moe.routers.base import RouterOutput
 from ablate.registry import AUX_LOSSES
+
+if TYPE_CHECKING:  # a runtime import would be circular: models.moe.layer imports this module
+    from ablate.models.moe.routers.base import RouterOutput
 
 
 @dataclass
