@@ -81,7 +81,10 @@ def _train(a) -> int:
     path, overrides = _split_config(a.args)
     cfg = load_config(path, overrides)
     _hub_mode(cfg.data.source)
+    from ablate.console import quiet_libraries
     from ablate.training.run import train
+
+    quiet_libraries()
 
     result = train(cfg, experiment=a.experiment or cfg.tracking.experiment or "ablate-train",
                    tracking_uri=a.tracking_uri or cfg.tracking.tracking_uri)
@@ -138,8 +141,19 @@ def _bench(a) -> int:
     return bench_moe(a.rest)
 
 
+def _terminate_gracefully(signum, frame) -> None:
+    """SIGTERM behaves like Ctrl-C: the running trial ends FAIL in Optuna and KILLED in MLflow
+    (instead of RUNNING forever), finished trials are untouched."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
     from ablate.errors import AblateError
+
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _terminate_gracefully)
 
     parser = _parser()
     a, extra = parser.parse_known_args(argv)

@@ -91,6 +91,8 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = (),
     _check_aux(merged.model.moe.aux)
     cfg: RunConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
     cfg.model.moe.router = router  # the router's own dataclass, validated
+    if cfg.model.ffn == "moe":
+        _check_router_fits(cfg)
     from ablate.config.validate import validate
 
     validate(cfg)
@@ -111,6 +113,23 @@ def _check_aux(node: DictConfig) -> None:
                               "unknown aux loss")
         if weight is None or float(weight) < 0:
             raise ConfigError(f"model.moe.aux.{name}", weight, "a weight >= 0", "negative weight")
+
+
+def _check_router_fits(cfg: RunConfig) -> None:
+    """Causality and the router's outputs against the aux losses that read them."""
+    moe = cfg.model.moe
+    name = moe.router.name
+    router_cls = ROUTERS.get(name).obj
+    if not router_cls.causal and not moe.allow_noncausal_routing:
+        causal = ", ".join(n for n in ROUTERS.names() if ROUTERS.get(n).obj.causal)
+        raise ConfigError("model.moe.router.name", name,
+                          f"a causal router ({causal}) or model.moe.allow_noncausal_routing=true",
+                          "this router lets a token's output depend on later tokens")
+    for loss, weight in moe.aux.items():
+        missing = [a for a in getattr(AUX_LOSSES.get(loss).obj, "needs", ()) if a not in router_cls.gives]
+        if weight > 0 and missing:
+            raise ConfigError(f"model.moe.aux.{loss}", weight, f"0 with router {name}",
+                              f"router {name} gives no {missing[0].removesuffix('_TE')}")
 
 
 def to_dict(cfg: RunConfig) -> dict[str, Any]:

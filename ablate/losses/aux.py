@@ -105,6 +105,16 @@ def comm_loss(*, probs_TE: torch.Tensor, ids_TK: torch.Tensor, n_experts: int, n
     return (f_D * _per_device(probs_TE.mean(0), n_devices)).sum()
 
 
+def needs(*attrs: str):
+    """Declare which RouterOutput fields a loss reads, so configs are checked up front."""
+
+    def deco(fn):
+        fn.needs = attrs
+        return fn
+
+    return deco
+
+
 def _need(ctx: AuxContext, attr: str, loss: str) -> torch.Tensor:
     value = getattr(ctx.route, attr)
     if value is None:
@@ -122,22 +132,26 @@ def _devices(ctx: AuxContext) -> tuple[int, int]:
 
 
 @AUX_LOSSES.register("switch")
+@needs("probs_TE")
 def _switch(ctx: AuxContext) -> torch.Tensor:
     probs = _need(ctx, "probs_TE", "switch")
     return switch_loss(probs_TE=probs, ids_TK=ctx.route.ids_TK, n_experts=ctx.n_experts)
 
 
 @AUX_LOSSES.register("z")
+@needs("logits_TE")
 def _z(ctx: AuxContext) -> torch.Tensor:
     return z_loss(logits_TE=_need(ctx, "logits_TE", "z"))
 
 
 @AUX_LOSSES.register("importance")
+@needs("probs_TE")
 def _importance(ctx: AuxContext) -> torch.Tensor:
     return importance_loss(probs_TE=_need(ctx, "probs_TE", "importance"))
 
 
 @AUX_LOSSES.register("seq_aux")
+@needs("probs_TE")
 def _seq_aux(ctx: AuxContext) -> torch.Tensor:
     probs = _need(ctx, "probs_TE", "seq_aux")
     return seq_aux_loss(probs_TE=probs, ids_TK=ctx.route.ids_TK, n_experts=ctx.n_experts,
@@ -145,13 +159,16 @@ def _seq_aux(ctx: AuxContext) -> torch.Tensor:
 
 
 @AUX_LOSSES.register("device")
+@needs("probs_TE")
 def _device(ctx: AuxContext) -> torch.Tensor:
     probs = _need(ctx, "probs_TE", "device")
     D, _ = _devices(ctx)
-    return device_loss(probs_TE=probs, ids_TK=ctx.route.ids_TK, n_experts=ctx.n_experts, n_devices=D)
+    return device_loss(probs_TE=probs, ids_TK=ctx.route.ids_TK, n_experts=ctx.n_experts,
+                       n_devices=D)
 
 
 @AUX_LOSSES.register("comm")
+@needs("probs_TE")
 def _comm(ctx: AuxContext) -> torch.Tensor:
     probs = _need(ctx, "probs_TE", "comm")
     D, M = _devices(ctx)

@@ -6,8 +6,9 @@ trials count against `n_trials` and are not trained again, and new trials keep n
 
 from __future__ import annotations
 
-import logging
 import math
+import os
+import socket
 from typing import Any
 
 from omegaconf import OmegaConf
@@ -15,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ablate.config.load import load_config
+from ablate.console import quiet_libraries
 from ablate.errors import ConfigError
 from ablate.sweep import space as sp
 from ablate.sweep.spec import SweepSpec
@@ -26,21 +28,42 @@ SUMMARY_METRICS = ("val/loss", "val/ppl", "train/loss", "train/lm_loss", "perf/t
 FINISHED = ("COMPLETE", "PRUNED")
 
 
-def quiet_libraries() -> None:
-    """Keep the sweep's terminal for the progress bars: library chatter to WARNING."""
-    import warnings
-
-    import lightning  # noqa: F401 - its import sets its loggers to INFO; override after
-
-    for name in ("lightning.pytorch", "lightning.fabric", "mlflow", "alembic"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*is experimental.*")
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-
-
 def _check_metric(metric: str, key: str) -> None:
     if metric not in SUMMARY_METRICS and not metric.startswith(("val/", "train/", "moe/", "perf/")):
         raise ConfigError(key, metric, ", ".join(SUMMARY_METRICS) + ", or a val/ train/ moe/ perf/ metric")
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_dead_trials(study, client) -> list[int]:
+    """RUNNING trials whose worker process on this host is gone (SIGKILL, power loss) become
+    FAIL in Optuna and FAILED in MLflow, so the study can re-run them. Other hosts' trials
+    are left to RDB heartbeats."""
+    from optuna.trial import TrialState
+
+    host, reaped = socket.gethostname(), []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if t.user_attrs.get("host") != host or _alive(t.user_attrs.get("pid")):
+            continue
+        study._storage.set_trial_user_attr(t._trial_id, "fail_reason", "worker process died")
+        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        run_id = t.user_attrs.get("mlflow_run_id")
+        if run_id:
+            client.set_tag(run_id, "ablate.state", "FAILED")
+            client.set_tag(run_id, "ablate.fail_reason", "worker process died")
+            client.set_terminated(run_id, status="FAILED")
+        reaped.append(t.number)
+    return reaped
 
 
 class Sweep:
@@ -116,6 +139,8 @@ class Sweep:
         from ablate.tracking.naming import arm_name
         from ablate.training.run import train
 
+        trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("pid", os.getpid())
         values = sp.suggest(trial, self.params)
         cfg = self.config_for(values)
         name = f"t{trial.number:03d}-{values.get('arm') or arm_name(cfg)}"
@@ -158,6 +183,7 @@ class Sweep:
         study = self.open_study()
         client = store.client(self.tracking_uri)
         parent = self.parent_run(study, client)
+        reap_dead_trials(study, client)
         finished = [t for t in study.get_trials(deepcopy=False) if t.state.name in FINISHED]
         remaining = self.n_trials - len(finished)
         grid = sp.grid_size(self.params)

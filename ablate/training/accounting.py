@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from ablate.config.schema import ModelConfig
 from ablate.models.moe.sizes import moe_dims, moe_layer_ids
+from ablate.registry import ROUTERS
 
 
 def _ffn_params(cfg: ModelConfig, moe: bool) -> tuple[int, int]:
@@ -21,7 +22,7 @@ def _ffn_params(cfg: ModelConfig, moe: bool) -> tuple[int, int]:
         n = 3 * D * cfg.d_ff
         return n, n
     d = moe_dims(cfg.moe, cfg.d_ff)
-    router = d.n_experts * D
+    router = ROUTERS.get(cfg.moe.router.name).obj.n_params(D, d.n_experts)
     shared = 3 * D * d.n_shared * d.d_shared + (D if d.n_shared and cfg.moe.shared_gate else 0)
     expert = 3 * D * d.d_expert
     return router + shared + d.n_experts * expert, router + shared + d.top_k * expert

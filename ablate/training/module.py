@@ -35,9 +35,14 @@ class LMModule(L.LightningModule):
     def _losses(self, batch):
         x_BS, y_BS = batch
         logits_BSV, aux = self.model(x_BS)
-        lm = F.cross_entropy(logits_BSV.float().flatten(0, 1), y_BS.flatten())
-        weighted = {k: self.aux_weights.get(k, 1.0) * v for k, v in aux.items()}
-        return lm, aux, weighted
+        lm_T = F.cross_entropy(logits_BSV.float().flatten(0, 1), y_BS.flatten(), reduction="none")
+        weights = dict(self.aux_weights)
+        policy = [layer.router for layer in self.model.moe_layers if hasattr(layer.router, "reinforce_loss")]
+        if policy and self.training:  # REINFORCE routers: reward = -(the token's own LM loss)
+            aux["reinforce"] = sum(r.reinforce_loss(-lm_T.detach()) for r in policy) / len(policy)
+            weights["reinforce"] = policy[0].cfg.policy_weight
+        weighted = {k: weights.get(k, 1.0) * v for k, v in aux.items()}
+        return lm_T.mean(), aux, weighted
 
     def training_step(self, batch, batch_idx):
         lm, aux, weighted = self._losses(batch)

@@ -81,6 +81,8 @@ def train(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = None,
     client = store.client(tracking_uri)
     exp_id = store.ensure_experiment(client, experiment)
     all_tags = runs.standard_tags(**{"ablate.data_fingerprint": dm.fingerprint, "ablate.arm": arm_name(cfg)})
+    if cfg.model.ffn == "moe" and cfg.model.moe.allow_noncausal_routing:
+        all_tags["ablate.noncausal_routing"] = "true"  # such runs see future tokens
     all_tags.update(tags or {})
     run_id = runs.create_run(client, exp_id, run_name or cfg.tracking.run_name or arm_name(cfg),
                              all_tags, parent_run_id)

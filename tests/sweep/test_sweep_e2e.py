@@ -62,3 +62,19 @@ def test_bad_sweep_value_creates_no_study(ablate_home, tiny, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "model.moe.top_k" in err[0]
     assert not ablate_home.exists()
+
+
+def test_resume_continues_numbering_with_a_sampled_space(ablate_home, tiny, tmp_path):
+    spec = dict(SWEEP, study="lr", space={"optim.lr": {"type": "float", "low": 1e-3, "high": 1e-2,
+                                                          "log": True}},
+                sampler={"name": "random", "seed": 1}, n_trials=1)
+    path = tmp_path / "lr.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert main(["sweep", str(path), *tiny]) == 0
+    assert main(["sweep", str(path), "--n-trials", "2", *tiny]) == 0
+    study = optuna.load_study(study_name="lr", storage=make_storage(None, "lr"))
+    assert [t.number for t in study.trials] == [0, 1]
+    assert all(t.state.name == "COMPLETE" for t in study.trials)
+    children = [r for r in all_runs(ablate_home) if "mlflow.parentRunId" in r.data.tags]
+    assert len({r.data.tags["mlflow.parentRunId"] for r in children}) == 1  # one parent throughout
+    assert sorted(r.data.tags["ablate.trial"] for r in children) == ["0", "1"]

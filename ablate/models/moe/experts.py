@@ -1,54 +1,203 @@
-"""Routed experts: stacked SwiGLU weights and dropless dispatch.
+"""Routed experts: stacked SwiGLU weights and dropless sorted dispatch.
 
 Legend: T tokens, D model width, H expert hidden width, E experts, K slots per token,
-N = T*K routed (token, expert) assignments.
+N = T*K (token, expert) assignments, F = 2H (w1 and w3 side by side), G experts in a block.
 
-Fast path (`dispatch="grouped"`): sort the N assignments by expert, gather the token rows
-once, run every expert as one grouped GEMM over contiguous segments
-(`torch.nn.functional.grouped_mm`), scale by the gates and scatter-add back. Memory is
-O(N*D + N*H); nothing is padded to a capacity. Where `grouped_mm` is missing or the
-shapes break its 16-byte stride rule, the same segments run as a loop over `unbind`-ed
-weights, whose backward stacks the per-expert gradients once (slicing `w[e]` in a loop
-would materialise a full (E, D, H) gradient per expert).
+Parameters: `w13` (E, D, 2H) holds w1 | w3 side by side, so both SwiGLU input projections
+are ONE grouped GEMM (about 10% faster than two at H=128 on CPU); `w2` (E, H, D).
+`w1`/`w3` are read-only views of `w13` for readers (in-place writes through them land in
+`w13`). Parameter count 3*E*D*H, unchanged.
+
+Dispatch (`dispatch="grouped"`): sort the N assignments by expert (dropped slots, id -1,
+sort last) so each expert owns a contiguous run of rows; gather, GEMM, SwiGLU, gate and
+scatter-add back. Memory O(N*(D + H)); nothing is padded to a capacity. Two kernels:
+- `grouped_experts` (CUDA): plain autograd through one `F.grouped_mm` per projection,
+  no host sync. Dropped slots ride along as a tail past the last offset, which grouped_mm
+  leaves uninitialised (NaN possible): they gather from and scatter into a zero pad row T
+  that is sliced off, and their gates are zeroed with `where` (not a multiply: NaN-safe).
+  Where grouped_mm is missing or breaks its 16-byte stride rule: a loop over `unbind`-ed
+  weights, whose backward stacks once (`w[e]` in an autograd loop would materialise a full
+  (E, D, F) gradient per expert).
+- `blocked_experts` (CPU): the same maths in a custom autograd Function that walks blocks
+  of consecutive experts of about `_BLOCK_ROWS` rows, outside autograd. On CPU every tensor
+  of >= 32 MiB is a fresh mmap that page-faults on first touch (~10 ms per 32 MiB here), and
+  the (N, D) gather/scatter tensors hit that at T=4096, K=8, D=256; blocks stay in cache
+  and are reused from the heap (2.1x -> 1.2x a dense FFN of equal active size at E=64).
 
 Reference (`dispatch="loop"`): the obvious per-expert loop with boolean masks, kept to
-test the fast path against.
+test the fast paths against.
 """
 
 from __future__ import annotations
-
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 _HAS_GROUPED_MM = hasattr(F, "grouped_mm")
+_BLOCK_ROWS = 2048  # rows per CPU block: (rows, D) and (rows, 2H) tiles stay in L2/L3
 
 
-def _segment_mm(x_ND: torch.Tensor, w_EDH: torch.Tensor, counts_E: list[int], offs_E: torch.Tensor):
-    """Row segments of x (sorted by expert) times their expert's matrix: (N, D) -> (N, H)."""
-    aligned = (w_EDH.shape[1] * x_ND.element_size()) % 16 == 0 and (
-        w_EDH.shape[2] * x_ND.element_size()
-    ) % 16 == 0
-    if _HAS_GROUPED_MM and aligned and x_ND.dtype == w_EDH.dtype:
-        return F.grouped_mm(x_ND, w_EDH, offs=offs_E)
-    parts = [xs @ w for xs, w in zip(x_ND.split(counts_E), w_EDH.unbind(0))]
-    return torch.cat(parts) if parts else x_ND.new_zeros(0, w_EDH.shape[2])
+def _gmm_ok(*mats: torch.Tensor) -> bool:
+    """grouped_mm's layout rule: row- or column-major, leading stride a multiple of 16 bytes."""
+    if not _HAS_GROUPED_MM or {m.dtype for m in mats} - {mats[0].dtype}:
+        return False
+    if mats[0].dtype not in (torch.float32, torch.bfloat16, torch.float16):
+        return False
+    for m in mats:
+        align = 16 // m.element_size()
+        s_row, s_col = m.stride(-2), m.stride(-1)
+        lead = s_row if s_col == 1 else s_col if s_row == 1 else None
+        if lead is None or lead % align or (m.is_cuda and m.data_ptr() % 16):
+            return False
+    return True
+
+
+def _gmm(a_NA, b_GAB, offs_G, counts_G: list[int]) -> torch.Tensor:
+    """Row segment g of a times b[g]: (N, A) x (G, A, B) -> (N, B). No autograd (w[g] ok)."""
+    if _gmm_ok(a_NA, b_GAB):
+        return F.grouped_mm(a_NA, b_GAB, offs=offs_G)
+    return torch.cat([a @ b for a, b in zip(a_NA.split(counts_G), b_GAB)])
+
+
+def _gmm_wgrad(a_AN, b_NB, offs_G, counts_G: list[int]) -> torch.Tensor:
+    """Per-segment outer products: (A, N) x (N, B) -> (G, A, B), zero for empty segments."""
+    if _gmm_ok(a_AN, b_NB):
+        return F.grouped_mm(a_AN, b_NB, offs=offs_G)
+    return torch.stack([a @ b for a, b in zip(a_AN.split(counts_G, 1), b_NB.split(counts_G))])
+
+
+def sort_by_expert(ids_TK: torch.Tensor, n_experts: int):
+    """order_N (slots grouped by expert, dropped last), counts_E, key_N (E for dropped)."""
+    key_N = ids_TK.reshape(-1)
+    key_N = torch.where(key_N >= 0, key_N, n_experts)  # dropped slots sort last
+    order_N = torch.argsort(key_N, stable=True)
+    counts_E = torch.bincount(key_N, minlength=n_experts + 1)[:n_experts]
+    return order_N, counts_E, key_N
+
+
+class _BlockedExperts(torch.autograd.Function):
+    """CPU kernel: expert blocks of ~_BLOCK_ROWS rows, hand-written SwiGLU backward."""
+
+    @staticmethod
+    def forward(ctx, x_TD, w13_EDF, w2_EHD, gates_TK, ids_TK):
+        T, K = ids_TK.shape
+        E, H = w13_EDF.shape[0], w2_EHD.shape[1]
+        order_N, counts_E, _ = sort_by_expert(ids_TK, E)
+        counts = counts_E.tolist()  # free on CPU
+        order_N = order_N[: sum(counts)]  # kept slots only
+        token_N = order_N // K
+        g_N1 = gates_TK.reshape(-1)[order_N].to(x_TD.dtype).unsqueeze(1)
+        offs_E = counts_E.cumsum(0).to(torch.int32)
+        blocks, e0, s0, n = [], 0, 0, 0
+        for e, c in enumerate(counts):  # runs of experts with <= _BLOCK_ROWS rows (or one)
+            if n and n + c > _BLOCK_ROWS:
+                blocks.append((e0, e, s0, s0 + n))
+                e0, s0, n = e, s0 + n, 0
+            n += c
+        if n:
+            blocks.append((e0, E, s0, s0 + n))
+        y_TD = torch.zeros_like(x_TD)
+        saved = []
+        for e0, e1, s0, s1 in blocks:
+            tok, offs, cnt = token_N[s0:s1], offs_E[e0:e1] - s0, counts[e0:e1]
+            a_nF = _gmm(x_TD.index_select(0, tok), w13_EDF[e0:e1], offs, cnt)
+            h_nH = F.silu(a_nF[:, :H]).mul_(a_nF[:, H:]).mul_(g_N1[s0:s1])  # gate the narrow side
+            y_TD.index_add_(0, tok, _gmm(h_nH, w2_EHD[e0:e1], offs, cnt))
+            saved.append(a_nF)
+        ctx.save_for_backward(x_TD, w13_EDF, w2_EHD, order_N, g_N1, offs_E, *saved)
+        ctx.blocks, ctx.counts, ctx.TK, ctx.gates_dtype = blocks, counts, (T, K), gates_TK.dtype
+        return y_TD
+
+    @staticmethod
+    def backward(ctx, dy_TD):
+        x_TD, w13, w2, order_N, g_N1, offs_E, *saved = ctx.saved_tensors
+        H = w2.shape[1]
+        token_N = order_N // ctx.TK[1]
+        dx_TD = torch.zeros_like(x_TD) if ctx.needs_input_grad[0] else None
+        dw13, dw2 = torch.zeros_like(w13), torch.zeros_like(w2)  # experts with no rows: 0
+        dg_N = torch.empty_like(g_N1[:, 0])
+        w13_T, w2_T = w13.transpose(1, 2), w2.transpose(1, 2)
+        for (e0, e1, s0, s1), a_nF in zip(ctx.blocks, saved):
+            tok, offs, cnt = token_N[s0:s1], offs_E[e0:e1] - s0, ctx.counts[e0:e1]
+            g_n1, a1, a3 = g_N1[s0:s1], a_nF[:, :H], a_nF[:, H:]
+            dy_nD = dy_TD.index_select(0, tok)
+            s1_nH = F.silu(a1)
+            h_nH = s1_nH * a3  # ungated SwiGLU output, recomputed (cheap, in cache)
+            dh_nH = _gmm(dy_nD, w2_T[e0:e1], offs, cnt)  # d(gated h) before the gate
+            dw2[e0:e1] = _gmm_wgrad((h_nH * g_n1).t(), dy_nD, offs, cnt)
+            dg_N[s0:s1] = (dh_nH * h_nH).sum(1)
+            dh_nH.mul_(g_n1)
+            da_nF = torch.empty_like(a_nF)
+            torch.mul(dh_nH, s1_nH, out=da_nF[:, H:])
+            da_nF[:, :H] = torch.ops.aten.silu_backward(dh_nH.mul_(a3), a1)
+            dw13[e0:e1] = _gmm_wgrad(x_TD.index_select(0, tok).t(), da_nF, offs, cnt)
+            if dx_TD is not None:
+                dx_TD.index_add_(0, tok, _gmm(da_nF, w13_T[e0:e1], offs, cnt))
+        T, K = ctx.TK
+        dg_TK = dg_N.new_zeros(T * K).index_copy_(0, order_N, dg_N).view(T, K)
+        return dx_TD, dw13, dw2, dg_TK.to(ctx.gates_dtype), None
+
+
+def blocked_experts(x_TD, w13_EDF, w2_EHD, ids_TK, gates_TK) -> torch.Tensor:
+    """CPU fast path. x (T, D), w13 (E, D, 2H), w2 (E, H, D) in one dtype -> y (T, D)."""
+    return _BlockedExperts.apply(x_TD, w13_EDF, w2_EHD, gates_TK, ids_TK)
+
+
+def grouped_experts(x_TD, w13_EDF, w2_EHD, ids_TK, gates_TK) -> torch.Tensor:
+    """Autograd fast path (CUDA): one grouped GEMM per projection, no host sync."""
+    (T, K), (E, D, F2) = ids_TK.shape, w13_EDF.shape
+    order_N, counts_E, key_N = sort_by_expert(ids_TK, E)
+    offs_E = counts_E.cumsum(0).to(torch.int32)
+    keep_N1 = (key_N[order_N] < E).unsqueeze(1)  # False on the dropped tail
+    token_N = torch.where(keep_N1[:, 0], order_N // K, T)  # dropped -> zero pad row T
+    x_pad = torch.cat([x_TD, x_TD.new_zeros(1, D)])  # (T+1, D)
+    x_ND = x_pad.index_select(0, token_N)  # gathered once
+    g_N1 = torch.where(keep_N1, gates_TK.reshape(-1, 1)[order_N].to(x_TD.dtype), 0.0)
+
+    if _gmm_ok(x_ND, w13_EDF, w2_EHD):
+        def proj(a, w):
+            return F.grouped_mm(a, w, offs=offs_E)
+    else:  # tolist() syncs, fallback only; the tail gets zeros
+        counts = counts_E.tolist()
+        n_tail = x_ND.shape[0] - sum(counts)
+
+        def proj(a, w):
+            parts = [s @ we for s, we in zip(a.split(counts + [n_tail]), w.unbind(0))]
+            return torch.cat(parts + [a.new_zeros(n_tail, w.shape[2])])
+
+    a_NF = proj(x_ND, w13_EDF)
+    h_NH = F.silu(a_NF[:, : F2 // 2]) * a_NF[:, F2 // 2 :]
+    if F2 // 2 <= D:  # gate the narrower of h and y
+        y_ND = proj(h_NH * g_N1, w2_EHD)
+    else:
+        y_ND = proj(h_NH, w2_EHD) * g_N1
+    y_pad = x_TD.new_zeros(T + 1, D).index_add_(0, token_N, y_ND)
+    return y_pad[:T]
 
 
 class RoutedExperts(nn.Module):
-    """E SwiGLU experts D -> H -> D stored as stacked (E, D, H) / (E, H, D) weights."""
+    """E SwiGLU experts D -> H -> D: w13 (E, D, 2H) = [w1 | w3], w2 (E, H, D)."""
 
     def __init__(self, n_experts: int, d_model: int, d_hidden: int, dispatch: str = "grouped"):
         super().__init__()
-        self.n_experts, self.dispatch = n_experts, dispatch
-        self.w1 = nn.Parameter(torch.empty(n_experts, d_model, d_hidden))
-        self.w3 = nn.Parameter(torch.empty(n_experts, d_model, d_hidden))
+        self.n_experts, self.d_hidden, self.dispatch = n_experts, d_hidden, dispatch
+        self.w13 = nn.Parameter(torch.empty(n_experts, d_model, 2 * d_hidden))
         self.w2 = nn.Parameter(torch.empty(n_experts, d_hidden, d_model))
         self.reset_parameters()
 
+    @property
+    def w1(self) -> torch.Tensor:
+        """(E, D, H) view of w13."""
+        return self.w13[..., : self.d_hidden]
+
+    @property
+    def w3(self) -> torch.Tensor:
+        """(E, D, H) view of w13."""
+        return self.w13[..., self.d_hidden :]
+
     def reset_parameters(self, std: float = 0.02) -> None:
-        for w in (self.w1, self.w3, self.w2):
+        for w in (self.w13, self.w2):
             nn.init.normal_(w, std=std)
 
     def forward(self, x_TD: torch.Tensor, ids_TK: torch.Tensor, gates_TK: torch.Tensor) -> torch.Tensor:
@@ -57,35 +206,32 @@ class RoutedExperts(nn.Module):
             return self.forward_loop(x_TD, ids_TK, gates_TK)
         return self.forward_grouped(x_TD, ids_TK, gates_TK)
 
-    def forward_grouped(self, x_TD, ids_TK, gates_TK) -> torch.Tensor:
-        T, K = ids_TK.shape
-        flat_ids_N = ids_TK.reshape(-1)
-        keep_N = flat_ids_N >= 0  # dropped slots (capacity) carry id -1
-        order_N = torch.argsort(torch.where(keep_N, flat_ids_N, self.n_experts), stable=True)
-        n_kept = int(keep_N.sum())
-        order_N = order_N[:n_kept]  # kept assignments, grouped by expert
-        counts_E = torch.bincount(flat_ids_N[order_N], minlength=self.n_experts)
-        offs_E = counts_E.cumsum(0).to(torch.int32)
-        counts = counts_E.tolist()
-        token_N = order_N // K  # source token of each sorted assignment
-        x_ND = x_TD[token_N]  # (N, D) gathered once
-        w1, w3, w2 = (w.to(x_TD.dtype) for w in (self.w1, self.w3, self.w2))
-        h_NH = F.silu(_segment_mm(x_ND, w1, counts, offs_E)) * _segment_mm(x_ND, w3, counts, offs_E)
-        y_ND = _segment_mm(h_NH, w2, counts, offs_E)
-        y_ND = y_ND * gates_TK.reshape(-1)[order_N].unsqueeze(-1).to(y_ND.dtype)
-        return x_TD.new_zeros(T, x_TD.shape[1]).index_add_(0, token_N, y_ND)
+    def forward_grouped(self, x_TD, ids_TK, gates_TK, kernel: str | None = None) -> torch.Tensor:
+        """kernel: None (blocked on CPU, grouped elsewhere) | "blocked" | "grouped"."""
+        kernel = kernel or ("blocked" if x_TD.device.type == "cpu" else "grouped")
+        fn = blocked_experts if kernel == "blocked" else grouped_experts
+        x, w13, w2 = _cast(x_TD, self.w13, self.w2)  # once per forward (bf16 autocast)
+        with torch.autocast(x_TD.device.type, enabled=False):
+            return fn(x, w13, w2, ids_TK, gates_TK)
 
     def forward_loop(self, x_TD, ids_TK, gates_TK) -> torch.Tensor:
         """Reference: for each expert, find its tokens, run its FFN, add the gated output."""
+        x_TD, w1, w3, w2 = _cast(x_TD, self.w1, self.w3, self.w2)
         y_TD = torch.zeros_like(x_TD)
-        for e in range(self.n_experts):
-            tok, slot = torch.nonzero(ids_TK == e, as_tuple=True)
-            if tok.numel() == 0:
-                continue
-            xe = x_TD[tok]
-            h = F.silu(xe @ self.w1[e].to(xe.dtype)) * (xe @ self.w3[e].to(xe.dtype))
-            ye = (h @ self.w2[e].to(xe.dtype)) * gates_TK[tok, slot].unsqueeze(-1).to(xe.dtype)
-            y_TD = y_TD.index_add(0, tok, ye)
+        with torch.autocast(x_TD.device.type, enabled=False):
+            for e in range(self.n_experts):
+                tok, slot = torch.nonzero(ids_TK == e, as_tuple=True)
+                if tok.numel() == 0:
+                    continue
+                xe = x_TD[tok]
+                h = F.silu(xe @ w1[e]) * (xe @ w3[e])
+                ye = (h @ w2[e]) * gates_TK[tok, slot].unsqueeze(-1).to(xe.dtype)
+                y_TD = y_TD.index_add(0, tok, ye)
         return y_TD
 
 
+def _cast(x: torch.Tensor, *ws: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Everything in the compute dtype: autocast's if it is on, else x's."""
+    dev = x.device.type
+    dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
+    return tuple(t.to(dtype) for t in (x, *ws))

@@ -12,6 +12,7 @@ from torch import nn
 from ablate.config.schema import MoEConfig
 from ablate.losses.aux import AuxContext
 from ablate.models.mlp import SwiGLU
+from ablate.models.moe.capacity import apply_capacity
 from ablate.models.moe.experts import RoutedExperts
 from ablate.models.moe.routers.base import Router, RouterOutput
 from ablate.models.moe.sizes import moe_dims
@@ -47,7 +48,11 @@ class MoELayer(nn.Module):
         x_TD = x_BSD.reshape(B * S, D)
         ids_T = token_ids_BS.reshape(-1) if token_ids_BS is not None else None
         route = self.router(x_TD, token_ids_T=ids_T)
-        y_TD = self.experts(x_TD, route.ids_TK, route.gates_TK)
+        cf = self.cfg.capacity_factor if self.training else self.cfg.eval_capacity_factor
+        ids_TK = apply_capacity(  # cf None: dropless, ids unchanged
+            route.ids_TK, route.gates_TK, None, self.dims.n_experts, cf, self.cfg.drop_priority
+        )
+        y_TD = self.experts(x_TD, ids_TK, route.gates_TK)
         if self.shared is not None:
             s_TD = self.shared(x_TD)
             if self.shared_gate is not None:  # Qwen: sigmoid gate on the shared expert

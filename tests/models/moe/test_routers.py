@@ -32,8 +32,8 @@ def top_k(name: str) -> int:
 
 def make(name: str, k: int | None = None, **opts):
     torch.manual_seed(0)
-    router = build_router({"name": name, "init_std": 0.5, **opts}, D, E, top_k(name) if k is None else k)
-    return router
+    k = top_k(name) if k is None else k
+    return build_router({"name": name, "init_std": 0.5, **opts}, D, E, k)
 
 
 def inputs(seed: int = 1):
@@ -186,7 +186,8 @@ def test_sigmoid_gate_scale_and_no_update_when_disabled():
 @pytest.mark.parametrize("score", ["softmax", "sigmoid"])
 @pytest.mark.parametrize("group_score", ["max", "top2sum"])
 def test_group_limited_stays_inside_kept_groups(score, group_score):
-    router = make("group_limited", k=3, n_groups=4, topk_groups=2, score=score, group_score=group_score)
+    router = make("group_limited", k=3, n_groups=4, topk_groups=2, score=score,
+                  group_score=group_score)
     out = route(router)
     s_TE = out.logits_TE.softmax(-1) if score == "softmax" else torch.sigmoid(out.logits_TE)
     g_TG = s_TE.view(T, 4, 2).amax(-1) if group_score == "max" else s_TE.view(T, 4, 2).sum(-1)
@@ -216,7 +217,8 @@ def test_expert_choice_each_expert_takes_c_tokens(cf):
     out = route(make("expert_choice", capacity_factor=cf))
     C = math.ceil(T * cf / E)
     assert out.ids_TK.shape == (T, E)
-    assert torch.equal(torch.bincount(out.ids_TK[out.ids_TK >= 0], minlength=E), torch.full((E,), C))
+    load_E = torch.bincount(out.ids_TK[out.ids_TK >= 0], minlength=E)
+    assert torch.equal(load_E, torch.full((E,), C))
     kept = out.ids_TK >= 0
     torch.testing.assert_close(out.gates_TK[kept], out.probs_TE[kept])
 

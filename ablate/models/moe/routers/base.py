@@ -39,6 +39,12 @@ class RouterOutput:
 class Router(nn.Module):
     causal: ClassVar[bool] = True  # False: a token's routing depends on later tokens
     needs_token_ids: ClassVar[bool] = False
+    gives: ClassVar[tuple[str, ...]] = ("probs_TE", "logits_TE")  # what aux losses can read
+
+    @classmethod
+    def n_params(cls, d_model: int, n_experts: int) -> int:
+        """Parameter count, for accounting without building the model."""
+        return n_experts * d_model
     # True: the layer must mix tokens densely with the router's own mixing function (Soft
     # MoE, `soft.soft_moe_forward`) instead of token-choice dispatch on ids/gates
     dense_mixture: ClassVar[bool] = False

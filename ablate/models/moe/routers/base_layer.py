@@ -48,7 +48,8 @@ class BaseLayerRouter(Router):
             raise ConfigError("model.moe.top_k", top_k, "1 (BASE layers send each token to one "
                               "expert; with granularity m, top_k*m must be 1)")
         if cfg.sinkhorn_iters < 0:
-            raise ConfigError("model.moe.router.sinkhorn_iters", cfg.sinkhorn_iters, "an integer >= 0")
+            raise ConfigError("model.moe.router.sinkhorn_iters", cfg.sinkhorn_iters,
+                              "an integer >= 0")
 
     def route(self, logits_TE: torch.Tensor, **ctx: torch.Tensor | None) -> RouterOutput:
         if self.training:

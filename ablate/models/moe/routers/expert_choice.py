@@ -34,7 +34,8 @@ class ExpertChoiceRouter(Router):
     def __init__(self, cfg: ExpertChoiceConfig, d_model: int, n_experts: int, top_k: int):
         super().__init__(cfg, d_model, n_experts, top_k)
         if not cfg.capacity_factor > 0:
-            raise ConfigError("model.moe.router.capacity_factor", cfg.capacity_factor, "a number > 0")
+            raise ConfigError("model.moe.router.capacity_factor", cfg.capacity_factor,
+                              "a number > 0")
 
     def route(self, logits_TE: torch.Tensor, **ctx: torch.Tensor | None) -> RouterOutput:
         T, E = logits_TE.shape

@@ -38,12 +38,13 @@ class GroupLimitedRouter(Router):
         super().__init__(cfg, d_model, n_experts, top_k)
         G, M = cfg.n_groups, cfg.topk_groups
         if G < 1 or n_experts % G:
-            raise ConfigError(KEY + "n_groups", G, f"a divisor of the routed experts ({n_experts})")
+            raise ConfigError(KEY + "n_groups", G, f"a divisor of the experts ({n_experts})")
         if not 1 <= M <= G:
             raise ConfigError(KEY + "topk_groups", M, f"1..model.moe.router.n_groups ({G})")
         if top_k > M * (n_experts // G):
-            raise ConfigError(KEY + "topk_groups", M, f"enough groups to hold top_k={top_k} experts "
-                              f"({n_experts // G} per group)", "too few experts in the kept groups")
+            raise ConfigError(KEY + "topk_groups", M, f"enough groups to hold top_k={top_k} "
+                              f"experts ({n_experts // G} per group)",
+                              "too few experts in the kept groups")
         if cfg.score not in ("softmax", "sigmoid"):
             raise ConfigError(KEY + "score", cfg.score, "softmax, sigmoid")
         if cfg.group_score not in ("max", "top2sum"):

@@ -39,6 +39,7 @@ class HashConfig(RouterConfig):
 
 @ROUTERS.register("hash", HashConfig)
 class HashRouter(Router):
+    gives = ()  # no router distribution: balance and z losses do not apply
     needs_token_ids = True
 
     def forward(self, x_TD: torch.Tensor, token_ids_T: torch.Tensor | None = None) -> RouterOutput:

@@ -27,6 +27,9 @@ class NoisyTopKConfig(RouterConfig):
 
 @ROUTERS.register("noisy_topk", NoisyTopKConfig)
 class NoisyTopKRouter(Router):
+    @classmethod
+    def n_params(cls, d_model: int, n_experts: int) -> int:
+        return 2 * n_experts * d_model  # W_gate and W_noise
     def __init__(self, cfg: NoisyTopKConfig, d_model: int, n_experts: int, top_k: int):
         super().__init__(cfg, d_model, n_experts, top_k)
         self.w_noise = nn.Parameter(torch.zeros(n_experts, d_model, dtype=torch.float32))

@@ -8,10 +8,8 @@ learns from the gates and from the policy gradient
 where r_t = -(the token's LM loss), which only the LightningModule has. The router keeps
 log pi of its last training forward in `_logp_TK` (Plackett-Luce per slot, so its sum is
 the exact log-probability of the ordered sample) and `reinforce_loss(reward_T)` returns L.
-TODO(lead): in `ablate/training/module.py` `training_step`, compute the per-token LM loss
-(`F.cross_entropy(..., reduction="none")`, shape (B*S,)) and add
-`weight * layer.router.reinforce_loss(-lm_T.detach())` for every MoE layer whose router has
-`reinforce_loss`. Until then this router trains through its gates only.
+`LMModule.training_step` adds `policy_weight * reinforce_loss(-lm_T)` for every such layer,
+with lm_T the per-token LM loss, and logs it as `train/aux/reinforce`.
 """
 
 from __future__ import annotations
@@ -29,6 +27,7 @@ from ablate.registry import ROUTERS
 class ReinforceConfig(RouterConfig):
     name: str = "reinforce"
     baseline_momentum: float = 0.9  # EMA of the mean reward (variance reduction)
+    policy_weight: float = 1.0  # weight of the REINFORCE term in the training loss
 
 
 @ROUTERS.register("reinforce", ReinforceConfig)
@@ -36,7 +35,8 @@ class ReinforceRouter(Router):
     def __init__(self, cfg: ReinforceConfig, d_model: int, n_experts: int, top_k: int):
         super().__init__(cfg, d_model, n_experts, top_k)
         if not 0 <= cfg.baseline_momentum < 1:
-            raise ConfigError("model.moe.router.baseline_momentum", cfg.baseline_momentum, "0 <= m < 1")
+            raise ConfigError("model.moe.router.baseline_momentum", cfg.baseline_momentum,
+                              "0 <= m < 1")
         self.register_buffer("baseline", torch.tensor(float("nan")))  # nan: no reward seen yet
         self._logp_TK: torch.Tensor | None = None
 

@@ -33,7 +33,8 @@ class SigmoidRouter(Router):
     def __init__(self, cfg: SigmoidConfig, d_model: int, n_experts: int, top_k: int):
         super().__init__(cfg, d_model, n_experts, top_k)
         if cfg.bias_update_rate < 0:
-            raise ConfigError("model.moe.router.bias_update_rate", cfg.bias_update_rate, "a number >= 0")
+            raise ConfigError("model.moe.router.bias_update_rate", cfg.bias_update_rate,
+                              "a number >= 0")
         self.register_buffer("bias", torch.zeros(n_experts, dtype=torch.float32))
 
     def route(self, logits_TE: torch.Tensor, **ctx: torch.Tensor | None) -> RouterOutput:

@@ -26,4 +26,5 @@ class TopKSoftmaxRouter(Router):
         top_TK, ids_TK = logits_TE.topk(self.top_k, dim=-1)
         gates_TK = top_TK.softmax(dim=-1)  # float32: logits are float32
         # the balance losses still want the full distribution over all E experts
-        return RouterOutput(ids_TK, gates_TK, logits_TE=logits_TE, probs_TE=logits_TE.softmax(dim=-1))
+        probs_TE = logits_TE.softmax(dim=-1)
+        return RouterOutput(ids_TK, gates_TK, logits_TE=logits_TE, probs_TE=probs_TE)
