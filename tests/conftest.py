@@ -26,3 +26,15 @@ def ablate_home(tmp_path, monkeypatch):
 @pytest.fixture
 def tiny():
     return list(TINY)
+
+
+def pytest_configure(config):
+    """Register the README's plugin router before collection, so every test parametrized over
+    the router registry runs on a router defined outside the package too."""
+    import tempfile
+    from pathlib import Path
+
+    from ablate.registry import load_plugins
+    from tests.plugin_example import install
+
+    load_plugins([install(Path(tempfile.mkdtemp(prefix="ablate-plugin-")))])

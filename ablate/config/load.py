@@ -93,8 +93,10 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = (),
     cfg.model.moe.router = router  # the router's own dataclass, validated
     if cfg.model.ffn == "moe":
         _check_router_fits(cfg)
+    from ablate.config.budget import apply_budget
     from ablate.config.validate import validate
 
+    apply_budget(cfg)
     validate(cfg)
     return cfg
 

@@ -109,9 +109,34 @@ class TrackingConfig:
 
 
 @dataclass
+class BudgetConfig:
+    """Hold the per-token FFN budget fixed while a sweep varies the MoE layout.
+
+    `ffn_active`: hidden units a token activates in each FFN layer. Dense: d_ff. MoE:
+    (top_k*granularity) routed experts plus n_shared shared experts; the expert width is
+    solved for (shared experts as wide as a routed one unless d_shared is set). Active
+    parameters then match across arms up to the router's E*D per MoE layer."""
+
+    ffn_active: Optional[int] = None
+
+
+@dataclass
+class InitConfig:
+    """Where the weights start: scratch, a checkpoint, or an upcycled dense model."""
+
+    from_checkpoint: Optional[str] = None  # weights file written by ablate (dense or same shape)
+    dense_steps: int = 0  # > 0: train the dense counterpart this long first (cached), upcycle it
+    upcycle: str = "copy"  # copy: every expert = the dense FFN | split: experts = slices of it
+    noise: float = 0.0  # relative std of noise added to copied expert weights
+    freeze: str = "none"  # none | moe (train only non-MoE params, Zoph et al.) | non_moe
+
+
+@dataclass
 class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    init: InitConfig = field(default_factory=InitConfig)

@@ -75,3 +75,12 @@ def validate(cfg: RunConfig) -> None:
     _choice("trainer.accelerator", t.accelerator, ("cpu", "gpu", "cuda", "auto", "mps"))
     _choice("trainer.precision", t.precision, PRECISIONS)
     _positive("tracking.routing_stats_every", cfg.tracking.routing_stats_every)
+    i = cfg.init
+    _choice("init.upcycle", i.upcycle, ("copy", "split"))
+    _choice("init.freeze", i.freeze, ("none", "moe", "non_moe"))
+    if i.noise < 0:
+        raise ConfigError("init.noise", i.noise, "a number >= 0")
+    if i.dense_steps < 0:
+        raise ConfigError("init.dense_steps", i.dense_steps, "an integer >= 0")
+    if i.dense_steps and m.ffn != "moe":
+        raise ConfigError("init.dense_steps", i.dense_steps, "0 unless model.ffn=moe (upcycling)")

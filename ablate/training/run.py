@@ -64,7 +64,7 @@ def _trainer(cfg: RunConfig, logger, callbacks, progress_bar: bool) -> L.Trainer
 def train(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = None,
           run_name: str | None = None, parent_run_id: str | None = None,
           tags: dict[str, str] | None = None, trial=None, progress=None,
-          on_run=None) -> TrainResult:
+          on_run=None, weights_out: str | None = None) -> TrainResult:
     from ablate.reporting.heatmap import expert_load_figure
     from ablate.training.module import LMModule
 
@@ -77,12 +77,19 @@ def train(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = None,
         cfg.model.vocab_size = dm.vocab_size
     sizes = param_counts(cfg.model, cfg.data.block_size)
     module = LMModule(cfg.model, cfg.optim, cfg.trainer.max_steps, cfg.data.block_size)
+    init_tags = {}
+    if cfg.init.from_checkpoint or cfg.init.dense_steps or cfg.init.freeze != "none":
+        from ablate.training.upcycle import prepare_init
+
+        init_tags = prepare_init(cfg, module.model, experiment=experiment,
+                                 tracking_uri=tracking_uri, parent_run_id=parent_run_id)
 
     client = store.client(tracking_uri)
     exp_id = store.ensure_experiment(client, experiment)
     all_tags = runs.standard_tags(**{"ablate.data_fingerprint": dm.fingerprint, "ablate.arm": arm_name(cfg)})
     if cfg.model.ffn == "moe" and cfg.model.moe.allow_noncausal_routing:
         all_tags["ablate.noncausal_routing"] = "true"  # such runs see future tokens
+    all_tags.update(init_tags)
     all_tags.update(tags or {})
     run_id = runs.create_run(client, exp_id, run_name or cfg.tracking.run_name or arm_name(cfg),
                              all_tags, parent_run_id)
@@ -115,6 +122,10 @@ def train(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = None,
         pruned = bool(pruning and pruning.pruned)
         if not pruned and trainer.global_step % cfg.trainer.val_every:
             trainer.validate(module, datamodule=dm, verbose=False)  # always end on a val/loss
+        if weights_out:
+            from ablate.training.upcycle import save_weights
+
+            save_weights(module.model, weights_out)
         logger.flush()
         ids, rows = routing.load_matrix()
         if rows:
