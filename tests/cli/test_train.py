@@ -42,3 +42,10 @@ def test_help_explains_the_commands(capsys):
     out = capsys.readouterr().out
     for word in ("train", "sweep", "ui", "ABLATE_HOME", "quickstart"):
         assert word in out
+
+
+def test_noncausal_run_is_tagged(ablate_home, tiny):
+    assert main(["train", "model.ffn=moe", "model.moe.router.name=expert_choice",
+                 "model.moe.allow_noncausal_routing=true", *tiny]) == 0
+    (run,) = all_runs(ablate_home)
+    assert run.data.tags["ablate.noncausal_routing"] == "true"

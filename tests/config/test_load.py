@@ -61,3 +61,20 @@ def test_flatten_gives_dotted_keys():
     assert flat["model.moe.top_k"] == 1
     assert flat["model.moe.router.name"] == "softmax_topk"
     assert flat["model.moe.aux.switch"] == pytest.approx(0.01)
+
+
+def test_leaky_router_is_refused_for_a_causal_lm_unless_allowed():
+    with pytest.raises(ConfigError) as e:
+        load_config(overrides=["model.ffn=moe", "model.moe.router.name=expert_choice"])
+    assert e.value.key == "model.moe.router.name" and "allow_noncausal_routing" in str(e.value)
+    cfg = load_config(overrides=["model.ffn=moe", "model.moe.router.name=expert_choice",
+                                 "model.moe.allow_noncausal_routing=true"])
+    assert cfg.model.moe.router.name == "expert_choice"
+
+
+def test_loss_that_needs_router_probs_is_refused_for_hash():
+    with pytest.raises(ConfigError) as e:
+        load_config(overrides=["model.ffn=moe", "model.moe.router.name=hash"])
+    assert e.value.key == "model.moe.aux.switch"
+    load_config(overrides=["model.ffn=moe", "model.moe.router.name=hash", "model.moe.aux.switch=0",
+                           "model.moe.aux.z=0"])
