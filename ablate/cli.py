@@ -48,7 +48,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--timeout", type=float, help="stop starting new trials after S seconds")
     s.add_argument("--storage", help="Optuna storage: PATH.journal (default), postgresql://...")
     s.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite in ABLATE_HOME)")
+    s.add_argument("--workers", type=int, help="worker processes on this machine (default 1, "
+                   "or one per GPU group)")
+    s.add_argument("--gpus", help="GPU indices to use, e.g. 0,1,2,3")
+    s.add_argument("--gpus-per-trial", type=int, default=1, help="GPUs per worker (DDP inside a trial)")
     s.add_argument("--plugin", action="append", default=[])
+    s.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)  # set by the parent
 
     u = sub.add_parser("ui", help="MLflow UI for the default store, on 127.0.0.1")
     u.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: local only)")
@@ -100,19 +105,38 @@ def _sweep(a) -> int:
     from ablate.registry import load_plugins
     from ablate.reporting.table import trials_table
     from ablate.sweep.runner import Sweep
+    from ablate.errors import ConfigError
     from ablate.sweep.spec import check_study_name, load_sweep
+    from ablate.sweep.workers import parse_gpus, plan_devices
 
     load_plugins(a.plugin)
     if a.n_trials is not None and a.n_trials < 1:
-        from ablate.errors import ConfigError
-
         raise ConfigError("--n-trials", a.n_trials, "an integer >= 1")
     spec = load_sweep(a.sweep, study=check_study_name(a.study, "--study") if a.study else None)
+    if a.workers is not None and a.workers < 1:
+        raise ConfigError("--workers", a.workers, "an integer >= 1")
+    n, envs = plan_devices(a.workers, parse_gpus(a.gpus), a.gpus_per_trial)
     sweep = Sweep(spec, a.overrides, storage=a.storage, tracking_uri=a.tracking_uri,
-                  n_trials=a.n_trials, timeout=a.timeout)
+                  n_trials=a.n_trials, timeout=a.timeout, worker=a.worker_index or 0, workers=n)
     _hub_mode(sweep.base_cfg.data.source)
+    if a.worker_index is not None:
+        sweep.run_worker()
+        return 0
     console = Console()
-    study = sweep.run()
+    if n > 1:
+        def worker_argv(i: int, uri: str) -> list[str]:
+            argv = [sys.executable, "-m", "ablate", "sweep", a.sweep, *a.overrides,
+                    "--study", spec.study, "--n-trials", str(sweep.n_trials), "--tracking-uri", uri,
+                    "--worker-index", str(i), "--workers", str(n)]
+            argv += ["--storage", a.storage] if a.storage else []
+            argv += ["--timeout", str(a.timeout)] if a.timeout else []
+            for plugin in a.plugin:
+                argv += ["--plugin", plugin]
+            return argv
+
+        study = sweep.run_parallel(worker_argv, lambda i: envs[i])
+    else:
+        study = sweep.run()
     console.print(trials_table(study, [o.metric for o in spec.objectives]))
     console.print(f"MLflow: experiment [bold]{sweep.experiment}[/], parent run "
                   f"{study.user_attrs.get('mlflow_parent_run_id')}.  Open it with: [bold]ablate ui[/]")

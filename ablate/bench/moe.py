@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> dict:
         with torch.no_grad():
             load = moe.router(x.detach().reshape(-1, args.d_model)).ids_TK.flatten()
             load_E = torch.bincount(load, minlength=moe.dims.n_experts).float()
-        mem = {name: peak_mem_mb(step, device) for name, step in steps.items()}
+        mem = {name: peak_mem_mb(steps[name], device) for name in ("moe", "dense")}
         ms = {name: 1e3 * statistics.median(t) for name, t in times.items()}
         ratios = {ref: statistics.median(a / b for a, b in zip(times["moe"], times[ref]))
                   for ref in ("dense", "loop")}
@@ -152,7 +152,6 @@ def run(args: argparse.Namespace) -> dict:
             "ratio_vs_reference": round(ratios["loop"], 3),
             "peak_mem_mb": round(mem["moe"], 1),
             "peak_mem_mb_dense": round(mem["dense"], 1),
-            "peak_mem_mb_reference": round(mem["loop"], 1),
             "ms_moe": round(ms["moe"], 2), "ms_dense": round(ms["dense"], 2),
             "ms_reference": round(ms["loop"], 2),
             "load_max_over_mean": round((load_E.max() / load_E.mean()).item(), 3),
@@ -181,17 +180,17 @@ def render(result: dict) -> None:
     from rich.table import Table
 
     table = Table(title="MoE layer fwd+bwd: ratios measured in one run", header_style="bold")
-    cols = ["E", "k", "d_expert", "shared", "moe ms", "dense ms", "loop ms", "vs dense",
-            "vs loop", "peak MiB", "dense MiB", "loop MiB", "max/mean load"]
+    cols = ["E", "k", "d_exp", "shared", "moe ms", "dense ms", "loop ms", "vs dense",
+            "vs loop", "MiB", "dense MiB", "max/mean"]
     for c in cols:
         table.add_column(c, justify="right")
     for r in result["rows"]:
         table.add_row(*map(str, (
-            r["n_experts"], r["top_k"], r["d_expert"], r["n_shared"], r["ms_moe"],
-            r["ms_dense"], r["ms_reference"], f"{r['ratio_vs_dense']:.2f}x",
-            f"{r['ratio_vs_reference']:.3f}x", r["peak_mem_mb"], r["peak_mem_mb_dense"],
-            r["peak_mem_mb_reference"], r["load_max_over_mean"])))
-    console = Console()
+            r["n_experts"], r["top_k"], r["d_expert"], r["n_shared"], f"{r['ms_moe']:.1f}",
+            f"{r['ms_dense']:.1f}", f"{r['ms_reference']:.0f}", f"{r['ratio_vs_dense']:.2f}x",
+            f"{r['ratio_vs_reference']:.3f}x", f"{r['peak_mem_mb']:.0f}",
+            f"{r['peak_mem_mb_dense']:.0f}", f"{r['load_max_over_mean']:.2f}")))
+    console = Console(width=max(Console().width, 110))
     console.print(table)
     console.print(f"method: {result['meta']['method']}")
 

@@ -6,15 +6,18 @@ trials count against `n_trials` and are not trained again, and new trials keep n
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import socket
+import time
 from typing import Any
 
 from omegaconf import OmegaConf
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ablate import paths
 from ablate.config.load import load_config
 from ablate.console import quiet_libraries
 from ablate.errors import ConfigError
@@ -139,10 +142,16 @@ class Sweep:
         from ablate.tracking.naming import arm_name
         from ablate.training.run import train
 
+        lock = getattr(self, "_ask_lock", None)
+        while lock is not None and lock.is_locked:  # the trial exists: let other workers ask
+            lock.release()
+
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("pid", os.getpid())
         values = sp.suggest(trial, self.params)
         cfg = self.config_for(values)
+        if progress is None:
+            cfg.trainer.progress = False  # worker processes log lines, not live bars
         name = f"t{trial.number:03d}-{values.get('arm') or arm_name(cfg)}"
         trial.set_user_attr("run_name", name)
         task = None
@@ -174,53 +183,141 @@ class Sweep:
             out.append(v)
         return out[0] if len(out) == 1 else out
 
-    # -- run ------------------------------------------------------------------------------
-    def run(self, console: Console | None = None):
-        import optuna
+    # -- budget and the trial loop -------------------------------------------------------
+    def budget_left(self, study) -> int:
+        """Trials still to start: finished and running ones (any worker) count."""
+        states = [t.state.name for t in study.get_trials(deepcopy=False)]
+        taken = sum(s in FINISHED or s == "RUNNING" for s in states)
+        left = self.n_trials - taken
+        grid = sp.grid_size(self.params)
+        if self.spec.sampler["name"] in ("bruteforce", "grid") and grid is not None:
+            left = min(left, grid - taken)  # an exhaustive grid ends there
+        return left
 
-        console = console or Console(stderr=True)
+    def prepare(self):
+        """Open (or resume) the study and its parent run; fail trials of dead local workers."""
         quiet_libraries()
         study = self.open_study()
         client = store.client(self.tracking_uri)
         parent = self.parent_run(study, client)
         reap_dead_trials(study, client)
-        finished = [t for t in study.get_trials(deepcopy=False) if t.state.name in FINISHED]
-        remaining = self.n_trials - len(finished)
-        grid = sp.grid_size(self.params)
-        if self.spec.sampler["name"] in ("bruteforce", "grid") and grid is not None:
-            remaining = min(remaining, grid - len(finished))  # an exhaustive grid ends there
-        status = "FINISHED"
-        if remaining <= 0:
-            console.print(f"study [bold]{self.spec.study}[/]: {len(finished)}/{self.n_trials} trials "
-                          "already finished; nothing to train (raise --n-trials to add more)")
-        else:
-            progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=console)
-            sweep_task = progress.add_task(f"[bold]{self.spec.study}[/] trials", total=remaining, info="")
+        return study, client, parent
 
-            def on_trial(study, trial) -> None:
-                counts = {s: 0 for s in ("COMPLETE", "PRUNED", "FAIL")}
-                for t in study.get_trials(deepcopy=False):
-                    counts[t.state.name] = counts.get(t.state.name, 0) + 1
-                best = ""
-                if not self.spec.multi_objective and counts["COMPLETE"]:
-                    best = f"best {study.best_value:.4f} (trial {study.best_trial.number})"
-                info = (f"done {counts['COMPLETE']} pruned {counts['PRUNED']} "
-                        f"failed {counts['FAIL']}  {best}")
-                progress.update(sweep_task, advance=1, info=info)
+    def trial_loop(self, study, client, parent: str, progress=None, callbacks=()) -> None:
+        """Start one trial at a time while budget is left. The check and Optuna's creation of
+        the trial happen under a per-study file lock (released as the objective starts), so
+        workers on one machine never overshoot `n_trials`."""
+        from filelock import FileLock
+
+        lock = FileLock(str(paths.home() / "optuna" / f"{self.spec.study}.ask.lock"))
+        deadline = time.monotonic() + self.timeout if self.timeout else None
+        while deadline is None or time.monotonic() < deadline:
+            reap_dead_trials(study, client)
+            lock.acquire()
+            try:
+                if self.budget_left(study) <= 0:
+                    break
+                self._ask_lock = lock
+                study.optimize(lambda t: self.objective(t, parent, progress), n_trials=1,
+                               catch=(Exception,), gc_after_trial=True, callbacks=list(callbacks))
+            finally:
+                self._ask_lock = None
+                while lock.is_locked:
+                    lock.release()
+
+    def status_line(self, study) -> str:
+        counts: dict[str, int] = {}
+        for t in study.get_trials(deepcopy=False):
+            counts[t.state.name] = counts.get(t.state.name, 0) + 1
+        best = ""
+        if not self.spec.multi_objective and counts.get("COMPLETE"):
+            best = f"  best {study.best_value:.4f} (trial {study.best_trial.number})"
+        return (f"done {counts.get('COMPLETE', 0)} pruned {counts.get('PRUNED', 0)} "
+                f"failed {counts.get('FAIL', 0)} running {counts.get('RUNNING', 0)}{best}")
+
+    def _progress(self, console):
+        return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=console)
+
+    # -- entry points ---------------------------------------------------------------------
+    def run(self, console: Console | None = None):
+        """One process: trials in turn, with a progress bar for the study and the trial."""
+        console = console or Console(stderr=True)
+        study, client, parent = self.prepare()
+        left = self.budget_left(study)
+        if left <= 0:
+            console.print(f"study [bold]{self.spec.study}[/]: nothing left to train "
+                          f"(budget {self.n_trials}; raise --n-trials to add trials)")
+            client.set_terminated(parent, status="FINISHED")
+            return study
+        progress = self._progress(console)
+        task = progress.add_task(f"[bold]{self.spec.study}[/] trials", total=left, info="")
+
+        def on_trial(study, trial) -> None:
+            progress.update(task, advance=1, info=self.status_line(study))
+
+        status = "FINISHED"
+        try:
+            with progress:
+                self.trial_loop(study, client, parent, progress, [on_trial])
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        finally:
+            self._summarise(study, client, parent)
+            client.set_terminated(parent, status=status)
+        return study
+
+    def run_worker(self) -> None:
+        """A worker process of `--workers N`: the parent made the study and its parent run."""
+        quiet_libraries()
+        study = self.open_study()
+        client = store.client(self.tracking_uri)
+        parent = study.user_attrs["mlflow_parent_run_id"]
+
+        def log_line(study, trial) -> None:
+            print(f"worker {self.worker}: trial {trial.number} {trial.state.name}", flush=True)
+
+        self.trial_loop(study, client, parent, None, [log_line])
+
+    def run_parallel(self, worker_argv, env_for, console: Console | None = None):
+        """Spawn workers (`worker_argv(i)`, `env_for(i)`), show the study's progress, wait."""
+        from ablate.sweep.workers import run_workers
+        from ablate.tracking.server import local_server
+
+        console = console or Console(stderr=True)
+        study, client, parent = self.prepare()
+        left = self.budget_left(study)
+        status = "FINISHED"
+        with contextlib.ExitStack() as stack:
+            uri = self.tracking_uri
+            if uri.startswith("sqlite"):  # one writer process for N workers
+                uri = stack.enter_context(local_server(uri))
+            progress = self._progress(console)
+            task = progress.add_task(f"[bold]{self.spec.study}[/] trials", total=max(left, 0), info="")
+            done0 = self._finished(study)
+
+            def tick() -> None:
+                progress.update(task, completed=self._finished(study) - done0,
+                                info=self.status_line(study))
 
             try:
                 with progress:
-                    study.optimize(lambda t: self.objective(t, parent, progress), n_trials=remaining,
-                                   timeout=self.timeout, catch=(Exception,), gc_after_trial=True,
-                                   callbacks=[on_trial])
+                    rc = run_workers(worker_argv, env_for, uri, self.workers, tick,
+                                     paths.home() / "logs" / self.spec.study)
             except KeyboardInterrupt:
                 status = "KILLED"
                 raise
             finally:
                 self._summarise(study, client, parent)
                 client.set_terminated(parent, status=status)
+        if rc:
+            console.print(f"[yellow]a worker exited with code {rc}; see {paths.home() / 'logs'}[/]")
         return study
+
+    @staticmethod
+    def _finished(study) -> int:
+        return sum(t.state.name in FINISHED for t in study.get_trials(deepcopy=False))
 
     def _summarise(self, study, client, parent: str) -> None:
         rows = []

@@ -218,14 +218,16 @@ class RoutedExperts(nn.Module):
         """Reference: for each expert, find its tokens, run its FFN, add the gated output."""
         x_TD, w1, w3, w2 = _cast(x_TD, self.w1, self.w3, self.w2)
         y_TD = torch.zeros_like(x_TD)
+        # unbind, not w[e]: each w[e]'s backward would materialise a full (E, D, H) zero grad
+        experts = zip(w1.unbind(0), w3.unbind(0), w2.unbind(0))
         with torch.autocast(x_TD.device.type, enabled=False):
-            for e in range(self.n_experts):
+            for e, (w1e, w3e, w2e) in enumerate(experts):
                 tok, slot = torch.nonzero(ids_TK == e, as_tuple=True)
                 if tok.numel() == 0:
                     continue
                 xe = x_TD[tok]
-                h = F.silu(xe @ w1[e]) * (xe @ w3[e])
-                ye = (h @ w2[e]) * gates_TK[tok, slot].unsqueeze(-1).to(xe.dtype)
+                h = F.silu(xe @ w1e) * (xe @ w3e)
+                ye = (h @ w2e) * gates_TK[tok, slot].unsqueeze(-1).to(xe.dtype)
                 y_TD = y_TD.index_add(0, tok, ye)
         return y_TD
 

@@ -1,0 +1,80 @@
+"""Worker processes for `ablate sweep --workers N`: devices, CPU threads, lifecycle.
+
+Each worker is a full `ablate sweep` process in worker mode that joins the same study
+through its storage (Optuna's model: workers coordinate only through the storage). The
+parent hands each worker its GPUs (CUDA_VISIBLE_DEVICES) or its share of the CPU cores,
+forwards Ctrl-C / SIGTERM, and polls the study for the progress bar.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable
+
+from ablate.errors import ConfigError
+
+
+def parse_gpus(gpus: str | None) -> list[str]:
+    if not gpus:
+        return []
+    ids = [g.strip() for g in gpus.split(",") if g.strip()]
+    if not all(g.isdigit() for g in ids) or len(set(ids)) != len(ids):
+        raise ConfigError("--gpus", gpus, "distinct GPU indices separated by commas, e.g. 0,1,2,3")
+    return ids
+
+
+def plan_devices(n_workers: int | None, gpus: list[str], per_trial: int) -> tuple[int, list[dict[str, str]]]:
+    """-> (workers, env per worker). GPUs are split into disjoint groups of `per_trial`;
+    without GPUs the CPU cores are split evenly (torch threads = cores // workers)."""
+    if per_trial < 1:
+        raise ConfigError("--gpus-per-trial", per_trial, "an integer >= 1")
+    if gpus:
+        groups = len(gpus) // per_trial
+        if groups < 1:
+            raise ConfigError("--gpus-per-trial", per_trial, f"at most {len(gpus)} (the GPUs given)")
+        n = n_workers or groups
+        if n > groups:
+            raise ConfigError("--workers", n, f"at most {groups} with {len(gpus)} GPUs and "
+                              f"{per_trial} per trial")
+        return n, [{"CUDA_VISIBLE_DEVICES": ",".join(gpus[i * per_trial:(i + 1) * per_trial])}
+                   for i in range(n)]
+    n = n_workers or 1
+    threads = str(max(1, (os.cpu_count() or 1) // n))
+    return n, [{"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "CUDA_VISIBLE_DEVICES": ""}
+               for _ in range(n)]
+
+
+def run_workers(worker_argv: Callable[[int, str], list[str]], env_for: Callable[[int], dict[str, str]],
+                tracking_uri: str, n: int, tick: Callable[[], None], log_dir: Path) -> int:
+    """Start n workers, call `tick` every second until all exit; -> the worst exit code."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for i in range(n):
+        env = {**os.environ, **env_for(i), "ABLATE_WORKER": str(i)}
+        env.pop("MLFLOW_RUN_ID", None)  # a stray run id would hijack the child runs (PITFALLS #8)
+        log = open(log_dir / f"worker-{i}.log", "ab")
+        procs.append((subprocess.Popen(worker_argv(i, tracking_uri), env=env, stdout=log,
+                                       stderr=subprocess.STDOUT), log))
+    try:
+        while any(p.poll() is None for p, _ in procs):
+            tick()
+            time.sleep(1.0)
+        tick()
+    except KeyboardInterrupt:
+        for p, _ in procs:  # workers end their trial as FAIL/KILLED, then exit
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p, _ in procs:
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        raise
+    finally:
+        for _, log in procs:
+            log.close()
+    return max((abs(p.returncode or 0) for p, _ in procs), default=0)

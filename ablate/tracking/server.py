@@ -1,0 +1,60 @@
+"""A local `mlflow server` in front of the SQLite store, for many worker processes.
+
+SQLite takes one writer at a time; N workers writing metrics straight into it contend for
+the lock. One server process owns the file and the workers talk HTTP to it (the pattern
+MLflow documents for teams), on a free loopback port, for the lifetime of the sweep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from ablate import paths
+from ablate.errors import AblateError
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def local_server(backend_uri: str, timeout: float = 120.0):
+    """Yield `http://127.0.0.1:PORT` serving `backend_uri` (artifacts stay on local disk)."""
+    if backend_uri.startswith("sqlite:///"):
+        Path(backend_uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log = paths.home() / "mlflow-server.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri,
+           "--default-artifact-root", paths.artifact_root().as_uri(), "--no-serve-artifacts",
+           "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AblateError(f"the local MLflow server did not start (see {log})")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()

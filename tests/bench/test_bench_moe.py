@@ -1,0 +1,22 @@
+"""`ablate bench moe --json` at a tiny size: valid JSON, every required key, all rows. No timing asserts."""
+
+from __future__ import annotations
+
+import json
+
+from ablate.bench.moe import ROWS, main
+
+REQUIRED = {"n_experts", "top_k", "d_expert", "n_shared", "ratio_vs_dense", "ratio_vs_reference",
+            "peak_mem_mb"}
+
+
+def test_bench_json(capsys):
+    assert main(["--json", "--tokens", "256", "--repeats", "2"]) == 0
+    out = json.loads(capsys.readouterr().out)  # stdout holds the JSON and nothing else
+    assert len(out["rows"]) == len(ROWS) == 4
+    for row, (n_experts, top_k, d_expert, n_shared) in zip(out["rows"], ROWS):
+        assert REQUIRED <= set(row)
+        assert (row["n_experts"], row["top_k"], row["d_expert"], row["n_shared"]) == (
+            n_experts, top_k, d_expert, n_shared)
+        assert row["ratio_vs_dense"] > 0 and row["ratio_vs_reference"] > 0
+        assert row["peak_mem_mb"] > 0
