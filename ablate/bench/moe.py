@@ -44,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--d-model", type=int, default=256)
     p.add_argument("--repeats", type=int, default=7, help="timed repetitions per module")
     p.add_argument("--warmup", type=int, default=2, help="untimed repetitions per module")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: as is)")
     p.add_argument("--seed", type=int, default=0)
     return p
 
@@ -199,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         _parser().error("--device cuda: no CUDA device visible")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     result = run(args)
     if args.json:
         print(json.dumps(result))

@@ -10,10 +10,12 @@ import contextlib
 import math
 import os
 import socket
+import sys
 import time
 from typing import Any
 
 from omegaconf import OmegaConf
+from optuna.trial import TrialState
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -48,10 +50,27 @@ def _alive(pid: int | None) -> bool:
     return True
 
 
+MAX_RETRIES = 3
+MAX_CONSECUTIVE_FAILURES = 3
+
+
+def original_trial_number(trial) -> int:
+    """The first attempt's number: it keys the checkpoint directory across retries."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+    from optuna.trial import FrozenTrial
+
+    if "retry_of" in trial.user_attrs:
+        return int(trial.user_attrs["retry_of"])
+    frozen = trial if isinstance(trial, FrozenTrial) else trial.study._storage.get_trial(trial._trial_id)
+    rdb = RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)  # RDB heartbeat retries
+    return trial.number if rdb is None else rdb
+
+
 def reap_dead_trials(study, client) -> list[int]:
     """RUNNING trials whose worker process on this host is gone (SIGKILL, power loss) become
-    FAIL in Optuna and FAILED in MLflow, so the study can re-run them. Other hosts' trials
-    are left to RDB heartbeats."""
+    FAIL in Optuna and FAILED in MLflow, and are queued again (same params, up to
+    MAX_RETRIES) to resume from their last checkpoint. Other hosts' trials are left to RDB
+    heartbeats."""
     from optuna.trial import TrialState
 
     host, reaped = socket.gethostname(), []
@@ -65,6 +84,10 @@ def reap_dead_trials(study, client) -> list[int]:
             client.set_tag(run_id, "ablate.state", "FAILED")
             client.set_tag(run_id, "ablate.fail_reason", "worker process died")
             client.set_terminated(run_id, status="FAILED")
+        attempt = int(t.user_attrs.get("attempt", 1))
+        if attempt <= MAX_RETRIES:
+            study.enqueue_trial(t.params, user_attrs={"retry_of": original_trial_number(t),
+                                                      "attempt": attempt + 1})
         reaped.append(t.number)
     return reaped
 
@@ -81,6 +104,7 @@ class Sweep:
         self.n_trials = n_trials or spec.n_trials
         self.timeout = timeout or spec.timeout
         self.params, self.arms = sp.parse_space(spec.space)
+        self.last_failure = ""
         for i, obj in enumerate(spec.objectives):
             _check_metric(obj.metric, "objective.metric" if len(spec.objectives) == 1 else f"objectives[{i}].metric")
         self.base_cfg = load_config(base=spec.base, overrides=self.overrides)  # validates the base
@@ -159,12 +183,15 @@ class Sweep:
             task = progress.add_task(f"  trial {trial.number} {values.get('arm', '')}",
                                      total=cfg.trainer.max_steps, info="")
         prune = None if self.spec.multi_objective or self.spec.pruner["name"] == "none" else trial
+        original = original_trial_number(trial)
+        ckpt = paths.checkpoint_dir(self.spec.study, f"trial-{original:05d}")
         try:
             result = train(cfg, experiment=self.experiment, tracking_uri=self.tracking_uri,
                            run_name=name, parent_run_id=parent,
                            tags={"ablate.study": self.spec.study, "ablate.trial": str(trial.number)},
                            trial=prune, progress=(progress, task) if task is not None else None,
-                           on_run=lambda rid: trial.set_user_attr("mlflow_run_id", rid))
+                           on_run=lambda rid: trial.set_user_attr("mlflow_run_id", rid),
+                           ckpt_dir=ckpt)
         except Exception as e:
             trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}"[:500])
             raise
@@ -211,15 +238,27 @@ class Sweep:
 
         lock = FileLock(str(paths.home() / "optuna" / f"{self.spec.study}.ask.lock"))
         deadline = time.monotonic() + self.timeout if self.timeout else None
+        failures = 0
         while deadline is None or time.monotonic() < deadline:
+            if failures >= MAX_CONSECUTIVE_FAILURES:  # a broken setup: stop, don't spin
+                print(f"ablate: {failures} trials in a row failed; stopping this worker "
+                      f"(last: {self.last_failure})", file=sys.stderr, flush=True)
+                break
             reap_dead_trials(study, client)
             lock.acquire()
             try:
                 if self.budget_left(study) <= 0:
-                    break
+                    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                    if not running:
+                        break
+                    lock.release()  # others still train: stay to retry them if their worker dies
+                    time.sleep(2.0)
+                    continue
                 self._ask_lock = lock
+                n_fail = self._n_failed(study)
                 study.optimize(lambda t: self.objective(t, parent, progress), n_trials=1,
                                catch=(Exception,), gc_after_trial=True, callbacks=list(callbacks))
+                failures = failures + 1 if self._n_failed(study) > n_fail else 0
             finally:
                 self._ask_lock = None
                 while lock.is_locked:
@@ -314,6 +353,12 @@ class Sweep:
         if rc:
             console.print(f"[yellow]a worker exited with code {rc}; see {paths.home() / 'logs'}[/]")
         return study
+
+    def _n_failed(self, study) -> int:
+        failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+        if failed:
+            self.last_failure = failed[-1].user_attrs.get("fail_reason", "unknown")
+        return len(failed)
 
     @staticmethod
     def _finished(study) -> int:

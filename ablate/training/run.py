@@ -6,7 +6,9 @@ Used by `ablate train` directly and by the sweep objective for each trial.
 from __future__ import annotations
 
 import copy
+import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -36,7 +38,8 @@ def build_datamodule(cfg: RunConfig):
     return LMDataModule(cfg.data, paths.cache_dir(), seed=cfg.trainer.seed)
 
 
-def _trainer(cfg: RunConfig, logger, callbacks, progress_bar: bool) -> L.Trainer:
+def _trainer(cfg: RunConfig, logger, callbacks, progress_bar: bool,
+             checkpointing: bool = False) -> L.Trainer:
     t = cfg.trainer
     gpu = t.accelerator in ("gpu", "cuda")
     return L.Trainer(
@@ -54,7 +57,7 @@ def _trainer(cfg: RunConfig, logger, callbacks, progress_bar: bool) -> L.Trainer
         deterministic=("warn" if gpu else True) if t.deterministic else False,
         logger=logger,
         callbacks=callbacks,
-        enable_checkpointing=False,
+        enable_checkpointing=checkpointing,
         enable_model_summary=False,
         enable_progress_bar=progress_bar,
         num_sanity_val_steps=0,
@@ -64,7 +67,7 @@ def _trainer(cfg: RunConfig, logger, callbacks, progress_bar: bool) -> L.Trainer
 def train(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = None,
           run_name: str | None = None, parent_run_id: str | None = None,
           tags: dict[str, str] | None = None, trial=None, progress=None,
-          on_run=None, weights_out: str | None = None) -> TrainResult:
+          on_run=None, weights_out: str | None = None, ckpt_dir=None) -> TrainResult:
     from ablate.reporting.heatmap import expert_load_figure
     from ablate.training.module import LMModule
 
@@ -114,11 +117,21 @@ def train(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = None,
         from lightning.pytorch.callbacks import RichProgressBar
 
         callbacks.append(RichProgressBar(leave=True))
-    trainer = _trainer(cfg, logger, callbacks, bar)
+    resume_from = None
+    if ckpt_dir is not None:  # per-trial directory: a retried trial resumes where it died
+        from lightning.pytorch.callbacks import ModelCheckpoint
+
+        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0,
+                                         every_n_train_steps=cfg.trainer.val_every))
+        last = Path(ckpt_dir) / "last.ckpt"
+        resume_from = str(last) if last.exists() else None
+        if resume_from:
+            client.set_tag(run_id, "ablate.resumed_from", resume_from)
+    trainer = _trainer(cfg, logger, callbacks, bar, checkpointing=ckpt_dir is not None)
     logger.step_source = lambda: trainer.global_step
     status, state = "FAILED", "FAILED"
     try:
-        trainer.fit(module, datamodule=dm)
+        trainer.fit(module, datamodule=dm, ckpt_path=resume_from, weights_only=True)
         pruned = bool(pruning and pruning.pruned)
         if not pruned and trainer.global_step % cfg.trainer.val_every:
             trainer.validate(module, datamodule=dm, verbose=False)  # always end on a val/loss
@@ -133,6 +146,8 @@ def train(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = None,
             client.log_figure(run_id, expert_load_figure(ids, rows, arm_name(cfg)),
                               "routing/expert_load.png")
         status, state = "FINISHED", ("PRUNED" if pruned else "COMPLETE")
+        if ckpt_dir is not None:  # finished: the resume point is no longer needed
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
         extra = {"pruned_at": pruning.pruned_at} if pruned else {}
         return TrainResult(run_id, dict(logger.last), sizes, pruned, extra)
     except KeyboardInterrupt:

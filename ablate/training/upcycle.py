@@ -274,7 +274,8 @@ def dense_parent(cfg: RunConfig, *, experiment: str, tracking_uri: str | None,
 
 # -- the entry point run.train calls ------------------------------------------------------
 def prepare_init(cfg: RunConfig, model: nn.Module, *, experiment: str,
-                 tracking_uri: str | None = None, parent_run_id: str | None = None) -> dict[str, str]:
+                 tracking_uri: str | None = None,
+                 parent_run_id: str | None = None) -> dict[str, str]:
     """Apply cfg.init to a freshly built model, in place. Returns MLflow tags for the run."""
     i = cfg.init
     if i.from_checkpoint and i.dense_steps:
@@ -292,20 +293,22 @@ def prepare_init(cfg: RunConfig, model: nn.Module, *, experiment: str,
     if source is not None:
         sd = load_weights(source)
         model_sd = model.state_dict()
-        exact = sd.keys() == model_sd.keys() and all(sd[k].shape == v.shape for k, v in model_sd.items())
+        exact = sd.keys() == model_sd.keys() and all(
+            sd[k].shape == v.shape for k, v in model_sd.items())
         is_dense = not any(".ffn.router." in k or ".ffn.experts." in k for k in sd)
         if exact:
             model.load_state_dict(sd, strict=True)
             tags["ablate.init"] = "checkpoint"
         elif getattr(model, "moe_layers", None) and is_dense:
-            gen = torch.Generator().manual_seed(cfg.trainer.seed)  # noise independent of global RNG
+            gen = torch.Generator().manual_seed(cfg.trainer.seed)  # not the global RNG
             upcycle_into(model, sd, i.upcycle, i.noise, gen, source=source)
             tags["ablate.init"] = f"upcycle_{i.upcycle}"
             tags["ablate.upcycle_noise"] = str(i.noise)
             tags["ablate.upcycled_from"] = parent or source
         else:
             raise ConfigError("init.from_checkpoint", source,
-                              "weights of this exact model, or of its dense counterpart (MoE model)",
+                              "weights of this exact model, or of its dense counterpart "
+                              "(MoE model)",
                               "its keys or shapes match neither")
         tags["ablate.init_weights"] = source
     if i.freeze != "none":

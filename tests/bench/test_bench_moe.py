@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import json
 
+import pytest
+import torch
+
 from ablate.bench.moe import ROWS, main
 
 REQUIRED = {"n_experts", "top_k", "d_expert", "n_shared", "ratio_vs_dense", "ratio_vs_reference",
             "peak_mem_mb"}
 
 
-def test_bench_json(capsys):
+@pytest.fixture
+def one_thread():
+    """Thousands of tiny ops: with other processes on the cores, OpenMP threads that wait
+    for each other make this test 10x slower; one thread keeps it a few seconds."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_bench_json(capsys, one_thread):
     assert main(["--json", "--tokens", "256", "--repeats", "2"]) == 0
     out = json.loads(capsys.readouterr().out)  # stdout holds the JSON and nothing else
     assert len(out["rows"]) == len(ROWS) == 4

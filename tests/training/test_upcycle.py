@@ -1,4 +1,4 @@
-"""Upcycling (Komatsuzaki et al. 2022), fine-grained split, freezing, and the cached dense parent."""
+"""Upcycling (Komatsuzaki et al. 2022), fine-grained split, freezing, the cached dense parent."""
 
 import pytest
 import torch
@@ -39,13 +39,15 @@ def test_copy_upcycled_moe_computes_the_dense_model(extra):
     (ld, lossd), (lm, lossm) = _loss(dense, x), _loss(moe, x)
     assert torch.allclose(ld, lm, atol=1e-5)
     assert abs(lossd.item() - lossm.item()) < 1e-5
-    assert not torch.equal(moe.moe_layers[0].router.weight, torch.zeros_like(moe.moe_layers[0].router.weight))
+    router = moe.moe_layers[0].router.weight
+    assert not torch.equal(router, torch.zeros_like(router))  # fresh, not copied
 
 
 def test_copy_noise_lets_experts_differ_and_stays_close():
     dense = _model(seed=0)
     moe = _model(*MOE, seed=1)
-    upcycle_into(moe, dense.state_dict(), "copy", noise=0.01, generator=torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(0)
+    upcycle_into(moe, dense.state_dict(), "copy", noise=0.01, generator=gen)
     x = torch.randint(0, 256, (3, 16), generator=torch.Generator().manual_seed(0))
     (_, lossd), (_, lossm) = _loss(dense, x), _loss(moe, x)
     assert abs(lossd.item() - lossm.item()) < 1e-3
@@ -121,7 +123,8 @@ def test_dense_parent_trained_once_then_reused(ablate_home, tiny):
     rng_after_training = torch.rand(3)
     parents = _parents(ablate_home)
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    assert parents[0].data.params["model.ffn"] == "dense" and parents[0].data.params["trainer.max_steps"] == "3"
+    params = parents[0].data.params
+    assert params["model.ffn"] == "dense" and params["trainer.max_steps"] == "3"
     assert tags["ablate.init"] == "upcycle_copy"
     assert tags["ablate.upcycled_from"] == parents[0].info.run_id
 
@@ -139,7 +142,8 @@ def test_dense_parent_trained_once_then_reused(ablate_home, tiny):
     assert len(_parents(ablate_home)) == 1
     run = [r for r in all_runs(ablate_home) if r.info.run_id == result.run_id][0]
     assert run.data.tags["ablate.upcycled_from"] == parents[0].info.run_id
-    assert run.data.tags["ablate.init"] == "upcycle_split" and run.data.tags["ablate.frozen"] == "moe"
+    assert run.data.tags["ablate.init"] == "upcycle_split"
+    assert run.data.tags["ablate.frozen"] == "moe"
     assert int(run.data.tags["ablate.frozen_params"]) > 0
 
 
@@ -147,11 +151,11 @@ def test_checkpoint_exact_and_bad(tmp_path, tiny):
     src = _model(*MOE, seed=3)
     save_weights(src, tmp_path / "w" / "weights.pt")
     cfg = _cfg(tiny, f"init.from_checkpoint={tmp_path / 'w' / 'weights.pt'}")
-    cfg.model.d_model, cfg.model.n_heads, cfg.model.d_ff, cfg.model.n_layers = 32, 2, 64, 2
     dst = Transformer(cfg.model, 16)
     tags = prepare_init(cfg, dst, experiment="x")
     assert tags["ablate.init"] == "checkpoint"
-    assert all(torch.equal(a, b) for a, b in zip(src.state_dict().values(), dst.state_dict().values()))
+    src_sd, dst_sd = src.state_dict(), dst.state_dict()
+    assert all(torch.equal(src_sd[k], dst_sd[k]) for k in src_sd)
 
     (tmp_path / "junk.pt").write_text("not a tensor file")
     for bad in (tmp_path / "missing.pt", tmp_path / "junk.pt"):

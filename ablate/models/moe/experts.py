@@ -91,7 +91,7 @@ class _BlockedExperts(torch.autograd.Function):
         offs_E = counts_E.cumsum(0).to(torch.int32)
         blocks, e0, s0, n = [], 0, 0, 0
         for e, c in enumerate(counts):  # runs of experts with <= _BLOCK_ROWS rows (or one)
-            if n and n + c > _BLOCK_ROWS:
+            if c and n and n + c > _BLOCK_ROWS:  # empty experts join the open block
                 blocks.append((e0, e, s0, s0 + n))
                 e0, s0, n = e, s0 + n, 0
             n += c
@@ -102,9 +102,10 @@ class _BlockedExperts(torch.autograd.Function):
         for e0, e1, s0, s1 in blocks:
             tok, offs, cnt = token_N[s0:s1], offs_E[e0:e1] - s0, counts[e0:e1]
             a_nF = _gmm(x_TD.index_select(0, tok), w13_EDF[e0:e1], offs, cnt)
-            h_nH = F.silu(a_nF[:, :H]).mul_(a_nF[:, H:]).mul_(g_N1[s0:s1])  # gate the narrow side
+            silu_nH = F.silu(a_nF[:, :H])
+            h_nH = (silu_nH * a_nF[:, H:]).mul_(g_N1[s0:s1])  # gate the narrow side
             y_TD.index_add_(0, tok, _gmm(h_nH, w2_EHD[e0:e1], offs, cnt))
-            saved.append(a_nF)
+            saved += [a_nF, silu_nH]  # 3H floats per row; x rows are re-gathered in backward
         ctx.save_for_backward(x_TD, w13_EDF, w2_EHD, order_N, g_N1, offs_E, *saved)
         ctx.blocks, ctx.counts, ctx.TK, ctx.gates_dtype = blocks, counts, (T, K), gates_TK.dtype
         return y_TD
@@ -115,22 +116,24 @@ class _BlockedExperts(torch.autograd.Function):
         H = w2.shape[1]
         token_N = order_N // ctx.TK[1]
         dx_TD = torch.zeros_like(x_TD) if ctx.needs_input_grad[0] else None
-        dw13, dw2 = torch.zeros_like(w13), torch.zeros_like(w2)  # experts with no rows: 0
+        # blocks cover every expert, and an empty group's weight gradient comes back 0
+        alloc = torch.empty_like if ctx.blocks else torch.zeros_like
+        dw13, dw2 = alloc(w13), alloc(w2)
         dg_N = torch.empty_like(g_N1[:, 0])
         w13_T, w2_T = w13.transpose(1, 2), w2.transpose(1, 2)
-        for (e0, e1, s0, s1), a_nF in zip(ctx.blocks, saved):
+        for b, (e0, e1, s0, s1) in enumerate(ctx.blocks):
             tok, offs, cnt = token_N[s0:s1], offs_E[e0:e1] - s0, ctx.counts[e0:e1]
+            a_nF, silu_nH = saved[2 * b], saved[2 * b + 1]
             g_n1, a1, a3 = g_N1[s0:s1], a_nF[:, :H], a_nF[:, H:]
             dy_nD = dy_TD.index_select(0, tok)
-            s1_nH = F.silu(a1)
-            h_nH = s1_nH * a3  # ungated SwiGLU output, recomputed (cheap, in cache)
+            h_nH = silu_nH * a3  # ungated SwiGLU output
             dh_nH = _gmm(dy_nD, w2_T[e0:e1], offs, cnt)  # d(gated h) before the gate
             dw2[e0:e1] = _gmm_wgrad((h_nH * g_n1).t(), dy_nD, offs, cnt)
             dg_N[s0:s1] = (dh_nH * h_nH).sum(1)
             dh_nH.mul_(g_n1)
             da_nF = torch.empty_like(a_nF)
-            torch.mul(dh_nH, s1_nH, out=da_nF[:, H:])
-            da_nF[:, :H] = torch.ops.aten.silu_backward(dh_nH.mul_(a3), a1)
+            torch.mul(dh_nH, silu_nH, out=da_nF[:, H:])
+            torch.ops.aten.silu_backward.grad_input(dh_nH.mul_(a3), a1, grad_input=da_nF[:, :H])
             dw13[e0:e1] = _gmm_wgrad(x_TD.index_select(0, tok).t(), da_nF, offs, cnt)
             if dx_TD is not None:
                 dx_TD.index_add_(0, tok, _gmm(da_nF, w13_T[e0:e1], offs, cnt))
@@ -153,7 +156,8 @@ def grouped_experts(x_TD, w13_EDF, w2_EHD, ids_TK, gates_TK) -> torch.Tensor:
     token_N = torch.where(keep_N1[:, 0], order_N // K, T)  # dropped -> zero pad row T
     x_pad = torch.cat([x_TD, x_TD.new_zeros(1, D)])  # (T+1, D)
     x_ND = x_pad.index_select(0, token_N)  # gathered once
-    g_N1 = torch.where(keep_N1, gates_TK.reshape(-1, 1)[order_N].to(x_TD.dtype), 0.0)
+    g_N1 = gates_TK.reshape(-1).index_select(0, order_N).to(x_TD.dtype).unsqueeze(1)
+    g_N1 = torch.where(keep_N1, g_N1, 0.0)  # the tail may hold NaN: where, not a multiply
 
     if _gmm_ok(x_ND, w13_EDF, w2_EHD):
         def proj(a, w):
