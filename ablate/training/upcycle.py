@@ -234,7 +234,7 @@ def _rng_preserved():
     import numpy as np
 
     py, npy = random.getstate(), np.random.get_state()
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count()))):
         yield
     random.setstate(py)
     np.random.set_state(npy)
@@ -255,7 +255,7 @@ def dense_parent(cfg: RunConfig, *, experiment: str, tracking_uri: str | None,
     sha = hashlib.sha256(text.encode()).hexdigest()[:16]
     folder = paths.checkpoint_dir("dense-parents", sha)
     folder.mkdir(parents=True, exist_ok=True)
-    weights, meta = folder / "weights.pt", folder / "parent.json"
+    weights = folder / "weights.pt"
     with FileLock(str(folder / ".lock")):
         if not weights.is_file():
             from ablate.training.run import train  # run.py imports this module lazily too
@@ -267,9 +267,17 @@ def dense_parent(cfg: RunConfig, *, experiment: str, tracking_uri: str | None,
                                tags={"ablate.role": "dense_parent", "ablate.dense_parent_sha": sha},
                                weights_out=str(weights))
             (folder / "config.yaml").write_text(text)
-            meta.write_text(json.dumps({"run_id": result.run_id, "experiment": experiment}))
-        run_id = json.loads(meta.read_text()).get("run_id") if meta.is_file() else None
-    return weights, run_id
+            meta = {"run_id": result.run_id, "experiment": experiment}
+            (folder / "parent.json").write_text(json.dumps(meta))
+    return weights, _parent_run_id(folder)
+
+
+def _parent_run_id(folder: Path) -> str | None:
+    """The MLflow run that wrote a cached parent's weights (parent.json beside them)."""
+    try:
+        return json.loads((folder / "parent.json").read_text()).get("run_id")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 # -- the entry point run.train calls ------------------------------------------------------
@@ -290,6 +298,7 @@ def prepare_init(cfg: RunConfig, model: nn.Module, *, experiment: str,
         tags["ablate.dense_parent_steps"] = str(i.dense_steps)
     elif i.from_checkpoint:
         source = str(Path(i.from_checkpoint).expanduser())
+        parent = _parent_run_id(Path(source).parent)
     if source is not None:
         sd = load_weights(source)
         model_sd = model.state_dict()

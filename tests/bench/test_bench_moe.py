@@ -1,4 +1,4 @@
-"""`ablate bench moe --json` at a tiny size: valid JSON, every required key, all rows. No timing asserts."""
+"""`ablate bench moe --json` at a tiny size: valid JSON, every key, all rows; no time asserted."""
 
 from __future__ import annotations
 

@@ -30,7 +30,21 @@ def test_sigkill_worker_mid_trial_retries_from_checkpoint(ablate_home, tmp_path)
     path.write_text(yaml.safe_dump(spec))
     env = {**os.environ, "ABLATE_HOME": str(ablate_home)}
     proc = subprocess.Popen([sys.executable, "-m", "ablate", "sweep", str(path), "--workers", "2",
-                             *SLOWER], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                             *SLOWER], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        victim = _kill_a_worker_mid_trial(proc, ablate_home)
+        assert victim is not None, "no trial reached a checkpoint to kill"
+        proc.wait(timeout=600)
+    finally:  # never leave workers behind, whatever happened
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    _check_outcome(victim, ablate_home)
+
+
+def _kill_a_worker_mid_trial(proc, ablate_home):
     victim = None
     deadline = time.monotonic() + 300
     while victim is None and time.monotonic() < deadline and proc.poll() is None:
@@ -43,9 +57,10 @@ def test_sigkill_worker_mid_trial_retries_from_checkpoint(ablate_home, tmp_path)
                 victim = t
                 os.kill(t.user_attrs["pid"], signal.SIGKILL)
                 break
-    assert victim is not None, "no trial reached a checkpoint to kill"
-    proc.wait(timeout=600)
+    return victim
 
+
+def _check_outcome(victim, ablate_home):
     trials = _study("kill").get_trials()
     assert sum(t.state.name == "COMPLETE" for t in trials) == 4  # the budget is met
     assert trials[victim.number].state.name == "FAIL"

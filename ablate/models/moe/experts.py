@@ -19,7 +19,7 @@ scatter-add back. Memory O(N*(D + H)); nothing is padded to a capacity. Two kern
   weights, whose backward stacks once (`w[e]` in an autograd loop would materialise a full
   (E, D, F) gradient per expert).
 - `blocked_experts` (CPU): the same maths in a custom autograd Function that walks blocks
-  of consecutive experts of about `_BLOCK_ROWS` rows, outside autograd. On CPU every tensor
+  of consecutive experts of about `_BLOCK_BYTES` per tile, outside autograd. On CPU every tensor
   of >= 32 MiB is a fresh mmap that page-faults on first touch (~10 ms per 32 MiB here), and
   the (N, D) gather/scatter tensors hit that at T=4096, K=8, D=256; blocks stay in cache
   and are reused from the heap (2.1x -> 1.2x a dense FFN of equal active size at E=64).
@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 _HAS_GROUPED_MM = hasattr(F, "grouped_mm")
-_BLOCK_ROWS = 2048  # rows per CPU block: (rows, D) and (rows, 2H) tiles stay in L2/L3
+_BLOCK_BYTES = 4 << 20  # CPU block: (rows, 2H) and (rows, D) tiles of ~4 MiB stay in cache
 
 
 def _gmm_ok(*mats: torch.Tensor) -> bool:
@@ -77,7 +77,7 @@ def sort_by_expert(ids_TK: torch.Tensor, n_experts: int):
 
 
 class _BlockedExperts(torch.autograd.Function):
-    """CPU kernel: expert blocks of ~_BLOCK_ROWS rows, hand-written SwiGLU backward."""
+    """CPU kernel: blocks of whole experts with ~_BLOCK_BYTES tiles, hand-written backward."""
 
     @staticmethod
     def forward(ctx, x_TD, w13_EDF, w2_EHD, gates_TK, ids_TK):
@@ -89,9 +89,10 @@ class _BlockedExperts(torch.autograd.Function):
         token_N = order_N // K
         g_N1 = gates_TK.reshape(-1)[order_N].to(x_TD.dtype).unsqueeze(1)
         offs_E = counts_E.cumsum(0).to(torch.int32)
+        rows = _BLOCK_BYTES // (max(x_TD.shape[1], 2 * H) * x_TD.element_size())
         blocks, e0, s0, n = [], 0, 0, 0
-        for e, c in enumerate(counts):  # runs of experts with <= _BLOCK_ROWS rows (or one)
-            if c and n and n + c > _BLOCK_ROWS:  # empty experts join the open block
+        for e, c in enumerate(counts):  # runs of experts with <= `rows` rows (or just one)
+            if c and n and n + c > rows:  # empty experts join the open block
                 blocks.append((e0, e, s0, s0 + n))
                 e0, s0, n = e, s0 + n, 0
             n += c
@@ -204,7 +205,7 @@ class RoutedExperts(nn.Module):
         for w in (self.w13, self.w2):
             nn.init.normal_(w, std=std)
 
-    def forward(self, x_TD: torch.Tensor, ids_TK: torch.Tensor, gates_TK: torch.Tensor) -> torch.Tensor:
+    def forward(self, x_TD: torch.Tensor, ids_TK: torch.Tensor, gates_TK: torch.Tensor):
         """x (T, D), ids (T, K) in [0, E) or -1 for a dropped slot, gates (T, K) -> y (T, D)."""
         if self.dispatch == "loop":
             return self.forward_loop(x_TD, ids_TK, gates_TK)

@@ -95,7 +95,7 @@ def test_odd_sizes_use_fallback_and_match(kernel):
 @pytest.mark.parametrize("skip", [(2,), (0, 6, 7)])
 def test_blocked_many_blocks(monkeypatch, skip):
     """Blocks smaller than one expert's rows; empty experts first, inside and last."""
-    monkeypatch.setattr(experts_mod, "_BLOCK_ROWS", 8)
+    monkeypatch.setattr(experts_mod, "_BLOCK_BYTES", 8 * 16 * 4)  # 8 rows of 16 floats
     experts, (ids, gates) = make(E=8), routing(50, 8, 3, seed=4, skip=skip)
     ids[::7, 0] = -1
     out = assert_matches(experts, "blocked", torch.randn(50, 16), ids, gates)
