@@ -29,6 +29,7 @@ def make_storage(url: str | None, study: str, workers: int = 1):
                               "SQLite locks under parallel writers (Optuna FAQ)")
         return RDBStorage(url)
     if url.startswith(("postgresql", "mysql")):
+        url = _with_driver(url)
         try:
             return RDBStorage(
                 url,
@@ -82,3 +83,13 @@ def make_pruner(spec: dict[str, Any]):
         patience = opts.pop("patience", 2)
         return p.PatientPruner(p.MedianPruner(**opts), patience=patience)
     raise ConfigError("pruner.name", name, "none, median, hyperband, successive_halving, wilcoxon, patient")
+
+
+def _with_driver(url: str) -> str:
+    """`postgresql://` means psycopg 3 to SQLAlchemy 2.1; use psycopg2 when only it is here."""
+    import importlib.util
+
+    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None \
+            and importlib.util.find_spec("psycopg2") is not None:
+        return "postgresql+psycopg2://" + url[len("postgresql://"):]
+    return url

@@ -260,12 +260,14 @@ def dense_parent(cfg: RunConfig, *, experiment: str, tracking_uri: str | None,
         if not weights.is_file():
             from ablate.training.run import train  # run.py imports this module lazily too
 
+            # its own arm name: never grouped with a dense arm of the same width
+            arm = arm_name(dense).replace("dense-", "dense-parent-", 1)
+            tags = {"ablate.role": "dense_parent", "ablate.arm": arm,
+                    "ablate.dense_parent_sha": sha}
             with _rng_preserved():
                 result = train(dense, experiment=experiment, tracking_uri=tracking_uri,
-                               parent_run_id=parent_run_id,
-                               run_name=f"dense-parent-{arm_name(dense)}-{sha[:8]}",
-                               tags={"ablate.role": "dense_parent", "ablate.dense_parent_sha": sha},
-                               weights_out=str(weights))
+                               parent_run_id=parent_run_id, run_name=f"{arm}-{sha[:8]}",
+                               tags=tags, weights_out=str(weights))
             (folder / "config.yaml").write_text(text)
             meta = {"run_id": result.run_id, "experiment": experiment}
             (folder / "parent.json").write_text(json.dumps(meta))
