@@ -7,6 +7,7 @@ trials count against `n_trials` and are not trained again, and new trials keep n
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import os
 import socket
@@ -184,22 +185,44 @@ class Sweep:
                                      total=cfg.trainer.max_steps, info="")
         prune = None if self.spec.multi_objective or self.spec.pruner["name"] == "none" else trial
         original = original_trial_number(trial)
-        ckpt = paths.checkpoint_dir(self.spec.study, f"trial-{original:05d}")
+        repeats = self.spec.repeats
+        per_repeat: list[dict[str, float]] = []
+        run_ids: list[str] = []
+
+        def on_run(run_id: str) -> None:
+            run_ids.append(run_id)
+            trial.set_user_attr("mlflow_run_ids", list(run_ids))
+            trial.set_user_attr("mlflow_run_id", run_ids[0])
+
         try:
-            result = train(cfg, experiment=self.experiment, tracking_uri=self.tracking_uri,
-                           run_name=name, parent_run_id=parent,
-                           tags={"ablate.study": self.spec.study, "ablate.trial": str(trial.number)},
-                           trial=prune, progress=(progress, task) if task is not None else None,
-                           on_run=lambda rid: trial.set_user_attr("mlflow_run_id", rid),
-                           ckpt_dir=ckpt)
+            for r in range(repeats):  # same seeds in every arm: paired comparisons
+                cfg_r = copy.deepcopy(cfg)
+                cfg_r.trainer.seed = cfg.trainer.seed + r
+                ckpt = paths.checkpoint_dir(self.spec.study, f"trial-{original:05d}", f"seed-{cfg_r.trainer.seed}")
+                if task is not None:
+                    progress.reset(task, total=cfg.trainer.max_steps)
+                result = train(cfg_r, experiment=self.experiment, tracking_uri=self.tracking_uri,
+                               run_name=name if repeats == 1 else f"{name}-r{r}", parent_run_id=parent,
+                               tags={"ablate.study": self.spec.study, "ablate.trial": str(trial.number),
+                                     "ablate.repeat": str(r)},
+                               trial=prune if r == 0 else None,  # prune on the first seed's curve
+                               progress=(progress, task) if task is not None else None,
+                               on_run=on_run, ckpt_dir=ckpt)
+                per_repeat.append({**{k: float(v) for k, v in result.sizes.items()}, **result.metrics})
+                if result.pruned:
+                    break
         except Exception as e:
             trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}"[:500])
             raise
         finally:
             if task is not None:
                 progress.remove_task(task)
-        metrics = {**{k: float(v) for k, v in result.sizes.items()}, **result.metrics}
+        metrics = {k: sum(m[k] for m in per_repeat) / len(per_repeat)
+                   for k in per_repeat[0] if all(k in m for m in per_repeat)}
         trial.set_user_attr("metrics", {k: metrics[k] for k in SUMMARY_METRICS if k in metrics})
+        if repeats > 1:
+            trial.set_user_attr("metrics_per_repeat", [
+                {k: m[k] for k in SUMMARY_METRICS if k in m} for m in per_repeat])
         if result.pruned:
             raise optuna.TrialPruned(f"pruned at step {result.extra.get('pruned_at')}")
         out = []

@@ -78,3 +78,24 @@ def test_resume_continues_numbering_with_a_sampled_space(ablate_home, tiny, tmp_
     children = [r for r in all_runs(ablate_home) if "mlflow.parentRunId" in r.data.tags]
     assert len({r.data.tags["mlflow.parentRunId"] for r in children}) == 1  # one parent throughout
     assert sorted(r.data.tags["ablate.trial"] for r in children) == ["0", "1"]
+
+
+def test_repeats_and_two_objectives(ablate_home, tiny, tmp_path):
+    spec = dict(SWEEP, study="rep", repeats=2,
+                objectives=[{"metric": "val/loss", "direction": "minimize"},
+                            {"metric": "params_active", "direction": "minimize"}])
+    spec.pop("objective")
+    path = tmp_path / "rep.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert main(["sweep", str(path), *tiny]) == 0
+    study = optuna.load_study(study_name="rep", storage=make_storage(None, "rep"))
+    assert len(study.directions) == 2 and len(study.trials) == 2
+    children = [r for r in all_runs(ablate_home) if "mlflow.parentRunId" in r.data.tags]
+    assert len(children) == 4  # 2 arms x 2 seeds
+    for t in study.trials:
+        per = t.user_attrs["metrics_per_repeat"]
+        assert len(per) == 2 and per[0]["val/loss"] != per[1]["val/loss"]
+        assert t.values[0] == sum(p["val/loss"] for p in per) / 2
+        seeds = {r.data.params["trainer.seed"] for r in children if r.data.tags["ablate.trial"] == str(t.number)}
+        assert seeds == {"0", "1"}
+    assert {t.number for t in study.best_trials}  # a Pareto set exists

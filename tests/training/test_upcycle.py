@@ -158,6 +158,16 @@ def test_checkpoint_exact_and_bad(tmp_path, tiny):
     src_sd, dst_sd = src.state_dict(), dst.state_dict()
     assert all(torch.equal(src_sd[k], dst_sd[k]) for k in src_sd)
 
+    save_weights(_model(seed=4), tmp_path / "dense.pt")  # the dense counterpart: upcycled
+    cfg.init.from_checkpoint = str(tmp_path / "dense.pt")
+    tags = prepare_init(cfg, Transformer(cfg.model, 16), experiment="x")
+    assert tags["ablate.init"] == "upcycle_copy"
+    assert tags["ablate.upcycled_from"] == str(tmp_path / "dense.pt")
+    cfg.init.dense_steps = 3
+    with pytest.raises(ConfigError, match="two sources"):
+        prepare_init(cfg, dst, experiment="x")
+    cfg.init.dense_steps = 0
+
     (tmp_path / "junk.pt").write_text("not a tensor file")
     for bad in (tmp_path / "missing.pt", tmp_path / "junk.pt"):
         cfg.init.from_checkpoint = str(bad)
