@@ -116,16 +116,30 @@ def _sweep(a) -> int:
     if a.workers is not None and a.workers < 1:
         raise ConfigError("--workers", a.workers, "an integer >= 1")
     n, envs = plan_devices(a.workers, parse_gpus(a.gpus), a.gpus_per_trial)
+    if a.gpus:  # the trials use the GPUs they were handed
+        a.overrides += ["trainer.accelerator=gpu", f"trainer.devices={a.gpus_per_trial}"]
     sweep = Sweep(spec, a.overrides, storage=a.storage, tracking_uri=a.tracking_uri,
                   n_trials=a.n_trials, timeout=a.timeout, worker=a.worker_index or 0, workers=n)
     _hub_mode(sweep.base_cfg.data.source)
+    from ablate.sweep import ddp
+
+    if ddp.launched_distributed():  # torchrun / srun: DDP inside each trial
+        if ddp.init(sweep.base_cfg.trainer.accelerator) != 0:
+            ddp.follow(sweep)
+            return 0
     if a.worker_index is not None:
         sweep.run_worker()
         return 0
     console = Console()
-    if n > 1:
+    if n > 1 or a.gpus_per_trial > 1:
         def worker_argv(i: int, uri: str) -> list[str]:
-            argv = [sys.executable, "-m", "ablate", "sweep", a.sweep, *a.overrides,
+            launch = [sys.executable, "-m", "ablate"]
+            if a.gpus_per_trial > 1:  # each worker is a torchrun group: DDP inside its trials
+                from ablate.tracking.server import free_port
+
+                launch = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node",
+                          str(a.gpus_per_trial), "--master-port", str(free_port()), "-m", "ablate"]
+            argv = [*launch, "sweep", a.sweep, *a.overrides,
                     "--study", spec.study, "--n-trials", str(sweep.n_trials), "--tracking-uri", uri,
                     "--worker-index", str(i), "--workers", str(n)]
             argv += ["--storage", a.storage] if a.storage else []

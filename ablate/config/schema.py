@@ -92,7 +92,8 @@ class TrainerConfig:
     val_batches: int = 20
     log_every: int = 10
     accelerator: str = "cpu"  # cpu | gpu | auto
-    devices: int = 1
+    devices: int = 1  # > 1: DDP inside the trial (launch with torchrun / srun; see README)
+    num_nodes: int = 1
     precision: str = "32-true"  # 32-true | bf16-mixed | 16-mixed
     accumulate_grad_batches: int = 1
     deterministic: bool = True

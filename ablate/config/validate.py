@@ -69,7 +69,7 @@ def validate(cfg: RunConfig) -> None:
     _positive("optim.lr", o.lr)
     if o.warmup_steps < 0:
         raise ConfigError("optim.warmup_steps", o.warmup_steps, "an integer >= 0")
-    for key in ("max_steps", "val_every", "val_batches", "log_every", "devices",
+    for key in ("max_steps", "val_every", "val_batches", "log_every", "devices", "num_nodes",
                 "accumulate_grad_batches"):
         _positive(f"trainer.{key}", getattr(t, key))
     _choice("trainer.accelerator", t.accelerator, ("cpu", "gpu", "cuda", "auto", "mps"))

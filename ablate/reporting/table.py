@@ -8,8 +8,8 @@ from rich.table import Table
 
 
 def _fmt(v: Any) -> str:
-    if isinstance(v, float) and v.is_integer() and abs(v) >= 1000:
-        return f"{int(v):,}"
+    if isinstance(v, float) and abs(v) >= 1000:
+        return f"{v:,.0f}"
     if isinstance(v, float):
         return f"{v:.4g}"
     return "" if v is None else str(v)

@@ -24,6 +24,7 @@ from ablate import paths
 from ablate.config.load import load_config
 from ablate.console import quiet_libraries
 from ablate.errors import ConfigError
+from ablate.sweep import ddp
 from ablate.sweep import space as sp
 from ablate.sweep.spec import SweepSpec
 from ablate.sweep.study import make_pruner, make_sampler, make_storage
@@ -201,6 +202,9 @@ class Sweep:
                 ckpt = paths.checkpoint_dir(self.spec.study, f"trial-{original:05d}", f"seed-{cfg_r.trainer.seed}")
                 if task is not None:
                     progress.reset(task, total=cfg.trainer.max_steps)
+                if ddp.active():  # DDP peers train the same run
+                    ddp.share({"values": values, "seed": cfg_r.trainer.seed, "ckpt": str(ckpt),
+                               "prune": prune is not None and r == 0})
                 result = train(cfg_r, experiment=self.experiment, tracking_uri=self.tracking_uri,
                                run_name=name if repeats == 1 else f"{name}-r{r}", parent_run_id=parent,
                                tags={"ablate.study": self.spec.study, "ablate.trial": str(trial.number),
@@ -286,6 +290,8 @@ class Sweep:
                 self._ask_lock = None
                 while lock.is_locked:
                     lock.release()
+        if ddp.active():
+            ddp.share(None)  # DDP peers: no more trials
 
     def status_line(self, study) -> str:
         counts: dict[str, int] = {}

@@ -26,7 +26,7 @@ from ablate.config.load import read_yaml
 from ablate.errors import ConfigError
 
 SAMPLERS = ("tpe", "random", "gp", "cmaes", "bruteforce", "grid", "nsga2")
-PRUNERS = ("none", "median", "hyperband", "successive_halving", "wilcoxon", "patient")
+PRUNERS = ("none", "median", "hyperband", "successive_halving", "wilcoxon", "patient", "threshold")
 DIRECTIONS = ("minimize", "maximize")
 TOP_KEYS = ("study", "experiment", "base", "base_config", "space", "objective", "objectives",
             "sampler", "pruner", "n_trials", "timeout", "repeats")

@@ -79,10 +79,13 @@ def make_pruner(spec: dict[str, Any]):
         return p.SuccessiveHalvingPruner(**opts)
     if name == "wilcoxon":
         return p.WilcoxonPruner(**opts)
+    if name == "threshold":  # e.g. {upper: 8.0}: stop runaway trials early
+        return p.ThresholdPruner(**opts)
     if name == "patient":
         patience = opts.pop("patience", 2)
         return p.PatientPruner(p.MedianPruner(**opts), patience=patience)
-    raise ConfigError("pruner.name", name, "none, median, hyperband, successive_halving, wilcoxon, patient")
+    raise ConfigError("pruner.name", name, "none, median, hyperband, successive_halving, wilcoxon, "
+                      "patient, threshold")
 
 
 def _with_driver(url: str) -> str:

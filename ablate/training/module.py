@@ -56,8 +56,12 @@ class LMModule(L.LightningModule):
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
         for layer in self.model.moe_layers:  # aux-loss-free bias balancing, once per step
-            if layer.last_load_E is not None:
-                layer.router.after_step(layer.last_load_E)
+            if layer.last_load_E is None:
+                continue
+            load_E = layer.last_load_E
+            if self.trainer.world_size > 1:  # every rank must apply the same bias update
+                load_E = self.trainer.strategy.reduce(load_E.clone(), reduce_op="sum")
+            layer.router.after_step(load_E)
 
     def on_validation_epoch_start(self) -> None:
         self._val_losses: list[torch.Tensor] = []

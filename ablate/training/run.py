@@ -16,8 +16,8 @@ import lightning as L
 from ablate import paths
 from ablate.config.load import flatten, to_dict, to_yaml
 from ablate.config.schema import RunConfig
-from ablate.tracking import runs, store
-from ablate.tracking.logger import MlflowRunLogger
+from ablate.tracking import runs
+from ablate.tracking.tracker import RunTracker
 from ablate.tracking.naming import arm_name
 from ablate.training.accounting import param_counts
 from ablate.training.callbacks import OptunaPruning, RoutingStats, StepProgress, Throughput
@@ -42,7 +42,15 @@ def _trainer(cfg: RunConfig, logger, callbacks, progress_bar: bool,
              checkpointing: bool = False) -> L.Trainer:
     t = cfg.trainer
     gpu = t.accelerator in ("gpu", "cuda")
+    strategy = "auto"
+    if t.devices * t.num_nodes > 1:
+        from lightning.pytorch.strategies import DDPStrategy
+
+        # experts (or a hash router's unused weight) may see no tokens in a step (PITFALLS #14)
+        strategy = DDPStrategy(find_unused_parameters=cfg.model.ffn == "moe")
     return L.Trainer(
+        strategy=strategy,
+        num_nodes=t.num_nodes,
         max_steps=t.max_steps,
         val_check_interval=t.val_every * t.accumulate_grad_batches,
         check_val_every_n_epoch=None,  # validate every n steps, across epoch boundaries
@@ -67,7 +75,11 @@ def _trainer(cfg: RunConfig, logger, callbacks, progress_bar: bool,
 def train(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = None,
           run_name: str | None = None, parent_run_id: str | None = None,
           tags: dict[str, str] | None = None, trial=None, progress=None,
-          on_run=None, weights_out: str | None = None, ckpt_dir=None) -> TrainResult:
+          on_run=None, weights_out: str | None = None, ckpt_dir=None,
+          prune_follower: bool = False) -> TrainResult:
+    """Train `cfg` as one MLflow run (rank 0 only under DDP). `trial`: the Optuna trial to
+    report to and prune by; `prune_follower`: a DDP rank > 0 of a prunable trial (it
+    receives rank 0's pruning decision)."""
     from ablate.reporting.heatmap import expert_load_figure
     from ablate.training.module import LMModule
 
@@ -87,24 +99,22 @@ def train(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = None,
         init_tags = prepare_init(cfg, module.model, experiment=experiment,
                                  tracking_uri=tracking_uri, parent_run_id=parent_run_id)
 
-    client = store.client(tracking_uri)
-    exp_id = store.ensure_experiment(client, experiment)
+    tracker = RunTracker(tracking_uri, experiment)
     all_tags = runs.standard_tags(**{"ablate.data_fingerprint": dm.fingerprint, "ablate.arm": arm_name(cfg)})
     if cfg.model.ffn == "moe" and cfg.model.moe.allow_noncausal_routing:
         all_tags["ablate.noncausal_routing"] = "true"  # such runs see future tokens
     all_tags.update(init_tags)
     all_tags.update(tags or {})
-    run_id = runs.create_run(client, exp_id, run_name or cfg.tracking.run_name or arm_name(cfg),
-                             all_tags, parent_run_id)
-    if on_run is not None:
+    run_id = tracker.start(run_name or cfg.tracking.run_name or arm_name(cfg), all_tags,
+                           parent_run_id, {**flatten(to_dict(cfg)), **sizes}, to_yaml(cfg))
+    if on_run is not None and run_id:
         on_run(run_id)
-    runs.log_params(client, run_id, {**flatten(to_dict(cfg)), **sizes})
-    client.log_text(run_id, to_yaml(cfg), "config.yaml")
-    logger = MlflowRunLogger(client, run_id)
-    logger.log_metrics({k: float(v) for k, v in sizes.items()}, step=0)
+    logger = tracker.logger
+    if logger is not None:
+        logger.log_metrics({k: float(v) for k, v in sizes.items()}, step=0)
 
     routing = RoutingStats(cfg.tracking.routing_stats_every)
-    pruning = OptunaPruning(trial) if trial is not None else None
+    pruning = OptunaPruning(trial) if (trial is not None or prune_follower) else None
     callbacks: list[L.Callback] = [Throughput(dm.tokens_per_batch, cfg.trainer.log_every)]
     if cfg.model.ffn == "moe":
         callbacks.append(routing)
@@ -126,9 +136,10 @@ def train(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = None,
         last = Path(ckpt_dir) / "last.ckpt"
         resume_from = str(last) if last.exists() else None
         if resume_from:
-            client.set_tag(run_id, "ablate.resumed_from", resume_from)
-    trainer = _trainer(cfg, logger, callbacks, bar, checkpointing=ckpt_dir is not None)
-    logger.step_source = lambda: trainer.global_step
+            tracker.set_tag("ablate.resumed_from", resume_from)
+    trainer = _trainer(cfg, logger or False, callbacks, bar, checkpointing=ckpt_dir is not None)
+    if logger is not None:
+        logger.step_source = lambda: trainer.global_step
     status, state = "FAILED", "FAILED"
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=resume_from, weights_only=True)
@@ -139,26 +150,28 @@ def train(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = None,
             from ablate.training.upcycle import save_weights
 
             save_weights(module.model, weights_out)
-        logger.flush()
         ids, rows = routing.load_matrix()
-        if rows:
-            client.log_dict(run_id, {"layers": ids, "load_fraction": rows}, "routing/expert_load.json")
-            client.log_figure(run_id, expert_load_figure(ids, rows, arm_name(cfg)),
-                              "routing/expert_load.png")
+        if rows and tracker.enabled:
+            tracker.log_dict({"layers": ids, "load_fraction": rows}, "routing/expert_load.json")
+            tracker.log_figure(expert_load_figure(ids, rows, arm_name(cfg)), "routing/expert_load.png")
         status, state = "FINISHED", ("PRUNED" if pruned else "COMPLETE")
         if ckpt_dir is not None:  # finished: the resume point is no longer needed
             shutil.rmtree(ckpt_dir, ignore_errors=True)
         extra = {"pruned_at": pruning.pruned_at} if pruned else {}
-        return TrainResult(run_id, dict(logger.last), sizes, pruned, extra)
+        last = dict(logger.last) if logger is not None else dict_metrics(trainer)
+        return TrainResult(run_id or "", last, sizes, pruned, extra)
     except KeyboardInterrupt:
         status, state = "KILLED", "KILLED"
         raise
     except Exception as e:
-        client.set_tag(run_id, "ablate.fail_reason", store.mask(f"{type(e).__name__}: {e}")[:5000])
+        tracker.set_tag("ablate.fail_reason", f"{type(e).__name__}: {e}")
         raise
     finally:
-        logger.flush()
-        client.set_tag(run_id, "ablate.state", state)
-        runs.end_run(client, run_id, status)
+        tracker.end(status, state)
+
+
+def dict_metrics(trainer) -> dict[str, float]:
+    """The trainer's last metrics (ranks without an MLflow logger)."""
+    return {k: float(v) for k, v in trainer.callback_metrics.items()}
 
 

@@ -21,6 +21,7 @@ class Throughput(L.Callback):
         self._steps += 1
         if self._steps >= self.every:
             dt = now - self._t0
-            pl_module.log("perf/tokens_per_s", self._steps * self.tokens_per_batch / dt)
+            tokens = self._steps * self.tokens_per_batch * trainer.world_size  # all DDP ranks
+            pl_module.log("perf/tokens_per_s", tokens / dt)
             pl_module.log("perf/step_ms", 1000.0 * dt / self._steps)
             self._t0, self._steps = now, 0

@@ -1,0 +1,62 @@
+"""DDP inside a trial: one Optuna trial trained by several ranks (torchrun / srun).
+
+Rank 0 is an ordinary sweep worker: it asks Optuna for the trial, owns the MLflow run and
+the pruning decisions. Before each training run it broadcasts what to train; the other
+ranks follow, train the same config as DDP peers (metrics are reduced, pruning is
+broadcast by the callback), and stop when rank 0 sends `None` (PITFALLS #6: no rank ever
+asks Optuna, so no extra trials).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+
+def launched_distributed() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init(accelerator: str) -> int:
+    """Join the process group torchrun described; -> global rank."""
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        gpu = accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available()
+        if gpu:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if gpu else "gloo")
+    return dist.get_rank()
+
+
+def active() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def share(payload: Any = None) -> Any:
+    """Rank 0's `payload` on every rank."""
+    import torch.distributed as dist
+
+    box = [payload]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def follow(sweep) -> None:
+    """Ranks > 0: train whatever rank 0 announces, until it announces None."""
+    from ablate.training.run import train
+
+    while True:
+        msg = share()
+        if msg is None:
+            return
+        cfg = sweep.config_for(msg["values"])
+        cfg.trainer.seed, cfg.trainer.progress = msg["seed"], False
+        try:
+            train(cfg, experiment=sweep.experiment, tracking_uri=sweep.tracking_uri,
+                  prune_follower=msg["prune"], ckpt_dir=msg["ckpt"])
+        except Exception:  # noqa: BLE001 - rank 0 records the trial's failure
+            pass

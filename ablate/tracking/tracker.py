@@ -1,0 +1,57 @@
+"""The MLflow side of one training run: create it, log params once, end it honestly.
+
+In a DDP trial every rank runs the same training code; only global rank 0 talks to MLflow
+(the others get an inert tracker), so a trial is exactly one MLflow run.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ablate.tracking import runs, store
+from ablate.tracking.logger import MlflowRunLogger
+
+
+def global_rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+class RunTracker:
+    def __init__(self, tracking_uri: str | None, experiment: str, enabled: bool | None = None):
+        self.enabled = global_rank() == 0 if enabled is None else enabled
+        self.run_id: str | None = None
+        self.client = store.client(tracking_uri) if self.enabled else None
+        self.experiment_id = store.ensure_experiment(self.client, experiment) if self.enabled else None
+        self.logger: MlflowRunLogger | None = None
+
+    def start(self, name: str, tags: dict[str, str], parent_run_id: str | None,
+              params: dict[str, Any], config_yaml: str) -> str | None:
+        if not self.enabled:
+            return None
+        self.run_id = runs.create_run(self.client, self.experiment_id, name, tags, parent_run_id)
+        runs.log_params(self.client, self.run_id, params)
+        self.client.log_text(self.run_id, config_yaml, "config.yaml")
+        self.logger = MlflowRunLogger(self.client, self.run_id)
+        return self.run_id
+
+    def set_tag(self, key: str, value: str) -> None:
+        if self.run_id:
+            self.client.set_tag(self.run_id, key, store.mask(str(value))[:5000])
+
+    def log_dict(self, obj: Any, path: str) -> None:
+        if self.run_id:
+            self.client.log_dict(self.run_id, obj, path)
+
+    def log_figure(self, figure: Any, path: str) -> None:
+        if self.run_id:
+            self.client.log_figure(self.run_id, figure, path)
+
+    def end(self, status: str, state: str) -> None:
+        """status: MLflow's FINISHED | FAILED | KILLED; state: ablate's COMPLETE | PRUNED | ..."""
+        if not self.run_id:
+            return
+        if self.logger is not None:
+            self.logger.flush()
+        self.client.set_tag(self.run_id, "ablate.state", state)
+        runs.end_run(self.client, self.run_id, status)

@@ -1,0 +1,52 @@
+"""DDP inside a trial on CPU: 2 gloo ranks under torchrun. Rank 0 owns the trial; the
+pruning decision reaches both ranks; each trial is exactly one MLflow run."""
+
+import os
+import subprocess
+import sys
+
+import optuna
+import yaml
+
+from ablate.sweep.study import make_storage
+from tests.mlflow_helpers import all_runs
+
+
+def _torchrun(spec, tmp_path, ablate_home, tiny, *extra):
+    path = tmp_path / f"{spec['study']}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    env = {**os.environ, "ABLATE_HOME": str(ablate_home), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+         str(_port()), "-m", "ablate", "sweep", str(path), "trainer.devices=2", *tiny, *extra],
+        env=env, capture_output=True, text=True, timeout=600)
+
+
+def _port():
+    from ablate.tracking.server import free_port
+
+    return free_port()
+
+
+def test_ddp_trial_two_gloo_ranks(ablate_home, tiny, tmp_path):
+    spec = {"study": "ddp", "base": {"model": {"ffn": "moe", "moe": {"router": {"name": "sigmoid"}}}},
+            "space": {"model.moe.top_k": [1, 2]}, "sampler": {"name": "bruteforce"}, "n_trials": 2}
+    proc = _torchrun(spec, tmp_path, ablate_home, tiny)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = optuna.load_study(study_name="ddp", storage=make_storage(None, "ddp"))
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    children = [r for r in all_runs(ablate_home) if "mlflow.parentRunId" in r.data.tags]
+    assert len(children) == 2  # rank 1 logged nothing of its own
+    assert all(r.data.params["trainer.devices"] == "2" and "val/loss" in r.data.metrics
+               for r in children)
+
+
+def test_pruning_decision_reaches_every_rank(ablate_home, tiny, tmp_path):
+    spec = {"study": "ddp-prune", "base": {"model": {"ffn": "moe"}},
+            "space": {"optim.lr": [0.003]}, "sampler": {"name": "bruteforce"},
+            "pruner": {"name": "threshold", "options": {"upper": 0.0}}, "n_trials": 1}
+    proc = _torchrun(spec, tmp_path, ablate_home, tiny)  # would hang if rank 1 kept training
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (trial,) = optuna.load_study(study_name="ddp-prune", storage=make_storage(None, "ddp-prune")).trials
+    assert trial.state.name == "PRUNED"
+    assert list(trial.intermediate_values) == [3]  # reported at global_step 3, then stopped
