@@ -53,6 +53,8 @@ class MoEConfig:
     router_lr_mult: float = 1.0
     dispatch: str = "grouped"  # grouped (sorted tokens, one grouped GEMM) | loop (reference)
     allow_noncausal_routing: bool = False
+    n_devices: Optional[int] = None  # expert groups for the device/comm losses (default: the
+    #                                  router's groups for group_limited, else 1)
     router: dict[str, Any] = field(default_factory=lambda: {"name": "softmax_topk"})
     aux: dict[str, float] = field(default_factory=lambda: {"switch": 0.01, "z": 0.001})
 

@@ -55,6 +55,10 @@ def validate(cfg: RunConfig) -> None:
     if not 0 <= moe.expert_dropout < 1:
         raise ConfigError("model.moe.expert_dropout", moe.expert_dropout, "0 <= p < 1")
     _positive("model.moe.router_lr_mult", moe.router_lr_mult)
+    _positive("model.moe.n_devices", moe.n_devices, allow_none=True)
+    if moe.n_devices and (moe.n_experts * moe.granularity) % moe.n_devices:
+        raise ConfigError("model.moe.n_devices", moe.n_devices,
+                          f"a divisor of the routed experts ({moe.n_experts * moe.granularity})")
 
     _choice("data.source", d.source, ("stdlib", "text", "json", "parquet", "hub"))
     if d.source in ("text", "json", "parquet") and not d.files:

@@ -32,7 +32,8 @@ def test_attention_is_causal():
 
 
 def test_moe_with_one_expert_and_k1_equals_dense_ffn():
-    cfg = _cfg("model.ffn=moe", "model.moe.n_experts=1", "model.moe.top_k=1", "model.moe.aux={}")
+    cfg = _cfg("model.ffn=moe", "model.moe.n_experts=1", "model.moe.top_k=1",
+               "model.moe.aux.switch=0", "model.moe.aux.z=0")
     torch.manual_seed(0)
     dense = SwiGLU(32, 64)
     for dispatch in ("grouped", "loop"):

@@ -37,7 +37,8 @@ class MoELayer(nn.Module):
         # n shared experts of width d_shared == one SwiGLU of width n*d_shared (same function)
         self.shared = SwiGLU(d_model, dims.n_shared * dims.d_shared) if dims.n_shared else None
         self.shared_gate = nn.Linear(d_model, 1, bias=False) if (self.shared and cfg.shared_gate) else None
-        self.aux_fns = {name: AUX_LOSSES.get(name).obj for name in cfg.aux}
+        # a weight of 0 switches a loss off (a YAML merge cannot delete a default key)
+        self.aux_fns = {name: AUX_LOSSES.get(name).obj for name, w in cfg.aux.items() if w > 0}
         self.collect_stats = False  # set by the routing-stats callback on its interval
         self.last_load_E: torch.Tensor | None = None
         self.last_stats: dict[str, torch.Tensor] = {}
@@ -52,13 +53,18 @@ class MoELayer(nn.Module):
         ids_TK = apply_capacity(  # cf None: dropless, ids unchanged
             route.ids_TK, route.gates_TK, None, self.dims.n_experts, cf, self.cfg.drop_priority
         )
-        y_TD = self.experts(x_TD, ids_TK, route.gates_TK)
+        if self.router.dense_mixture:  # Soft MoE: slots mix all tokens of a sequence
+            from ablate.models.moe.routers.soft import soft_moe_forward
+
+            y_TD = soft_moe_forward(self.experts, x_BSD, route.logits_TE.view(B, S, -1)).reshape(B * S, D)
+        else:
+            y_TD = self.experts(x_TD, ids_TK, route.gates_TK)
         if self.shared is not None:
             s_TD = self.shared(x_TD)
             if self.shared_gate is not None:  # Qwen: sigmoid gate on the shared expert
                 s_TD = torch.sigmoid(self.shared_gate(x_TD)) * s_TD
             y_TD = y_TD + s_TD
-        ctx = AuxContext(route, self.dims.n_experts, (B, S))
+        ctx = AuxContext(route, self.dims.n_experts, (B, S), n_devices=self.cfg.n_devices)
         aux = {name: fn(ctx) for name, fn in self.aux_fns.items()}
         aux.update(route.extra_losses)
         self._record(route)

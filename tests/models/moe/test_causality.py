@@ -58,9 +58,6 @@ def max_leak(layer: MoELayer, training: bool) -> list[float]:
 @pytest.mark.parametrize("name", ROUTERS.names())
 def test_router_causality_flag_is_honest(name):
     layer = layer_for(name)
-    if layer.router.dense_mixture:
-        pytest.skip("dense-mixture routers (soft) need the layer to call soft_moe_forward; "
-                    "TODO(lead) wires MoELayer; soft_moe_mix is tested directly below")
     if layer.router.causal:
         for training in (False, True):
             leaks = max_leak(layer, training)
