@@ -86,6 +86,10 @@ def _train(a) -> int:
     path, overrides = _split_config(a.args)
     cfg = load_config(path, overrides)
     _hub_mode(cfg.data.source)
+    from ablate.sweep import ddp
+
+    if ddp.launched_distributed():  # torchrun: join the group before the model is built (EP)
+        ddp.init(cfg.trainer.accelerator)
     from ablate.console import quiet_libraries
     from ablate.training.run import train
 
@@ -93,6 +97,8 @@ def _train(a) -> int:
 
     result = train(cfg, experiment=a.experiment or cfg.tracking.experiment or "ablate-train",
                    tracking_uri=a.tracking_uri or cfg.tracking.tracking_uri)
+    if not result.run_id:  # DDP ranks > 0 have no run of their own
+        return 0
     shown = {k: v for k, v in result.metrics.items() if k in ("val/loss", "val/ppl", "perf/tokens_per_s")}
     print(f"run {result.run_id}: " + "  ".join(f"{k}={v:.4g}" for k, v in shown.items())
           + f"  params_active={result.sizes['params_active']:,}")

@@ -100,6 +100,40 @@ def time_interleaved(steps: dict[str, Callable[[], None]], repeats: int, warmup:
     return times
 
 
+class BackgroundLoad:
+    """Share of the machine's CPU time that other processes used while timing (Linux
+    /proc/stat minus this process's own CPU time; None elsewhere). Many small ops with
+    2 OpenMP threads suffer far more from a busy neighbour than a dense FFN's few big
+    GEMMs, so a row measured under load overstates the MoE ratio."""
+
+    def __enter__(self):
+        self.start = self._sample()
+        return self
+
+    def __exit__(self, *exc):
+        end = self._sample()
+        self.share = None
+        if self.start and end:
+            (busy0, total0, own0), (busy1, total1, own1) = self.start, end
+            if total1 > total0:
+                self.share = max(0.0, (busy1 - busy0 - (own1 - own0)) / (total1 - total0))
+
+    @staticmethod
+    def _sample():
+        import os
+        import resource
+
+        try:
+            with open("/proc/stat") as f:
+                ticks = [int(v) for v in f.readline().split()[1:9]]
+        except (OSError, ValueError):
+            return None
+        hz = os.sysconf("SC_CLK_TCK")
+        busy = sum(ticks) - ticks[3] - ticks[4]  # minus idle and iowait
+        use = resource.getrusage(resource.RUSAGE_SELF)
+        return busy / hz, sum(ticks) / hz, use.ru_utime + use.ru_stime
+
+
 def peak_mem_mb(step: Callable[[], None], device: str) -> float:
     """Peak tensor memory allocated during one step above what existed before it (MiB).
 
@@ -138,7 +172,8 @@ def run(args: argparse.Namespace) -> dict:
         dy = torch.randn_like(x)
         steps = {name: make_step(m, x, dy, dtype)
                  for name, m in (("moe", moe), ("dense", dense), ("loop", loop))}
-        times = time_interleaved(steps, args.repeats, args.warmup, device)
+        with BackgroundLoad() as background:
+            times = time_interleaved(steps, args.repeats, args.warmup, device)
         with torch.no_grad():
             load = moe.router(x.detach().reshape(-1, args.d_model)).ids_TK.flatten()
             load_E = torch.bincount(load, minlength=moe.dims.n_experts).float()
@@ -156,6 +191,7 @@ def run(args: argparse.Namespace) -> dict:
             "ms_moe": round(ms["moe"], 2), "ms_dense": round(ms["dense"], 2),
             "ms_reference": round(ms["loop"], 2),
             "load_max_over_mean": round((load_E.max() / load_E.mean()).item(), 3),
+            "background_cpu": None if background.share is None else round(background.share, 3),
         })
     return {"rows": rows, "meta": _meta(args)}
 
@@ -182,7 +218,7 @@ def render(result: dict) -> None:
 
     table = Table(title="MoE layer fwd+bwd: ratios measured in one run", header_style="bold")
     cols = ["E", "k", "d_exp", "shared", "moe ms", "dense ms", "loop ms", "vs dense",
-            "vs loop", "MiB", "dense MiB", "max/mean"]
+            "vs loop", "MiB", "dense MiB", "load", "others"]
     for c in cols:
         table.add_column(c, justify="right")
     for r in result["rows"]:
@@ -190,10 +226,13 @@ def render(result: dict) -> None:
             r["n_experts"], r["top_k"], r["d_expert"], r["n_shared"], f"{r['ms_moe']:.1f}",
             f"{r['ms_dense']:.1f}", f"{r['ms_reference']:.0f}", f"{r['ratio_vs_dense']:.2f}x",
             f"{r['ratio_vs_reference']:.3f}x", f"{r['peak_mem_mb']:.0f}",
-            f"{r['peak_mem_mb_dense']:.0f}", f"{r['load_max_over_mean']:.2f}")))
+            f"{r['peak_mem_mb_dense']:.0f}", f"{r['load_max_over_mean']:.2f}",
+            "?" if r["background_cpu"] is None else f"{r['background_cpu']:.0%}")))
     console = Console(width=max(Console().width, 110))
     console.print(table)
     console.print(f"method: {result['meta']['method']}")
+    console.print("MiB: peak tensor memory of one step; load: max/mean expert load; others:"
+                  " CPU share other processes used while the row was timed")
 
 
 def main(argv: list[str] | None = None) -> int:

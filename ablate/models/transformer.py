@@ -10,6 +10,7 @@ from torch import nn
 from ablate.config.schema import ModelConfig
 from ablate.models.attention import CausalSelfAttention, RMSNorm, rope_cache
 from ablate.models.mlp import SwiGLU
+from ablate.models.moe.expert_parallel import init_normal_
 from ablate.models.moe.layer import MoELayer
 from ablate.models.moe.sizes import moe_layer_ids
 
@@ -58,7 +59,8 @@ class Transformer(nn.Module):
                 continue  # routers own their init (RouterConfig.init)
             if p.dim() >= 2:
                 last = name.endswith(("proj.weight", "w2.weight", "experts.w2"))
-                nn.init.normal_(p, std=out_std if last else std)
+                owner = self.get_submodule(name.rpartition(".")[0])
+                init_normal_(owner, p, std=out_std if last else std)  # EP shards: their slice
 
     @property
     def moe_layers(self) -> list[MoELayer]:

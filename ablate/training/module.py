@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from ablate.config.schema import ModelConfig, OptimConfig
+from ablate.models.moe.expert_parallel import clip_grad_norm_, exclude_from_ddp, expert_parallel_modules
 from ablate.models.transformer import Transformer
 
 
@@ -28,6 +29,7 @@ class LMModule(L.LightningModule):
         self.model_cfg, self.optim_cfg, self.max_steps = model, optim, max_steps
         self.model = Transformer(model, block_size)
         self.aux_weights = dict(model.moe.aux)
+        exclude_from_ddp(self)  # expert-parallel shards differ per rank: DDP must not average them
 
     def forward(self, idx_BS: torch.Tensor):
         return self.model(idx_BS)
@@ -77,6 +79,13 @@ class LMModule(L.LightningModule):
         loss = torch.stack(self._val_losses).mean()  # the LM loss only, no aux terms
         self.log("val/loss", loss, prog_bar=True, sync_dist=True)
         self.log("val/ppl", torch.exp(loss.clamp(max=20.0)), sync_dist=True)
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None,
+                                    gradient_clip_algorithm=None) -> None:
+        if gradient_clip_val and expert_parallel_modules(self):
+            clip_grad_norm_(self, gradient_clip_val)  # one global norm over all ranks' shards
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def configure_optimizers(self):
         o = self.optim_cfg

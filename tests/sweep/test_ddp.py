@@ -50,3 +50,15 @@ def test_pruning_decision_reaches_every_rank(ablate_home, tiny, tmp_path):
     (trial,) = optuna.load_study(study_name="ddp-prune", storage=make_storage(None, "ddp-prune")).trials
     assert trial.state.name == "PRUNED"
     assert list(trial.intermediate_values) == [3]  # reported at global_step 3, then stopped
+
+
+def test_expert_parallel_training_end_to_end(ablate_home, tiny):
+    env = {**os.environ, "ABLATE_HOME": str(ablate_home), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+         str(_port()), "-m", "ablate", "train", "model.ffn=moe", "model.moe.expert_parallel=true",
+         "trainer.devices=2", *tiny], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run,) = all_runs(ablate_home)
+    assert run.info.status == "FINISHED" and run.data.params["model.moe.expert_parallel"] == "True"
+    assert "val/loss" in run.data.metrics and run.data.metrics["moe/dead_experts"] >= 0

@@ -52,8 +52,8 @@ def _kill_a_worker_mid_trial(proc, ablate_home):
         if not (ablate_home / "optuna" / "kill.journal").exists():
             continue
         for t in _study("kill").get_trials(states=(optuna.trial.TrialState.RUNNING,)):
-            ckpt = ablate_home / "checkpoints" / "kill" / f"trial-{t.number:05d}" / "last.ckpt"
-            if ckpt.exists() and "pid" in t.user_attrs:
+            trial_dir = ablate_home / "checkpoints" / "kill" / f"trial-{t.number:05d}"
+            if list(trial_dir.glob("*/last.ckpt")) and "pid" in t.user_attrs:
                 victim = t
                 os.kill(t.user_attrs["pid"], signal.SIGKILL)
                 break

@@ -1,0 +1,336 @@
+"""A study read back from Optuna + MLflow as a tidy table: one row per (trial, repeat).
+
+```python
+from ablate.reporting.collect import load_study
+
+data = load_study("quickstart")                  # default storage and tracking store
+for row in data.complete():                      # COMPLETE trials, every repeat
+    print(row.trial, row.repeat, row.seed, row.arm, row.metrics["val/loss"], row.run_id)
+data.history(row.run_id, "val/loss")             # [(step, value), ...] from MLflow
+data.artifact_json(row.run_id, "routing/expert_load.json")
+```
+
+Arm label of a row: the `--by` param(s) when given (a search-space param or any logged
+config key, e.g. `model.moe.top_k`), else the trial's `arm` param, else all its params.
+Runs tagged `ablate.role=dense_parent` (upcycling's shared dense parents) are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ablate import paths
+from ablate.errors import AblateError, ConfigError
+from ablate.tracking.store import mask, resolve_tracking_uri
+
+SKIP_ROLES = ("dense_parent",)
+HIGHER_IS_BETTER = ("perf/tokens_per_s",)
+
+
+@dataclass
+class RunRow:
+    trial: int
+    repeat: int
+    state: str  # the Optuna trial's state: COMPLETE, PRUNED, FAIL, RUNNING, ...
+    arm: str
+    params: dict[str, Any]  # the trial's Optuna params (search space)
+    config: dict[str, str]  # the MLflow run's params (flattened config + sizes); {} without a run
+    metrics: dict[str, float]  # last value of every metric
+    seed: int | None = None
+    run_id: str | None = None
+    run_name: str | None = None
+    fail_reason: str | None = None
+
+
+@dataclass
+class Objective:
+    metric: str
+    direction: str  # minimize | maximize
+
+
+def fmt_value(v: Any) -> str:
+    if v is None:
+        return "none"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def short_keys(keys: list[str]) -> dict[str, str]:
+    """`model.moe.top_k` -> `top_k` where the last segment is unambiguous."""
+    last = [k.rsplit(".", 1)[-1] for k in keys]
+    return {k: (s if last.count(s) == 1 else k) for k, s in zip(keys, last)}
+
+
+def direction_of(metric: str, objectives: list[Objective]) -> str:
+    for o in objectives:
+        if o.metric == metric:
+            return o.direction
+    return "maximize" if metric in HIGHER_IS_BETTER else "minimize"
+
+
+def open_optuna_study(name: str, storage: str | None = None):
+    """Load an existing study; ConfigError (one line) naming the known ones if it is absent.
+    Never creates anything: the default journal file must already exist."""
+    import optuna
+
+    from ablate.sweep.study import make_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if storage is None or storage.endswith(".journal") or storage.startswith("journal://"):
+        path = Path(storage.removeprefix("journal://")) if storage else paths.default_storage_path(name)
+        if not path.is_file():
+            folder = path.parent
+            known = sorted(p.stem for p in folder.glob("*.journal")) if storage is None else []
+            raise ConfigError("--study", name, ", ".join(known) or f"a study stored under {folder}",
+                              "unknown study")
+    st = make_storage(storage, name)
+    names = optuna.get_all_study_names(st)
+    if name not in names:
+        raise ConfigError("--study", name, ", ".join(sorted(names)) or "none stored there", "unknown study")
+    return optuna.load_study(study_name=name, storage=st)
+
+
+def _search_children(client, experiment_id: str, parent: str) -> dict[str, Any]:
+    out, token = {}, None
+    while True:
+        page = client.search_runs([experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent}'",
+                                  max_results=1000, page_token=token)
+        out.update({r.info.run_id: r for r in page})
+        token = getattr(page, "token", None)
+        if not token:
+            return out
+
+
+class StudyData:
+    """Everything a report needs about one study; MLflow reads are cached."""
+
+    def __init__(self, name: str, study, client, parent_run_id: str | None,
+                 experiment_id: str | None, objectives: list[Objective], rows: list[RunRow],
+                 by: list[str] | None = None):
+        self.name, self.study, self.client = name, study, client
+        self.parent_run_id, self.experiment_id = parent_run_id, experiment_id
+        self.objectives, self.rows, self.by = objectives, rows, by
+        self._history: dict[tuple[str, str], list[tuple[int, float]]] = {}
+        self._json: dict[tuple[str, str], Any] = {}
+        self._tmp = None
+
+    # -- rows -----------------------------------------------------------------------------
+    def complete(self) -> list[RunRow]:
+        return [r for r in self.rows if r.state == "COMPLETE"]
+
+    def with_runs(self) -> list[RunRow]:
+        return [r for r in self.rows if r.run_id]
+
+    @property
+    def metric(self) -> str:
+        return self.objectives[0].metric
+
+    def direction(self, metric: str) -> str:
+        return direction_of(metric, self.objectives)
+
+    def arms(self, metric: str | None = None) -> list[str]:
+        """Arm labels, best mean `metric` (default: the first objective) first; arms without a
+        completed run last, in sweep order."""
+        metric = metric or self.metric
+        sign = -1 if self.direction(metric) == "maximize" else 1
+        means: dict[str, list[float]] = {}
+        for r in self.complete():
+            v = r.metrics.get(metric)
+            if v is not None and math.isfinite(v):
+                means.setdefault(r.arm, []).append(v)
+        order = self.sweep_order()
+        return sorted(order, key=lambda a: (0, sign * sum(means[a]) / len(means[a])) if a in means
+                      else (1, order.index(a)))
+
+    def sweep_order(self) -> list[str]:
+        """Arms in the order of the sweep file's choices (first = the default baseline)."""
+        dists: dict[str, Any] = {}
+        for t in self.study.get_trials(deepcopy=False) if self.study is not None else []:
+            for k, d in t.distributions.items():
+                dists.setdefault(k, d)
+
+        def key(row: RunRow):
+            out = []
+            for k in self.by or sorted(row.params):
+                v = row.params.get(k, row.config.get(k))
+                choices = getattr(dists.get(k), "choices", None)
+                if choices is not None and v in choices:
+                    out.append((0, choices.index(v), ""))
+                elif isinstance(v, (int, float)):
+                    out.append((1, float(v), ""))
+                else:
+                    out.append((2, 0.0, fmt_value(v)))
+            return out, row.trial
+
+        seen: list[str] = []
+        for row in sorted(self.rows, key=key):
+            if row.arm not in seen:
+                seen.append(row.arm)
+        return seen
+
+    # -- MLflow reads ---------------------------------------------------------------------
+    def history(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        """(step, value) of one metric of one run, by step (the last value of each step)."""
+        if (run_id, key) not in self._history:
+            by_step: dict[int, tuple[int, float]] = {}
+            for m in self.client.get_metric_history(run_id, key):
+                if m.step not in by_step or m.timestamp >= by_step[m.step][0]:
+                    by_step[m.step] = (m.timestamp, m.value)
+            self._history[(run_id, key)] = [(s, v) for s, (_, v) in sorted(by_step.items())]
+        return self._history[(run_id, key)]
+
+    def artifact_json(self, run_id: str, path: str) -> Any:
+        """A JSON artifact of a run, or None when the run has none."""
+        if (run_id, path) not in self._json:
+            import os
+
+            os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+            if self._tmp is None:
+                self._tmp = tempfile.TemporaryDirectory(prefix="ablate-report-")
+            dst = Path(self._tmp.name) / run_id
+            dst.mkdir(exist_ok=True)
+            try:
+                local = self.client.download_artifacts(run_id, path, str(dst))
+                value = json.loads(Path(local).read_text())
+            except Exception:  # noqa: BLE001 - absent artifact (dense run) or unreadable
+                value = None
+            self._json[(run_id, path)] = value
+        return self._json[(run_id, path)]
+
+
+def _objectives(parent_run, study) -> list[Objective]:
+    directions = [d.name.lower() for d in study.directions]
+    raw = parent_run.data.params.get("objectives", "") if parent_run is not None else ""
+    objs = []
+    for part in filter(None, raw.split(",")):
+        metric, _, direction = part.rpartition(":")
+        objs.append(Objective(metric or part, direction if direction in ("minimize", "maximize")
+                              else "minimize"))
+    if len(objs) != len(directions):
+        objs = [Objective("val/loss" if i == 0 else f"objective{i}", d) for i, d in enumerate(directions)]
+    return objs
+
+
+def _label(params: dict[str, Any], config: dict[str, str], by: list[str] | None) -> str:
+    if by:
+        if by == ["arm"]:
+            return fmt_value(params.get("arm", config.get("arm")))
+        names = short_keys(by)
+        return ", ".join(f"{names[k]}={fmt_value(params.get(k, config.get(k)))}" for k in by)
+    if "arm" in params:
+        return str(params["arm"])
+    if not params:
+        return "(no params)"
+    names = short_keys(sorted(params))
+    return ", ".join(f"{names[k]}={fmt_value(v)}" for k, v in sorted(params.items()))
+
+
+def _seed(config: dict[str, str], default: int | None) -> int | None:
+    try:
+        return int(config["trainer.seed"])
+    except (KeyError, ValueError):
+        return default
+
+
+def load_study(name: str, storage: str | None = None, tracking_uri: str | None = None,
+               by: list[str] | None = None) -> StudyData:
+    """Read study `name` (Optuna storage + its MLflow parent's child runs) into rows."""
+    from ablate.tracking.store import client as make_client
+
+    study = open_optuna_study(name, storage)
+    uri = resolve_tracking_uri(tracking_uri)
+    client = make_client(uri)
+    parent_id = study.user_attrs.get("mlflow_parent_run_id")
+    parent, children, experiment_id = None, {}, None
+    if parent_id:
+        try:
+            parent = client.get_run(parent_id)
+        except Exception:  # noqa: BLE001 - another store, or deleted
+            raise AblateError(f"--tracking-uri={mask(uri)}: study {name!r} logged to parent run "
+                              f"{parent_id}, which this MLflow store does not have") from None
+        experiment_id = parent.info.experiment_id
+        children = _search_children(client, experiment_id, parent_id)
+
+    rows: list[RunRow] = []
+    for t in study.get_trials(deepcopy=False):
+        ua = t.user_attrs
+        ids = list(ua.get("mlflow_run_ids") or ([ua["mlflow_run_id"]] if ua.get("mlflow_run_id") else []))
+        per = ua.get("metrics_per_repeat") or []
+        common = dict(trial=t.number, state=t.state.name, params=dict(t.params),
+                      fail_reason=ua.get("fail_reason"))
+        if not ids:
+            rows.append(RunRow(repeat=0, arm="", config={}, metrics=dict(ua.get("metrics", {})),
+                               run_name=ua.get("run_name"), **common))
+            continue
+        for r, rid in enumerate(ids):
+            run = children.get(rid)
+            if run is None and parent is not None:
+                try:
+                    run = client.get_run(rid)
+                except Exception:  # noqa: BLE001 - deleted: fall back to Optuna's numbers
+                    run = None
+            if run is not None and run.data.tags.get("ablate.role") in SKIP_ROLES:
+                continue
+            if run is not None:
+                config, metrics = dict(run.data.params), dict(run.data.metrics)
+                repeat = int(run.data.tags.get("ablate.repeat", r))
+                run_name = run.info.run_name
+            else:
+                config, repeat, run_name = {}, r, ua.get("run_name")
+                metrics = dict(per[r]) if r < len(per) else dict(ua.get("metrics", {})) if len(ids) == 1 else {}
+            rows.append(RunRow(repeat=repeat, arm="", config=config, metrics=metrics,
+                               seed=_seed(config, None), run_id=rid, run_name=run_name, **common))
+
+    if by:
+        known_params = sorted({k for t in study.get_trials(deepcopy=False) for k in t.params})
+        known = set(known_params) | {k for r in rows for k in r.config}
+        for k in by:
+            if k not in known:
+                raise ConfigError("--by", k, ", ".join(known_params) + " or a logged config key "
+                                  "such as model.moe.top_k", "not a param of this study")
+    for row in rows:
+        row.arm = _label(row.params, row.config, by)
+    return StudyData(name, study, client, parent_id, experiment_id, _objectives(parent, study), rows, by)
+
+
+def parse_by(values: list[str] | None) -> list[str] | None:
+    """`--by a --by b` or `--by a,b` -> ["a", "b"]."""
+    if not values:
+        return None
+    out = [p.strip() for v in values for p in v.split(",") if p.strip()]
+    return out or None
+
+
+@dataclass
+class Curve:
+    steps: list[int]
+    mean: list[float]
+    lo: list[float] = field(default_factory=list)
+    hi: list[float] = field(default_factory=list)
+    n: list[int] = field(default_factory=list)
+
+
+def mean_curve(histories: list[list[tuple[int, float]]], level: float = 0.95) -> Curve:
+    """Pointwise mean and t-interval over runs at each step any run logged."""
+    from ablate.reporting.stats import mean_ci
+
+    steps = sorted({s for h in histories for s, _ in h})
+    maps = [dict(h) for h in histories]
+    c = Curve([], [], [], [], [])
+    for s in steps:
+        vals = [m[s] for m in maps if s in m and math.isfinite(m[s])]
+        if not vals:
+            continue
+        summ = mean_ci(vals, level)
+        c.steps.append(s)
+        c.mean.append(summ.mean)
+        c.lo.append(summ.lo if summ.n > 1 else summ.mean)
+        c.hi.append(summ.hi if summ.n > 1 else summ.mean)
+        c.n.append(summ.n)
+    return c

@@ -1,0 +1,32 @@
+"""`summary`: the `ablate compare` table: arms, mean ± 95% CI, difference to the baseline
+with a paired test's p-value, sizes, throughput."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+
+from ablate.reporting.panels import PANELS, Html, Note
+from ablate.reporting.panels.runs import table
+
+
+@dataclass
+class SummaryConfig:
+    metric: str | None = None  # default: the dashboard's metric
+    baseline: str | None = None  # default: the first arm of the sweep file
+
+
+@PANELS.register("summary", SummaryConfig, title="arms: {metric} mean ± 95% CI vs baseline",
+                 description="")
+def summary(cfg: SummaryConfig, ctx):
+    from ablate.reporting.compare import caption, cells, columns, compare
+
+    c = compare(ctx.data, cfg.metric or ctx.metric, cfg.baseline)
+    if not c.rows:
+        return [Note("no arm has a completed run yet")]
+    rows = cells(c)
+    for r, row in zip(c.rows, rows):
+        if r.arm == c.baseline:
+            row[0] += " (baseline)"
+    return [table(columns(c), rows, numeric_from=1, cls="runs summary"),
+            Html(f'<p class="caption">{html.escape(caption(c))}</p>')]
