@@ -13,6 +13,10 @@ from ablate.models.moe.expert_parallel import clip_grad_norm_, exclude_from_ddp,
 from ablate.models.transformer import Transformer
 
 
+class DivergenceError(RuntimeError):
+    """The loss became NaN or infinite: the trial fails with this reason, the sweep goes on."""
+
+
 def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float:
     """LR multiplier: linear warmup to 1, cosine decay to min_ratio at `total`."""
     if step < warmup:
@@ -29,6 +33,7 @@ class LMModule(L.LightningModule):
         self.model_cfg, self.optim_cfg, self.max_steps = model, optim, max_steps
         self.model = Transformer(model, block_size)
         self.aux_weights = dict(model.moe.aux)
+        self._loss_ema: torch.Tensor | None = None
         exclude_from_ddp(self)  # expert-parallel shards differ per rank: DDP must not average them
 
     def forward(self, idx_BS: torch.Tensor):
@@ -49,6 +54,11 @@ class LMModule(L.LightningModule):
     def training_step(self, batch, batch_idx):
         lm, aux, weighted = self._losses(batch)
         loss = lm + sum(weighted.values()) if weighted else lm
+        if not bool(torch.isfinite(loss)):  # stop now: every later step would be wasted
+            raise DivergenceError(f"the training loss is {float(loss)} at step {self.global_step} "
+                                  "(diverged: lower optim.lr or raise model.moe.aux.z)")
+        self._loss_ema = lm.detach() if self._loss_ema is None else 0.9 * self._loss_ema + 0.1 * lm.detach()
+        self.log("train/loss_spike", lm.detach() / self._loss_ema)  # > 1: above its recent average
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/lm_loss", lm)
         for k in aux:

@@ -56,3 +56,6 @@ def ablate(*argv: str) -> int:
     if "compare" in sub.choices:
         return cli.main(list(argv))
     return cli_report.main(list(argv))
+
+
+ROOT_DASHBOARDS = Path(__file__).resolve().parents[2] / "dashboards"

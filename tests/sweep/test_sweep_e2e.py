@@ -99,3 +99,21 @@ def test_repeats_and_two_objectives(ablate_home, tiny, tmp_path):
         seeds = {r.data.params["trainer.seed"] for r in children if r.data.tags["ablate.trial"] == str(t.number)}
         assert seeds == {"0", "1"}
     assert {t.number for t in study.best_trials}  # a Pareto set exists
+
+
+def test_diverging_trial_fails_with_reason_and_sweep_goes_on(ablate_home, tiny, tmp_path):
+    spec = dict(SWEEP, study="div", space={"arm": {"sane": {"optim.lr": 0.003},
+                                                   "absurd": {"optim.lr": 1.0e6,
+                                                              "optim.grad_clip": 0.0}}})
+    path = tmp_path / "div.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert main(["sweep", str(path), *tiny]) == 0
+    trials = {t.params["arm"]: t for t in
+              optuna.load_study(study_name="div", storage=make_storage(None, "div")).trials}
+    assert trials["sane"].state.name == "COMPLETE"
+    assert trials["absurd"].state.name == "FAIL"
+    assert "DivergenceError" in trials["absurd"].user_attrs["fail_reason"]
+    runs = {r.data.tags.get("ablate.trial"): r for r in all_runs(ablate_home)}
+    bad = runs[str(trials["absurd"].number)]
+    assert bad.info.status == "FAILED" and "diverged" in bad.data.tags["ablate.fail_reason"]
+    assert "train/loss_spike" in runs[str(trials["sane"].number)].data.metrics

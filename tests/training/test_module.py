@@ -40,3 +40,16 @@ def test_warmup_then_cosine():
     assert warmup_cosine(0, 10, 100, 0.1) == 0.1
     assert warmup_cosine(9, 10, 100, 0.1) == 1.0
     assert abs(warmup_cosine(100, 10, 100, 0.1) - 0.1) < 1e-9
+
+
+def test_divergence_raises_with_the_step():
+    import pytest
+
+    from ablate.training.module import DivergenceError
+
+    m = _module("model.ffn=moe")
+    with torch.no_grad():
+        m.model.embed.weight.fill_(float("nan"))
+    x = torch.randint(0, 256, (2, 16))
+    with pytest.raises(DivergenceError, match="step 0"):
+        m.training_step((x, x), 0)
