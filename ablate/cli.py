@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 
+from ablate import cli_report
+
 EPILOG = """\
 Overrides are plain OmegaConf dotlists, the same dotted keys as in sweep files and in
 MLflow params:   ablate train model.ffn=moe model.moe.n_experts=8 model.moe.top_k=2
@@ -63,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="benchmarks (`ablate bench moe`)")
     b.add_argument("what", choices=["moe"])
     b.add_argument("rest", nargs=argparse.REMAINDER)
+    cli_report.add_parsers(sub)
     return p
 
 
@@ -176,7 +179,8 @@ def _ui(a) -> int:
         paths.home().mkdir(parents=True, exist_ok=True)
         cmd += ["--default-artifact-root", paths.artifact_root().as_uri()]
     print(f"MLflow UI on http://{a.host}:{a.port}  (store {uri}; Ctrl-C to stop)", flush=True)
-    return subprocess.call(cmd)
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no GenAI job runner
+    return subprocess.call(cmd, env=env)
 
 
 def _bench(a) -> int:
@@ -213,7 +217,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return {"train": _train, "sweep": _sweep, "ui": _ui, "bench": _bench}[a.command](a)
+        commands = {"train": _train, "sweep": _sweep, "ui": _ui, "bench": _bench,
+                    **dict.fromkeys(cli_report.COMMANDS, cli_report.run)}
+        return commands[a.command](a)
     except AblateError as e:
         from ablate.tracking.store import mask
 

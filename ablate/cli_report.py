@@ -25,7 +25,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 def add_parsers(sub) -> None:
     c = sub.add_parser(
         "compare", help="terminal table of arms: mean ± 95%% CI, difference to a baseline, p-value",
-        description="One row per arm of a study: mean ± 95%% CI of the metric over its completed "
+        description="One row per arm of a study: mean ± 95% CI of the metric over its completed "
         "runs (trials x repeats), the difference to the baseline arm with the p-value of a paired "
         "t-test over seeds matched by trainer.seed (Welch's t-test where seeds cannot be matched), "
         "parameter counts and throughput.")
@@ -53,9 +53,9 @@ def add_parsers(sub) -> None:
 def _compare(a) -> int:
     from rich.console import Console
 
+    from ablate.errors import ConfigError
     from ablate.reporting.collect import load_study, parse_by
     from ablate.reporting.compare import FORMATS, compare, render, to_csv, to_markdown
-    from ablate.errors import ConfigError
 
     if a.format not in FORMATS:  # before any storage is read
         raise ConfigError("--format", a.format, ", ".join(FORMATS), "unknown format")

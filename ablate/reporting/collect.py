@@ -262,8 +262,8 @@ def load_study(name: str, storage: str | None = None, tracking_uri: str | None =
         ua = t.user_attrs
         ids = list(ua.get("mlflow_run_ids") or ([ua["mlflow_run_id"]] if ua.get("mlflow_run_id") else []))
         per = ua.get("metrics_per_repeat") or []
-        common = dict(trial=t.number, state=t.state.name, params=dict(t.params),
-                      fail_reason=ua.get("fail_reason"))
+        common = {"trial": t.number, "state": t.state.name, "params": dict(t.params),
+                      "fail_reason": ua.get("fail_reason")}
         if not ids:
             rows.append(RunRow(repeat=0, arm="", config={}, metrics=dict(ua.get("metrics", {})),
                                run_name=ua.get("run_name"), **common))

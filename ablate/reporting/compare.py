@@ -73,7 +73,7 @@ def _test(a: ArmRow, b: ArmRow) -> TestResult:
 def compare(data: StudyData, metric: str | None = None, baseline: str | None = None) -> Comparison:
     metric = metric or data.metric
     known = {k for r in data.rows for k in r.metrics}
-    if data.rows and metric not in known:
+    if known and metric not in known:  # (a study whose runs logged nothing yet: no rows)
         raise ConfigError("--metric", metric, ", ".join(sorted(k for k in known if "/l" not in k)),
                           "not logged by this study's runs")
     order = data.arms(metric)

@@ -67,9 +67,9 @@ def parse_spec(raw: dict[str, Any], name: str = "dashboard") -> DashboardSpec:
     """Validate a dashboard mapping; one-line ConfigError naming the bad key."""
     if not isinstance(raw, dict):
         raise ConfigError("dashboard", raw, "a YAML mapping with `panels`")
-    for key in raw:
+    for key, value in raw.items():
         if key not in TOP_KEYS:
-            raise ConfigError(str(key), raw[key], ", ".join(TOP_KEYS), "unknown dashboard key")
+            raise ConfigError(str(key), value, ", ".join(TOP_KEYS), "unknown dashboard key")
     by = raw.get("by")
     if isinstance(by, str):
         by = [by]
@@ -129,6 +129,7 @@ table.runs th,table.runs td{border-bottom:1px solid #e3e6ea;padding:4px 8px;text
 table.runs th{background:#f0f2f5;position:sticky;top:0}
 table.runs td.num,table.runs th.num{text-align:right;font-variant-numeric:tabular-nums}
 table.runs tbody tr:hover{background:#f5f9ff}
+div.table-wrap{overflow-x:auto}
 p.caption{font-size:12px;color:#666}
 footer{font-size:12px;color:#777;text-align:center;padding:10px}
 """

@@ -12,8 +12,8 @@ scipy is a runtime dependency of mlflow, so `scipy.stats.t` is always importable
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 NAN = float("nan")
 

@@ -60,7 +60,7 @@ def run_workers(worker_argv: Callable[[int, str], list[str]], env_for: Callable[
         procs.append((subprocess.Popen(worker_argv(i, tracking_uri), env=env, stdout=log,
                                        stderr=subprocess.STDOUT), log))
     try:
-        while any(p.poll() is None for p, _ in procs):
+        while any([p.poll() is None for p, _ in procs]):  # poll every one: reaps zombies
             tick()
             time.sleep(1.0)
         tick()

@@ -153,6 +153,7 @@ def train(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = None,
         ids, rows = routing.load_matrix()
         if rows and tracker.enabled:
             tracker.log_dict({"layers": ids, "load_fraction": rows}, "routing/expert_load.json")
+            tracker.log_dict(routing.load_history(), "routing/expert_load_history.json")
             tracker.log_figure(expert_load_figure(ids, rows, arm_name(cfg)), "routing/expert_load.png")
         status, state = "FINISHED", ("PRUNED" if pruned else "COMPLETE")
         if ckpt_dir is not None:  # finished: the resume point is no longer needed

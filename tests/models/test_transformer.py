@@ -54,3 +54,14 @@ def test_moe_placement_first_dense_and_every():
                          "model.moe.moe_every=2"), max_seq_len=8)
     kinds = [type(b.ffn).__name__ for b in m.blocks]
     assert kinds == ["SwiGLU", "MoELayer", "SwiGLU", "MoELayer", "SwiGLU"]
+
+
+def test_capacity_drops_are_counted_in_the_stats():
+    cfg = _cfg("model.ffn=moe", "model.moe.n_experts=4", "model.moe.top_k=2",
+               "model.moe.capacity_factor=0.5")
+    layer = MoELayer(cfg.moe, d_model=32, d_ff=64)
+    layer.collect_stats = True
+    layer(torch.randn(2, 16, 32))
+    drop = float(layer.last_stats["drop_frac"])
+    assert 0.5 <= drop < 1.0  # capacity 0.5 keeps at most half of the assignments
+    assert float(layer.last_stats["load_E"].sum()) == 64 * (1 - drop)

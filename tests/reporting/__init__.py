@@ -23,7 +23,7 @@ SWEEP = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tiny_study_home() -> Path:
     """ABLATE_HOME holding study `report`: arms dense and moe-E4, seeds 0 and 1 each (the
     tiny model of tests/conftest.py). ABLATE_HOME is restored afterwards."""

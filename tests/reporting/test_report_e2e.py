@@ -60,10 +60,12 @@ def test_compare_matches_the_runs(home):
                                                       [vals["dense"][s] for s in (0, 1)]).pvalue)
 
 
-def test_compare_cli_formats(capsys):
-    assert ablate("compare", "--study", STUDY) == 0
+def test_compare_cli_formats(capsys, home):
+    assert ablate("compare", "--study", STUDY, "--log") == 0
     out = capsys.readouterr().out
     assert "dense" in out and "moe-E4" in out and "±" in out and "baseline" in out
+    parent = load_study(STUDY).parent_run_id
+    assert {"summary/arms.csv", "summary/arms.md"} <= {a.path for a in store(home).list_artifacts(parent, "summary")}
     assert ablate("compare", "--study", STUDY, "--format", "json", "--baseline", "moe-E4") == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["baseline"] == "moe-E4" and {a["arm"] for a in doc["arms"]} == {"dense", "moe-E4"}
@@ -131,8 +133,8 @@ def test_dashboard_renders_every_panel_and_logs_to_mlflow(home, tmp_path, capsys
 
 @pytest.mark.parametrize("path", sorted(ROOT_DASHBOARDS.glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_shipped_dashboard_renders_on_a_real_study(path, home):
-    from ablate.reporting.dashboard import render_panels
     from ablate.reporting.collect import parse_by
+    from ablate.reporting.dashboard import render_panels
 
     spec = load_spec(path)
     by = spec.by
@@ -148,3 +150,28 @@ def test_every_shipped_dashboard_renders_on_a_real_study(path, home):
 def test_no_log_and_a_study_without_repeats_in_a_note(home, tmp_path):
     r = build(ROOT_DASHBOARDS / "quickstart.yaml", study=STUDY, out=tmp_path / "q.html", log=False)
     assert r.artifact is None and r.path.is_file() and r.panels[0] == "summary"
+
+
+def test_load_over_training_reads_a_per_step_history_when_runs_have_one(home):
+    """With routing/expert_load_history.json (layer x step x expert) each layer gets an
+    expert x step heatmap; without it, the logged moe/l{i}/max_load per layer."""
+    from ablate.reporting.panels import PANELS, make_context
+    from ablate.reporting.panels.load_over_training import HISTORY_ARTIFACT, LoadOverTrainingConfig
+
+    data = load_study(STUDY)
+    render = PANELS.get("load_over_training").render
+    (fig,) = render(LoadOverTrainingConfig(), make_context(data))
+    assert len(fig.data) == 2  # real runs log the history: an expert x step heatmap per layer
+
+    real = data.artifact_json
+    data.artifact_json = lambda run_id, path: None if path == HISTORY_ARTIFACT else real(run_id, path)
+    (fig,) = render(LoadOverTrainingConfig(), make_context(data))
+    assert [t.y for t in fig.data] == [("L0", "L1")]  # without it: max_load, layers x steps
+
+    doc = {"layers": [0, 1], "steps": [2, 4, 6],
+           "load_fraction": [[[0.25, 0.25, 0.25, 0.25]] * 3, [[0.7, 0.1, 0.1, 0.1]] * 3]}
+    real = data.artifact_json
+    data.artifact_json = lambda run_id, path: doc if path == HISTORY_ARTIFACT else real(run_id, path)
+    (fig,) = render(LoadOverTrainingConfig(), make_context(data))
+    assert len(fig.data) == 2  # a heatmap per layer
+    assert fig.data[1].z[0] == pytest.approx((2.8, 2.8, 2.8))  # expert 0 of layer 1: 0.7 x E

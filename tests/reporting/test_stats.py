@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from ablate.reporting.collect import RunRow, StudyData, Objective
+from ablate.reporting.collect import Objective, RunRow, StudyData
 from ablate.reporting.compare import compare, to_csv, to_json, to_markdown
 from ablate.reporting.stats import mean_ci, paired_test, t_quantile, welch_test
 
@@ -59,14 +59,13 @@ def test_welch_matches_scipy():
 
 
 def _rows(values: dict[str, list[float]], seeds=(0, 1, 2)) -> list[RunRow]:
-    rows, trial = [], 0
-    for arm, vals in values.items():
+    rows = []
+    for trial, (arm, vals) in enumerate(values.items()):
         for seed, v in zip(seeds, vals):
             rows.append(RunRow(trial=trial, repeat=seed, state="COMPLETE", arm=arm, params={"arm": arm},
                                config={"trainer.seed": str(seed)},
                                metrics={"val/loss": v, "params_active": 100.0, "perf/tokens_per_s": 10.0},
                                seed=seed, run_id=f"r{trial}{seed}"))
-        trial += 1
     return rows
 
 

@@ -59,7 +59,8 @@ def mlflow_server(databases, tmp_path):
         [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", databases[1],
          "--artifacts-destination", str(tmp_path / "server-artifacts"), "--host", "127.0.0.1",
          "--port", str(port), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while True:

@@ -67,16 +67,18 @@ class MoELayer(nn.Module):
         ctx = AuxContext(route, self.dims.n_experts, (B, S), n_devices=self.cfg.n_devices)
         aux = {name: fn(ctx) for name, fn in self.aux_fns.items()}
         aux.update(route.extra_losses)
-        self._record(route)
+        self._record(route, ids_TK)
         return y_TD.view(B, S, D), aux
 
     @torch.no_grad()
-    def _record(self, route: RouterOutput) -> None:
-        ids = route.ids_TK[route.ids_TK >= 0]
+    def _record(self, route: RouterOutput, ids_TK: torch.Tensor) -> None:
+        """ids_TK: the assignments after capacity (dropped slots are -1)."""
+        ids = ids_TK[ids_TK >= 0]
         self.last_load_E = torch.bincount(ids, minlength=self.dims.n_experts).float()
         if not self.collect_stats:
             return
-        stats = {"load_E": self.last_load_E, "drop_frac": (route.ids_TK < 0).float().mean()}
+        dropped = ((ids_TK < 0) & (route.ids_TK >= 0)).float().sum()
+        stats = {"load_E": self.last_load_E, "drop_frac": dropped / (route.ids_TK >= 0).sum().clamp_min(1)}
         if route.probs_TE is not None:
             p = route.probs_TE.clamp_min(1e-12)
             stats["router_entropy"] = -(p * p.log()).sum(-1).mean()

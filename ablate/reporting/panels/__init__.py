@@ -23,8 +23,9 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ablate.errors import ConfigError
 
@@ -44,7 +45,7 @@ class Html(str):
 @dataclass(frozen=True)
 class PanelEntry:
     name: str
-    render: Callable[[Any, "Context"], list]
+    render: Callable[[Any, Context], list]
     config: type
     title: str
     description: str
@@ -127,8 +128,8 @@ def finite(v: Any) -> bool:
 
 def layout(fig, height: int = 420, **kw):
     """The look shared by all panels."""
-    fig.update_layout(template="plotly_white", height=height, margin=dict(l=60, r=20, t=50, b=50),
-                      legend=dict(orientation="v"), font=dict(size=12), **kw)
+    fig.update_layout(template="plotly_white", height=height, margin={"l": 60, "r": 20, "t": 50, "b": 50},
+                      legend={"orientation": "v"}, font={"size": 12}, **kw)
     return fig
 
 

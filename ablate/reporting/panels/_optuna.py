@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from ablate.reporting.panels import Note, layout
 
 
@@ -27,7 +29,9 @@ def optuna_figure(plot, ctx, objective: int, needs_varied_params: bool = False, 
         name = ctx.data.objectives[objective].metric
         kw = {"target": lambda t: t.values[objective], "target_name": name}
     try:
-        fig = plot(study, **kw)
+        with warnings.catch_warnings():  # experimental-API and evaluator chatter
+            warnings.simplefilter("ignore")
+            fig = plot(study, **kw)
     except Exception as e:  # noqa: BLE001 - Optuna refuses (too few trials, params, ...)
         return [Note(f"Optuna could not draw it: {type(e).__name__}: {e}")]
     layout(fig, height, title_text="")  # the panel's heading names it

@@ -43,14 +43,14 @@ def curves(cfg: CurvesConfig, ctx):
         if hists:
             c = mean_curve(hists)
             if cfg.band and max(c.n) > 1:
-                fig.add_trace(go.Scatter(x=c.steps, y=c.hi, mode="lines", line=dict(width=0),
+                fig.add_trace(go.Scatter(x=c.steps, y=c.hi, mode="lines", line={"width": 0},
                                          legendgroup=arm, showlegend=False, hoverinfo="skip"))
-                fig.add_trace(go.Scatter(x=c.steps, y=c.lo, mode="lines", line=dict(width=0),
+                fig.add_trace(go.Scatter(x=c.steps, y=c.lo, mode="lines", line={"width": 0},
                                          fill="tonexty", fillcolor=rgba(color, 0.18),
                                          legendgroup=arm, showlegend=False, hoverinfo="skip"))
             fig.add_trace(go.Scatter(
                 x=c.steps, y=c.mean, mode="lines+markers", name=f"{arm} (n={max(c.n)})",
-                line=dict(color=color, width=2), marker=dict(size=5), legendgroup=arm,
+                line={"color": color, "width": 2}, marker={"size": 5}, legendgroup=arm,
                 customdata=c.n, hovertemplate=f"{arm}<br>step %{{x}}<br>{cfg.metric} %{{y:.4f}}"
                 "<br>runs %{customdata}<extra></extra>"))
             drawn += 1
@@ -61,7 +61,7 @@ def curves(cfg: CurvesConfig, ctx):
             if h:
                 fig.add_trace(go.Scatter(
                     x=[s + _offset(r, cfg.x_offset) for s, _ in h], y=[v for _, v in h],
-                    mode="lines", line=dict(color=color, width=1, dash="dot"), legendgroup=arm,
+                    mode="lines", line={"color": color, "width": 1, "dash": "dot"}, legendgroup=arm,
                     name=f"{arm} t{r.trial} {r.state.lower()}", showlegend=False))
     if not drawn:
         return [Note(f"no completed run logged {cfg.metric}")]

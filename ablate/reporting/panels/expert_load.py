@@ -70,8 +70,8 @@ def expert_load(cfg: ExpertLoadConfig, ctx):
             "<br>fraction %{customdata:.4f}<extra></extra>"),
             row=k // cols + 1, col=k % cols + 1)
     fig.update_xaxes(title_text="expert", dtick=1 if max(len(mats[a][0]) for a in arms) <= 16 else None)
-    layout(fig, 60 + 230 * rows, coloraxis=dict(colorscale=balance_scale(zmax), cmin=0, cmax=zmax,
-                                              colorbar=dict(title="load x E")))
+    layout(fig, 60 + 230 * rows, coloraxis={"colorscale": balance_scale(zmax), "cmin": 0, "cmax": zmax,
+                                              "colorbar": {"title": "load x E"}})
     notes = [] if len(mats) <= cfg.max_arms else [Note(f"showing {cfg.max_arms} of {len(mats)} arms")]
     dense = [a for a in ctx.arms if a not in mats and ctx.runs(a)]
     if dense:

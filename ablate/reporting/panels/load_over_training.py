@@ -51,8 +51,8 @@ def _history_figures(cfg, ctx, arms):
         fig.update_xaxes(title_text="step")
         fig.update_yaxes(title_text="expert")
         zmax = max(2.0, max((v for t in fig.data for row in t.z for v in row), default=2.0))
-        layout(fig, 60 + 230 * rows, coloraxis=dict(colorscale=balance_scale(zmax), cmin=0, cmax=zmax,
-                                                  colorbar=dict(title="load x E")))
+        layout(fig, 60 + 230 * rows, coloraxis={"colorscale": balance_scale(zmax), "cmin": 0, "cmax": zmax,
+                                                  "colorbar": {"title": "load x E"}})
         out.append(fig)
     return out
 
@@ -90,7 +90,7 @@ def load_over_training(cfg: LoadOverTrainingConfig, ctx):
             hovertemplate=f"{arm}<br>layer %{{y}} step %{{x}}<br>{cfg.metric} %{{z:.3f}}<extra></extra>"),
             row=k // cols + 1, col=k % cols + 1)
     fig.update_xaxes(title_text="step")
-    layout(fig, 60 + 230 * rows, coloraxis=dict(colorscale="Viridis", cmin=min(zs, default=0),
-                                              cmax=max(zs, default=1), colorbar=dict(title=cfg.metric)))
+    layout(fig, 60 + 230 * rows, coloraxis={"colorscale": "Viridis", "cmin": min(zs, default=0),
+                                              "cmax": max(zs, default=1), "colorbar": {"title": cfg.metric}})
     notes = [] if len(arms) <= cfg.max_arms else [Note(f"showing {cfg.max_arms} of {len(arms)} arms")]
     return [fig, *notes]

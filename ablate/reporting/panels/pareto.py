@@ -49,8 +49,9 @@ def pareto(cfg: ParetoConfig, ctx):
     titles = [f"{x} ({'higher' if x in cfg.maximize else 'lower'} is better)" for x in xs]
     fig = make_subplots(rows=1, cols=len(xs), shared_yaxes=True, subplot_titles=titles,
                         horizontal_spacing=0.06)
+    y_extent: list[float] = []
     for col, x in enumerate(xs, start=1):
-        pts, names = [], []
+        pts, names, x_extent = [], [], []
         for arm in arms:
             runs = ctx.runs(arm)
             sx = mean_ci([r.metrics.get(x, math.nan) for r in runs])
@@ -58,36 +59,35 @@ def pareto(cfg: ParetoConfig, ctx):
             if not (finite(sx.mean) and finite(sy.mean)):
                 continue
             pts.append((sx.mean, sy.mean))
+            y_extent += [sy.lo, sy.hi] if finite(sy.half) else [sy.mean]
+            x_extent += [sx.lo, sx.hi] if finite(sx.half) else [sx.mean]
             names.append(arm)
             fig.add_trace(go.Scatter(
                 x=[sx.mean], y=[sy.mean], mode="markers+text", text=[arm], textposition="top center",
-                textfont=dict(size=10), cliponaxis=False, name=arm, legendgroup=arm, showlegend=col == 1,
-                marker=dict(size=11, color=ctx.colors[arm], line=dict(width=1, color="#333")),
-                error_y=dict(array=[sy.half], visible=True) if finite(sy.half) else None,
-                error_x=dict(array=[sx.half], visible=True) if finite(sx.half) and sx.half > 0 else None,
+                textfont={"size": 10}, cliponaxis=False, name=arm, legendgroup=arm, showlegend=col == 1,
+                marker={"size": 11, "color": ctx.colors[arm], "line": {"width": 1, "color": "#333"}},
+                error_y={"array": [sy.half], "visible": True} if finite(sy.half) else None,
+                error_x={"array": [sx.half], "visible": True} if finite(sx.half) and sx.half > 0 else None,
                 hovertemplate=f"{arm}<br>{x} %{{x:,.4g}}<br>{y} %{{y:.4f}}<extra></extra>"),
                 row=1, col=col)
-        if pts:  # room for the labels: pad the x range by 12% each side
-            lo, hi = min(p[0] for p in pts), max(p[0] for p in pts)
+        if pts:  # room for the labels and error bars: pad the x range by 12% each side
+            lo, hi = min(x_extent), max(x_extent)
             if cfg.log_x and lo > 0:
-                import math as _m
-
-                pad = 0.12 * ((_m.log10(hi) - _m.log10(lo)) or 1.0)
-                fig.update_xaxes(range=[_m.log10(lo) - pad, _m.log10(hi) + pad], row=1, col=col)
+                pad = 0.12 * ((math.log10(hi) - math.log10(lo)) or 1.0)
+                fig.update_xaxes(range=[math.log10(lo) - pad, math.log10(hi) + pad], row=1, col=col)
             else:
                 pad = 0.12 * ((hi - lo) or abs(hi) * 0.05 or 1.0)
                 fig.update_xaxes(range=[lo - pad, hi + pad], row=1, col=col)
         front = pareto_front(pts, x in cfg.maximize, y_max)
         if len(front) > 1:
             fig.add_trace(go.Scatter(x=[pts[i][0] for i in front], y=[pts[i][1] for i in front],
-                                     mode="lines", line=dict(color="#444", dash="dash", width=1),
+                                     mode="lines", line={"color": "#444", "dash": "dash", "width": 1},
                                      name="Pareto front", showlegend=col == 1, legendgroup="front",
                                      hoverinfo="skip"), row=1, col=col)
         fig.update_xaxes(title_text=x, type="log" if cfg.log_x else None, row=1, col=col)
     fig.update_yaxes(title_text=y, row=1, col=1)
-    ys = [r.metrics[y] for r in ctx.data.complete() if finite(r.metrics.get(y))]
-    if ys:  # room for the labels above the top point
-        span = (max(ys) - min(ys)) or abs(max(ys)) * 0.05 or 1.0
-        fig.update_yaxes(range=[min(ys) - 0.1 * span, max(ys) + 0.18 * span])
+    if y_extent:  # room for the labels above the top point
+        span = (max(y_extent) - min(y_extent)) or abs(max(y_extent)) * 0.05 or 1.0
+        fig.update_yaxes(range=[min(y_extent) - 0.1 * span, max(y_extent) + 0.18 * span])
     layout(fig, 460)
     return [fig]

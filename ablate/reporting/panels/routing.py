@@ -40,7 +40,7 @@ def routing(cfg: RoutingConfig, ctx):
                 continue
             c = mean_curve([ctx.data.history(r.run_id, key) for r in runs])
             fig.add_trace(go.Scatter(x=c.steps, y=c.mean, mode="lines", name=arm, legendgroup=arm,
-                                     showlegend=row == 1, line=dict(color=ctx.colors[arm], width=2),
+                                     showlegend=row == 1, line={"color": ctx.colors[arm], "width": 2},
                                      hovertemplate=f"{arm}<br>step %{{x}}<br>{key} %{{y:.4g}}<extra></extra>"),
                           row=row, col=1)
         fig.update_yaxes(title_text=key.rsplit("/", 1)[-1], rangemode="nonnegative", row=row, col=1)

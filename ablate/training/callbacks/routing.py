@@ -27,6 +27,7 @@ class RoutingStats(L.Callback):
         self.every = every
         self.load_sum: dict[int, torch.Tensor] = {}  # layer -> cumulative tokens per expert
         self.history: dict[int, list[list[float]]] = defaultdict(list)  # layer -> load fractions
+        self.steps: list[int] = []  # the global steps at which `history` rows were taken
 
     def _layers(self, pl_module):
         return list(enumerate(pl_module.model.moe_layers))
@@ -44,6 +45,7 @@ class RoutingStats(L.Callback):
         if not layers or not layers[0][1].collect_stats:
             return
         per_layer: dict[str, list[float]] = defaultdict(list)
+        self.steps.append(trainer.global_step)
         for i, layer in layers:
             stats = layer.last_stats
             if not stats:
@@ -64,6 +66,13 @@ class RoutingStats(L.Callback):
             layer.collect_stats = False
         for key, vs in per_layer.items():
             pl_module.log(f"moe/{key}", sum(vs) / len(vs))
+
+    def load_history(self) -> dict:
+        """{"layers", "steps", "load_fraction"[layer][step][expert]} for heatmaps over training."""
+        ids = sorted(self.history)
+        n = min([len(self.steps)] + [len(self.history[i]) for i in ids]) if ids else 0
+        return {"layers": ids, "steps": self.steps[:n],
+                "load_fraction": [self.history[i][:n] for i in ids]}
 
     def load_matrix(self) -> tuple[list[int], list[list[float]]]:
         """(layer ids, rows of load fractions over the whole run) for the heatmap."""
