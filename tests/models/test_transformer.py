@@ -65,3 +65,21 @@ def test_capacity_drops_are_counted_in_the_stats():
     drop = float(layer.last_stats["drop_frac"])
     assert 0.5 <= drop < 1.0  # capacity 0.5 keeps at most half of the assignments
     assert float(layer.last_stats["load_E"].sum()) == 64 * (1 - drop)
+
+
+def test_expert_dropout_acts_in_training_only():
+    cfg = _cfg("model.ffn=moe", "model.moe.expert_dropout=0.5")
+    layer = MoELayer(cfg.moe, d_model=32, d_ff=64)
+    x = torch.randn(2, 8, 32)
+    layer.eval()
+    a, _ = layer(x)
+    b, _ = layer(x)
+    torch.testing.assert_close(a, b)  # no dropout at eval
+    layer.train()
+    torch.manual_seed(0)
+    c, _ = layer(x)
+    torch.manual_seed(1)
+    d, _ = layer(x)
+    assert not torch.allclose(c, d)  # different masks in training
+    c.sum().backward()
+    assert layer.experts.w13.grad is not None

@@ -151,8 +151,9 @@ def blocked_experts(x_TD, w13_EDF, w2_EHD, ids_TK, gates_TK) -> torch.Tensor:
     return _BlockedExperts.apply(x_TD, w13_EDF, w2_EHD, gates_TK, ids_TK)
 
 
-def grouped_experts(x_TD, w13_EDF, w2_EHD, ids_TK, gates_TK) -> torch.Tensor:
-    """Autograd fast path (CUDA): one grouped GEMM per projection, no host sync."""
+def grouped_experts(x_TD, w13_EDF, w2_EHD, ids_TK, gates_TK, dropout: float = 0.0) -> torch.Tensor:
+    """Autograd fast path (CUDA): one grouped GEMM per projection, no host sync.
+    dropout: on the experts' hidden units (Switch's expert dropout), when > 0."""
     (T, K), (E, D, F2) = ids_TK.shape, w13_EDF.shape
     order_N, counts_E, key_N = sort_by_expert(ids_TK, E)
     offs_E = counts_E.cumsum(0).to(torch.int32)
@@ -176,6 +177,8 @@ def grouped_experts(x_TD, w13_EDF, w2_EHD, ids_TK, gates_TK) -> torch.Tensor:
 
     a_NF = proj(x_ND, w13_EDF)
     h_NH = F.silu(a_NF[:, : F2 // 2]) * a_NF[:, F2 // 2 :]
+    if dropout > 0:
+        h_NH = F.dropout(h_NH, dropout, training=True)
     if F2 // 2 <= D:  # gate the narrower of h and y
         y_ND = proj(h_NH * g_N1, w2_EHD)
     else:
@@ -190,6 +193,7 @@ class RoutedExperts(nn.Module):
     def __init__(self, n_experts: int, d_model: int, d_hidden: int, dispatch: str = "grouped"):
         super().__init__()
         self.n_experts, self.d_hidden, self.dispatch = n_experts, d_hidden, dispatch
+        self.dropout = 0.0  # expert dropout on the hidden units while training (Fedus et al.)
         self.w13 = nn.Parameter(torch.empty(n_experts, d_model, 2 * d_hidden))
         self.w2 = nn.Parameter(torch.empty(n_experts, d_hidden, d_model))
         self.reset_parameters()
@@ -216,11 +220,13 @@ class RoutedExperts(nn.Module):
 
     def forward_grouped(self, x_TD, ids_TK, gates_TK, kernel: str | None = None) -> torch.Tensor:
         """kernel: None (blocked on CPU, grouped elsewhere) | "blocked" | "grouped"."""
-        kernel = kernel or ("blocked" if x_TD.device.type == "cpu" else "grouped")
-        fn = blocked_experts if kernel == "blocked" else grouped_experts
+        p = self.dropout if self.training else 0.0
+        kernel = kernel or ("blocked" if x_TD.device.type == "cpu" and not p else "grouped")
         x, w13, w2 = _cast(x_TD, self.w13, self.w2)  # once per forward (bf16 autocast)
         with torch.autocast(x_TD.device.type, enabled=False):
-            return fn(x, w13, w2, ids_TK, gates_TK)
+            if kernel == "blocked":  # (the blocked CPU kernel has no dropout: p == 0 here)
+                return blocked_experts(x, w13, w2, ids_TK, gates_TK)
+            return grouped_experts(x, w13, w2, ids_TK, gates_TK, dropout=p)
 
     def forward_loop(self, x_TD, ids_TK, gates_TK) -> torch.Tensor:
         """Reference: for each expert, find its tokens, run its FFN, add the gated output."""
@@ -235,6 +241,8 @@ class RoutedExperts(nn.Module):
                     continue
                 xe = x_TD[tok]
                 h = F.silu(xe @ w1e) * (xe @ w3e)
+                if self.training and self.dropout > 0:
+                    h = F.dropout(h, self.dropout, training=True)
                 ye = (h @ w2e) * gates_TK[tok, slot].unsqueeze(-1).to(xe.dtype)
                 y_TD = y_TD.index_add(0, tok, ye)
         return y_TD

@@ -34,6 +34,7 @@ class MoELayer(nn.Module):
         self.router = build_router(cfg.router, d_model, dims.n_experts, dims.top_k)
         from ablate.models.moe.expert_parallel import build_experts  # sharded iff EP and W > 1
         self.experts = build_experts(cfg, d_model, dims, self.router.dense_mixture)
+        self.experts.dropout = cfg.expert_dropout
         # n shared experts of width d_shared == one SwiGLU of width n*d_shared (same function)
         self.shared = SwiGLU(d_model, dims.n_shared * dims.d_shared) if dims.n_shared else None
         self.shared_gate = nn.Linear(d_model, 1, bias=False) if (self.shared and cfg.shared_gate) else None
