@@ -25,7 +25,8 @@ def test_three_workers_twelve_trials_nothing_lost_or_duplicated(ablate_home, tin
 
     study = optuna.load_study(study_name="par", storage=make_storage(None, "par"))
     trials = study.get_trials()
-    assert len(trials) == 12 and all(t.state.name == "COMPLETE" for t in trials)
+    states = [(t.number, t.state.name, t.user_attrs.get("fail_reason")) for t in trials]
+    assert len(trials) == 12 and all(t.state.name == "COMPLETE" for t in trials), states
     assert len({t.user_attrs["pid"] for t in trials}) == 3  # three processes did the work
     children = [r for r in all_runs(ablate_home) if "mlflow.parentRunId" in r.data.tags]
     per_trial = collections.Counter(r.data.tags["ablate.trial"] for r in children)
