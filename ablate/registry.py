@@ -24,9 +24,18 @@ class Entry:
 
 
 class Registry:
-    def __init__(self, kind: str, key: str):
+    def __init__(self, kind: str, key: str, builtins: tuple[str, ...] | None = None):
         self.kind, self.key = kind, key  # key: the config key users type, for errors
         self._entries: dict[str, Entry] = {}
+        self._builtins, self._loaded = builtins, False  # None: the model registries' modules
+
+    def _load(self) -> None:
+        if self._builtins is None:
+            _load_builtins()
+        elif not self._loaded:
+            self._loaded = True
+            for mod in self._builtins:
+                importlib.import_module(mod)
 
     def register(self, name: str, config: type | None = None) -> Callable[[Any], Any]:
         def deco(obj: Any) -> Any:
@@ -35,18 +44,18 @@ class Registry:
 
         return deco
 
-    def get(self, name: str) -> Entry:
-        _load_builtins()
+    def get(self, name: str, key: str | None = None) -> Entry:
+        self._load()
         if name not in self._entries:
-            raise ConfigError(self.key, name, ", ".join(self.names()), f"unknown {self.kind}")
+            raise ConfigError(key or self.key, name, ", ".join(self.names()), f"unknown {self.kind}")
         return self._entries[name]
 
     def names(self) -> list[str]:
-        _load_builtins()
+        self._load()
         return sorted(self._entries)
 
     def __contains__(self, name: str) -> bool:
-        _load_builtins()
+        self._load()
         return name in self._entries
 
 

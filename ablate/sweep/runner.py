@@ -328,17 +328,22 @@ class Sweep:
         def on_trial(study, trial) -> None:
             progress.update(task, advance=1, info=self.status_line(study))
 
+        with self._parent_open(study, client, parent), progress:
+            self.trial_loop(study, client, parent, progress, [on_trial])
+        return study
+
+    @contextlib.contextmanager
+    def _parent_open(self, study, client, parent: str):
+        """The parent run stays RUNNING while trials run; then the summary, then its end."""
         status = "FINISHED"
         try:
-            with progress:
-                self.trial_loop(study, client, parent, progress, [on_trial])
+            yield
         except KeyboardInterrupt:
             status = "KILLED"
             raise
         finally:
             self._summarise(study, client, parent)
             client.set_terminated(parent, status=status)
-        return study
 
     def run_worker(self) -> None:
         """A worker process of `--workers N`: the parent made the study and its parent run."""
@@ -360,7 +365,6 @@ class Sweep:
         console = console or Console(stderr=True)
         study, client, parent = self.prepare()
         left = self.budget_left(study)
-        status = "FINISHED"
         with contextlib.ExitStack() as stack:
             uri = self.tracking_uri
             if uri.startswith("sqlite"):  # one writer process for N workers
@@ -373,16 +377,9 @@ class Sweep:
                 progress.update(task, completed=self._finished(study) - done0,
                                 info=self.status_line(study))
 
-            try:
-                with progress:
-                    rc = run_workers(worker_argv, env_for, uri, self.workers, tick,
-                                     paths.home() / "logs" / self.spec.study)
-            except KeyboardInterrupt:
-                status = "KILLED"
-                raise
-            finally:
-                self._summarise(study, client, parent)
-                client.set_terminated(parent, status=status)
+            with self._parent_open(study, client, parent), progress:
+                rc = run_workers(worker_argv, env_for, uri, self.workers, tick,
+                                 paths.home() / "logs" / self.spec.study)
         if rc:
             console.print(f"[yellow]a worker exited with code {rc}; see {paths.home() / 'logs'}[/]")
         return study

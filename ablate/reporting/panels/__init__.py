@@ -21,13 +21,13 @@ def my_panel(cfg: MyConfig, ctx):
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ablate.errors import ConfigError
+from ablate.registry import Registry
 
 # Tableau 10 (distinct at a glance, colour-blind aware), then more for studies with many arms
 PALETTE = ["#4E79A7", "#F28E2B", "#59A14F", "#E15759", "#B07AA1", "#76B7B2", "#EDC948",
@@ -51,9 +51,8 @@ class PanelEntry:
     description: str
 
 
-class PanelRegistry:
-    def __init__(self):
-        self._entries: dict[str, PanelEntry] = {}
+class PanelRegistry(Registry):
+    """The router registry's lookup and lazy loading; entries carry a title and description."""
 
     def register(self, name: str, config: type, title: str, description: str = ""):
         def deco(fn):
@@ -62,33 +61,10 @@ class PanelRegistry:
 
         return deco
 
-    def get(self, name: str, key: str = "kind") -> PanelEntry:
-        _load_builtins()
-        if name not in self._entries:
-            raise ConfigError(key, name, ", ".join(self.names()), "unknown panel")
-        return self._entries[name]
 
-    def names(self) -> list[str]:
-        _load_builtins()
-        return sorted(self._entries)
-
-    def __contains__(self, name: str) -> bool:
-        _load_builtins()
-        return name in self._entries
-
-
-PANELS = PanelRegistry()
 _BUILTINS = ("curves", "final", "pareto", "expert_load", "load_over_training", "routing",
              "optuna_importances", "optuna_parallel", "optuna_history", "runs", "summary")
-_loaded = False
-
-
-def _load_builtins() -> None:
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        for mod in _BUILTINS:
-            importlib.import_module(f"ablate.reporting.panels.{mod}")
+PANELS = PanelRegistry("panel", "kind", builtins=tuple(f"ablate.reporting.panels.{m}" for m in _BUILTINS))
 
 
 @dataclass
