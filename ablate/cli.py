@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from ablate import cli_report
+from ablate import cli_doctor, cli_report
 
 EPILOG = """\
 Overrides are plain OmegaConf dotlists, the same dotted keys as in sweep files and in
@@ -21,15 +21,22 @@ Start here:
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the contract of every ablate error)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="ablate",
         description="Ablation studies of Mixture-of-Experts language models: train, sweep with "
         "Optuna, compare in MLflow.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     t = sub.add_parser("train", help="train one model, logged as one MLflow run",
                        description="Train one model and log it to MLflow. CONFIG.yaml and "
@@ -66,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("what", choices=["moe"])
     b.add_argument("rest", nargs=argparse.REMAINDER)
     cli_report.add_parsers(sub)
+    cli_doctor.add_parsers(sub)
     return p
 
 
@@ -88,6 +96,9 @@ def _train(a) -> int:
     load_plugins(a.plugin)
     path, overrides = _split_config(a.args)
     cfg = load_config(path, overrides)
+    from ablate.tracking.store import check_reachable
+
+    check_reachable(a.tracking_uri or cfg.tracking.tracking_uri)
     _hub_mode(cfg.data.source)
     from ablate.sweep import ddp
 
@@ -189,6 +200,16 @@ def _bench(a) -> int:
     return bench_moe(a.rest)
 
 
+def _environment() -> None:
+    """Inherited by workers and the local MLflow server: no URL (with credentials) printed by
+    MLflow, no telemetry, caches under ABLATE_HOME instead of ~."""
+    from ablate import paths
+
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MPLCONFIGDIR", str(paths.cache_dir() / "matplotlib"))
+
+
 def _terminate_gracefully(signum, frame) -> None:
     """SIGTERM behaves like Ctrl-C: the running trial ends FAIL in Optuna and KILLED in MLflow
     (instead of RUNNING forever), finished trials are untouched."""
@@ -200,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ablate.errors import AblateError
 
+    _environment()
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _terminate_gracefully)
 
@@ -218,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         commands = {"train": _train, "sweep": _sweep, "ui": _ui, "bench": _bench,
-                    **dict.fromkeys(cli_report.COMMANDS, cli_report.run)}
+                    **dict.fromkeys(cli_report.COMMANDS, cli_report.run),
+                    **dict.fromkeys(cli_doctor.COMMANDS, cli_doctor.run)}
         return commands[a.command](a)
     except AblateError as e:
         from ablate.tracking.store import mask

@@ -15,6 +15,7 @@ import sys
 import time
 from typing import Any
 
+import yaml
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 from rich.console import Console
@@ -116,6 +117,7 @@ class Sweep:
         self.base_cfg = load_config(base=spec.base, overrides=self.overrides)  # validates the base
         for point in sp.corner_points(self.params, self.arms):  # every reachable option, up front
             self.config_for(point)
+        store.check_reachable(tracking_uri)
 
     def config_for(self, values: dict[str, Any]):
         flat = sp.overrides_for(values, self.arms)
@@ -161,7 +163,7 @@ class Sweep:
             "pruner": self.spec.pruner["name"], "n_trials": self.n_trials,
             "objectives": ",".join(f"{o.metric}:{o.direction}" for o in self.spec.objectives),
         })
-        client.log_dict(parent, self.spec.source, "sweep.yaml")
+        client.log_text(parent, store.mask(yaml.safe_dump(self.spec.source, sort_keys=False)), "sweep.yaml")
         study.set_user_attr("mlflow_parent_run_id", parent)
         return parent
 

@@ -7,6 +7,7 @@ retry of stale trials), SQLite for one process only.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from ablate.tracking.store import mask
 
 
 def make_storage(url: str | None, study: str, workers: int = 1):
+    from optuna.exceptions import ExperimentalWarning
     from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
     from optuna.storages.journal import JournalFileBackend
 
@@ -31,13 +33,15 @@ def make_storage(url: str | None, study: str, workers: int = 1):
     if url.startswith(("postgresql", "mysql")):
         url = _with_driver(url)
         try:
-            return RDBStorage(
-                url,
-                heartbeat_interval=60,
-                grace_period=180,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
-                engine_kwargs={"pool_pre_ping": True},
-            )
+            with warnings.catch_warnings():  # heartbeats are "experimental": not the user's concern
+                warnings.simplefilter("ignore", ExperimentalWarning)
+                return RDBStorage(
+                    url,
+                    heartbeat_interval=60,
+                    grace_period=180,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+                    engine_kwargs={"pool_pre_ping": True},
+                )
         except Exception as e:  # noqa: BLE001 - unreachable server, bad credentials, ...
             raise ConfigError("--storage", mask(url), "a reachable database URL",
                               f"cannot connect ({type(e).__name__})") from None

@@ -45,3 +45,27 @@ def ensure_experiment(mlflow_client, name: str) -> str:
         if exp is None:
             raise
         return exp.experiment_id
+
+
+def check_reachable(uri: str | None, timeout: float = 5.0) -> None:
+    """Fail fast, in one line, when an http(s) tracking server does not answer: MLflow's own
+    client would retry for minutes and then print a traceback."""
+    import urllib.parse
+    import urllib.request
+
+    from ablate.errors import ConfigError
+
+    if not uri or not uri.startswith(("http://", "https://")):
+        return
+    parts = urllib.parse.urlsplit(uri)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host  # no credentials in the probe
+    probe = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") + "/health", "", ""))
+    try:
+        with urllib.request.urlopen(probe, timeout=timeout):
+            return
+    except urllib.error.HTTPError:
+        return  # it answered (auth or an old server without /health): reachable
+    except (OSError, ValueError) as e:
+        raise ConfigError("--tracking-uri", mask(uri), "a reachable MLflow tracking server",
+                          f"cannot connect ({type(e).__name__})") from None

@@ -31,7 +31,7 @@ class RunTracker:
             return None
         self.run_id = runs.create_run(self.client, self.experiment_id, name, tags, parent_run_id)
         runs.log_params(self.client, self.run_id, params)
-        self.client.log_text(self.run_id, config_yaml, "config.yaml")
+        self.client.log_text(self.run_id, store.mask(config_yaml), "config.yaml")
         self.logger = MlflowRunLogger(self.client, self.run_id)
         return self.run_id
 

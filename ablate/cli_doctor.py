@@ -1,0 +1,59 @@
+"""`ablate doctor --study NAME [--fix]`: check (and repair) a study after a crash.
+
+Wired into `ablate/cli.py` like `cli_report`: `cli_doctor.add_parsers(sub)` in the parser and
+`**dict.fromkeys(cli_doctor.COMMANDS, cli_doctor.run)` among the handlers.
+
+Exit codes: 0 the study is consistent (after the fixes, with --fix); 1 problems were found and
+not (all) fixed; 2 a user error (unknown study, unreachable store: one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+COMMANDS = ("doctor",)
+
+
+def add_parsers(sub) -> None:
+    d = sub.add_parser(
+        "doctor", help="check a study after a crash: Optuna vs MLflow (--fix repairs)",
+        description="Report a study's trial states and what a crash left behind: RUNNING trials "
+        "whose worker is dead, MLflow runs still RUNNING after their trial ended, a parent run "
+        "RUNNING with nothing running, COMPLETE trials without a run, runs without a trial. "
+        "--fix fails dead trials (queued again: a re-run of the sweep resumes them from their "
+        "checkpoint) and closes stale runs; it never deletes anything and never changes a "
+        "COMPLETE trial or a FINISHED run. Exit 0: consistent; 1: problems left; 2: bad input.")
+    d.add_argument("--study", required=True, help="study name")
+    d.add_argument("--fix", action="store_true", help="repair what can be repaired")
+    d.add_argument("--storage", help="Optuna storage (default: $ABLATE_HOME/optuna/<study>.journal)")
+    d.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite in ABLATE_HOME)")
+
+
+def run(a) -> int:
+    from rich.console import Console
+
+    from ablate.doctor import diagnose, fix, render
+
+    report = (fix if a.fix else diagnose)(a.study, storage=a.storage, tracking_uri=a.tracking_uri)
+    render(report, Console())
+    return report.exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (before the lead wires it into `ablate`): same errors, exit 2."""
+    from ablate.errors import AblateError
+    from ablate.tracking.store import mask
+
+    p = argparse.ArgumentParser(prog="ablate")
+    add_parsers(p.add_subparsers(dest="command", metavar="COMMAND", required=True))
+    a = p.parse_args(argv)
+    try:
+        return run(a)
+    except AblateError as e:
+        print(f"error: {mask(str(e))}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
