@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import sys
 
@@ -103,6 +104,7 @@ def _train(a) -> int:
     from ablate.sweep import ddp
 
     if ddp.launched_distributed():  # torchrun: join the group before the model is built (EP)
+        atexit.register(ddp.finish)
         ddp.init(cfg.trainer.accelerator)
     from ablate.console import quiet_libraries
     from ablate.training.run import train
@@ -144,6 +146,7 @@ def _sweep(a) -> int:
     from ablate.sweep import ddp
 
     if ddp.launched_distributed():  # torchrun / srun: DDP inside each trial
+        atexit.register(ddp.finish)
         if ddp.init(sweep.base_cfg.trainer.accelerator) != 0:
             ddp.follow(sweep)
             return 0

@@ -31,10 +31,9 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from ablate.errors import ConfigError
-from ablate.tracking.store import mask, resolve_tracking_uri
+from ablate.tracking.store import check_reachable, mask, resolve_tracking_uri
 
 # what an MLflow run should end as, by the state of its trial
 RUN_STATUS_FOR = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED",
@@ -97,21 +96,6 @@ class Report:
 
 
 # -- reading the stores (never creating them) ------------------------------------------------
-def _check_reachable(uri: str) -> None:
-    """An http(s) tracking URI must answer a TCP connect within seconds: MLflow's own client
-    retries a dead server for minutes before it gives up."""
-    if not uri.startswith(("http://", "https://")):
-        return
-    parts = urlsplit(uri)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        with socket.create_connection((parts.hostname or "localhost", port), timeout=5):
-            pass
-    except OSError as e:
-        raise ConfigError("--tracking-uri", mask(uri), "a reachable MLflow tracking server",
-                          f"cannot connect ({type(e).__name__})") from None
-
-
 def _open_client(uri: str):
     """MlflowClient on `uri`, or None when the local SQLite file does not exist (nothing was
     ever logged there; opening it would create it)."""
@@ -119,7 +103,7 @@ def _open_client(uri: str):
 
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
         return None
-    _check_reachable(uri)
+    check_reachable(uri)  # a dead server: one line in seconds, not minutes of retries
     return MlflowClient(tracking_uri=uri)
 
 
@@ -251,7 +235,7 @@ def _diagnose(opt, uri: str, client, storage: str | None) -> Report:
                 if age > CLOSE_AFTER_S:
                     report.problems.append(Problem(
                         NO_WORKER, f"trial {t.number} RUNNING for {age:.0f}s with no worker recorded",
-                        "FAIL the trial", trial=t.number))
+                        "queue it again (WAITING)" if not t.params else "FAIL it", trial=t.number))
                 else:
                     live = True
             elif t_host != host:
@@ -283,6 +267,8 @@ def _diagnose(opt, uri: str, client, storage: str | None) -> Report:
             tag = r.data.tags.get("ablate.trial")
             owner = by_number.get(int(tag)) if tag and tag.isdigit() else None
             role = r.data.tags.get("ablate.role")
+            if r.info.status == "RUNNING" and _running_live(owner, host):
+                continue  # just created: its live trial records it in a moment
             if role != "dense_parent" and r.data.tags.get("ablate.kind") != "study":
                 if r.info.status in ("FAILED", "KILLED"):  # a crashed attempt: no result lost
                     report.notes.append(f"run {rid} ({r.info.run_name}, {r.info.status}) belongs "
@@ -292,8 +278,7 @@ def _diagnose(opt, uri: str, client, storage: str | None) -> Report:
                 report.problems.append(Problem(
                     ORPHAN_RUN, f"run {rid} ({r.info.run_name}, {r.info.status}) belongs to no trial"
                     + (f" (tag ablate.trial={tag})" if tag else ""),
-                    "close it FAILED" if r.info.status == "RUNNING" and not _running_live(owner, host)
-                    else "", run_id=rid))
+                    "close it FAILED" if r.info.status == "RUNNING" else "", run_id=rid))
                 continue
             if r.info.status == "RUNNING" and not live:  # a dense parent with nothing running
                 report.problems.append(Problem(
@@ -394,18 +379,22 @@ def fix(study: str, storage: str | None = None, tracking_uri: str | None = None)
     opt, uri, client = _open(study, storage, tracking_uri)
     before = _diagnose(opt, uri, client, storage)
     actions: list[str] = []
-    kinds = {p.kind for p in before.problems}
-    if DEAD_TRIAL in kinds:
-        for n in reap_dead_trials(opt, _Guarded(client, actions)):
-            actions.append(f"trial {n} -> FAIL (worker dead), queued again")
+    # a trial that died before it got parameters is put back in the queue as it is: failed with
+    # no params it would break BruteForceSampler ("param_name mismatch") for every later ask
     for p in before.problems:
-        if p.kind == NO_WORKER:
+        if p.kind in (DEAD_TRIAL, NO_WORKER):
             t = opt.get_trials(deepcopy=False)[p.trial]
-            if t.state == TrialState.RUNNING:
+            if t.state == TrialState.RUNNING and not t.params:
+                opt._storage.set_trial_state_values(t._trial_id, TrialState.WAITING)
+                actions.append(f"trial {t.number} -> WAITING (died before it got parameters)")
+            elif p.kind == NO_WORKER and t.state == TrialState.RUNNING:
                 opt._storage.set_trial_user_attr(t._trial_id, "fail_reason",
                                                  "no worker recorded (died while starting)")
                 opt._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
                 actions.append(f"trial {t.number} -> FAIL (no worker recorded)")
+    if any(p.kind == DEAD_TRIAL for p in before.problems):
+        for n in reap_dead_trials(opt, _Guarded(client, actions)):
+            actions.append(f"trial {n} -> FAIL (worker dead), queued again")
     if client is not None:
         # the trials' states after the reaping decide how their runs end
         after = _diagnose(opt, uri, client, storage)

@@ -9,6 +9,7 @@ asks Optuna, so no extra trials).
 
 from __future__ import annotations
 
+import datetime
 import os
 from typing import Any
 
@@ -28,6 +29,23 @@ def init(accelerator: str) -> int:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group("nccl" if gpu else "gloo")
     return dist.get_rank()
+
+
+def finish() -> None:
+    """Leave the process group on every rank together (an abrupt interpreter exit with gloo
+    threads still running can abort with 'terminate called without an active exception')."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    try:  # bounded: a peer that died must not hang this exit
+        if dist.get_backend() == "gloo":
+            dist.monitored_barrier(timeout=datetime.timedelta(seconds=60))
+        else:
+            dist.barrier()
+        dist.destroy_process_group()
+    except Exception:  # noqa: BLE001 - exiting anyway
+        pass
 
 
 def active() -> bool:

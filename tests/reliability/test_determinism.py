@@ -96,7 +96,7 @@ def interrupted(tmp_path_factory):
 
 
 def test_resume_restores_weights_and_optimizer_exactly(interrupted):
-    straight, resumed, p_straight, p_resumed = interrupted
+    _, _, p_straight, p_resumed = interrupted
     assert min(p_resumed.batches) == CKPT_EVERY  # it went on from the checkpoint's step
     assert p_resumed.weights.keys() == p_straight.weights.keys()
     for k, v in p_straight.weights.items():

@@ -18,8 +18,16 @@ import pytest
 import yaml
 
 from ablate.cli import main
-from ablate.doctor import (DEAD_TRIAL, MISSING_RUN, ORPHAN_RUN, STALE_PARENT, STALE_RUN, diagnose,
-                           fix)
+from ablate.doctor import (
+    DEAD_TRIAL,
+    MISSING_RUN,
+    NO_WORKER,
+    ORPHAN_RUN,
+    STALE_PARENT,
+    STALE_RUN,
+    diagnose,
+    fix,
+)
 from ablate.sweep.study import make_storage
 from tests.mlflow_helpers import all_runs, store
 
@@ -34,13 +42,7 @@ def fast(tiny):
 
 
 def _doctor(argv: list[str]) -> int:
-    from ablate import cli
-
-    if hasattr(cli, "cli_doctor"):  # wired into `ablate`
-        return cli.main(["doctor", *argv])
-    from ablate.cli_doctor import main as doctor_main
-
-    return doctor_main(["doctor", *argv])
+    return main(["doctor", *argv])
 
 
 def _sweep_file(tmp_path, name: str, n_trials: int) -> str:
@@ -80,7 +82,7 @@ def _assert_consistent(name: str, home, n_complete: int) -> None:
 
 
 # -- the crash states, forged on a real study: fast and exact ----------------------------------
-def test_doctor_reports_and_fixes_a_crashed_study(ablate_home, fast, tmp_path, capsys):
+def test_doctor_reports_and_fixes_a_crashed_study(ablate_home, fast, tmp_path, capsys, monkeypatch):
     path = _sweep_file(tmp_path, "crash", 2)
     assert main(["sweep", path, *fast]) == 0
     report = diagnose("crash")
@@ -106,11 +108,13 @@ def test_doctor_reports_and_fixes_a_crashed_study(ablate_home, fast, tmp_path, c
         t.set_user_attr(key, value)
     orphan = client.create_run(exp, run_name="orphan", tags={**tags, "ablate.trial": "99"}).info.run_id
     client.update_run(parent, status="RUNNING")
+    starting = study.ask()  # a worker that died before it could record its pid
+    monkeypatch.setattr("ablate.doctor.CLOSE_AFTER_S", -1.0)
     before = _finished_snapshot("crash", ablate_home)
 
     report = diagnose("crash")
     kinds = sorted(p.kind for p in report.problems)
-    assert kinds == sorted([DEAD_TRIAL, STALE_RUN, ORPHAN_RUN, STALE_PARENT]), kinds
+    assert kinds == sorted([DEAD_TRIAL, STALE_RUN, ORPHAN_RUN, STALE_PARENT, NO_WORKER]), kinds
     assert report.exit_code == 1
     assert _doctor(["--study", "crash"]) == 1
     out = capsys.readouterr().out
@@ -122,6 +126,7 @@ def test_doctor_reports_and_fixes_a_crashed_study(ablate_home, fast, tmp_path, c
     trials = _study("crash").get_trials()
     assert trials[t.number].state.name == "FAIL"
     assert trials[t.number].user_attrs["fail_reason"] == "worker process died"
+    assert trials[starting.number].state.name == "WAITING"  # never started: queued as it is
     (retry,) = [x for x in trials if x.user_attrs.get("retry_of") == t.number]
     assert retry.state.name == "WAITING"
     assert retry.system_attrs["fixed_params"] == trials[t.number].params  # same point again
@@ -141,10 +146,10 @@ def test_doctor_reports_and_fixes_a_crashed_study(ablate_home, fast, tmp_path, c
     assert diagnose("crash").ok
 
     # re-running the sweep runs the queued retry with the dead trial's params and completes
-    assert main(["sweep", path, *fast, "--n-trials", "3"]) == 0
+    assert main(["sweep", path, *fast, "--n-trials", "4"]) == 0
     trials = _study("crash").get_trials()
     assert trials[retry.number].state.name == "COMPLETE"
-    _assert_consistent("crash", ablate_home, 3)
+    _assert_consistent("crash", ablate_home, 4)
     assert _finished_snapshot("crash", ablate_home)[1].items() >= before[1].items()
 
 
@@ -152,7 +157,7 @@ def test_full_disk_for_checkpoints_fails_trials_cleanly_then_resumes(ablate_home
                                                                      monkeypatch):
     """ENOSPC while Lightning writes a checkpoint: the trial fails with the reason in Optuna and
     MLflow, nothing stays RUNNING, doctor is happy; with space again the sweep completes."""
-    import lightning.fabric.plugins.io.torch_io as torch_io
+    from lightning.fabric.plugins.io import torch_io
 
     def no_space(checkpoint, filepath):
         raise OSError(errno.ENOSPC, "No space left on device", str(filepath))
@@ -305,7 +310,7 @@ def test_real_full_disk_for_checkpoints(ablate_home, tiny, tmp_path):
     ckpt = ablate_home / "checkpoints"
     ckpt.mkdir(parents=True)
     if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32k", "tmpfs", str(ckpt)],
-                                           capture_output=True).returncode:
+                                           capture_output=True, check=False).returncode:
         pytest.skip("cannot mount a small tmpfs here")
     try:
         path = _sweep_file(tmp_path, "full", 2)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ast
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -190,7 +189,7 @@ def secret_sweep(tmp_path_factory):
             proc = subprocess.run(
                 [sys.executable, "-m", "ablate", "sweep", str(path), "--workers", "2",
                  "--tracking-uri", uri, f"tracking.tracking_uri={uri}", *FAST],
-                env=env, capture_output=True, text=True, cwd=base, timeout=600)
+                env=env, capture_output=True, text=True, cwd=base, timeout=600, check=False)
             from mlflow.tracking import MlflowClient
 
             client = MlflowClient(url)
@@ -227,16 +226,8 @@ def _leaking_lines(secret_sweep) -> list[str]:
             if SECRET in line]
 
 
-MLFLOW_URL_LINE = re.compile(r": (🏃 View run \S+ at|🧪 View experiment at): http://user:")
-
-
-def test_only_mlflows_own_run_links_print_the_password(secret_sweep):
-    assert secret_sweep["logs"]  # worker logs exist
-    others = [line for line in _leaking_lines(secret_sweep) if not MLFLOW_URL_LINE.search(line)]
-    assert not others, others[:5]
-
-
 def test_no_password_printed_or_logged(secret_sweep):
+    assert secret_sweep["logs"]  # worker logs exist
     leaks = _leaking_lines(secret_sweep)
     assert not leaks, leaks[:5]
 
@@ -277,7 +268,7 @@ def contained(tmp_path_factory):
     for argv in (["train", "model.ffn=moe", *FAST], ["sweep", str(sweep), "--workers", "2", *FAST],
                  ["compare", "--study", "c"], ["dashboard", str(dash), "--study", "c"]):
         p = subprocess.run([sys.executable, "-m", "ablate", *argv], env=env, cwd=dirs["cwd"],
-                           capture_output=True, text=True, timeout=600)
+                           capture_output=True, text=True, timeout=600, check=False)
         rcs.append((argv[0], p.returncode, p.stderr[-1500:]))
     return {**dirs, "ablate_home": ablate_home, "rcs": rcs}
 
@@ -293,15 +284,7 @@ def test_no_file_left_in_tmpdir(contained):
     assert _files(contained["tmp"]) == []  # (torch makes an empty torchinductor_<user> folder)
 
 
-# what a run would put in $HOME without ablate's environment (kept out since cli.main)
-KNOWN_IN_HOME = ("matplotlib font cache", ".cache/matplotlib/fontlist-"), \
-                ("MLflow telemetry id (MLflow then also sends usage events)", ".config/mlflow/telemetry.json")
-
-
-def test_home_gets_nothing_but_the_known_caches(contained):
-    unknown = [f for f in _files(contained["home"]) if not any(f.startswith(p) for _, p in KNOWN_IN_HOME)]
-    assert not unknown, unknown
-
-
 def test_home_stays_empty(contained):
+    """No ~/.cache/matplotlib (MPLCONFIGDIR under ABLATE_HOME), no ~/.config/mlflow/telemetry.json
+    (telemetry off), nothing else: the CLI sets this environment for itself and its workers."""
     assert _files(contained["home"]) == []
