@@ -82,7 +82,9 @@ def reap_dead_trials(study, client) -> list[int]:
 
     host, reaped = socket.gethostname(), []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if t.user_attrs.get("host") != host or _alive(t.user_attrs.get("pid")):
+        if t.user_attrs.get("host") != host or "pid" not in t.user_attrs:
+            continue  # another host's, or its worker is still starting it
+        if _alive(t.user_attrs.get("pid")):
             continue
         study._storage.set_trial_user_attr(t._trial_id, "fail_reason", "worker process died")
         study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
@@ -178,8 +180,8 @@ class Sweep:
         while lock is not None and lock.is_locked:  # the trial exists: let other workers ask
             lock.release()
 
+        trial.set_user_attr("pid", os.getpid())  # pid before host: the reaper needs both
         trial.set_user_attr("host", socket.gethostname())
-        trial.set_user_attr("pid", os.getpid())
         values = sp.suggest(trial, self.params)
         cfg = self.config_for(values)
         if progress is None:
