@@ -10,7 +10,6 @@ not (all) fixed; 2 a user error (unknown study, unreachable store: one line on s
 from __future__ import annotations
 
 import argparse
-import sys
 
 COMMANDS = ("doctor",)
 
@@ -38,22 +37,3 @@ def run(a) -> int:
     report = (fix if a.fix else diagnose)(a.study, storage=a.storage, tracking_uri=a.tracking_uri)
     render(report, Console())
     return report.exit_code
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (before the lead wires it into `ablate`): same errors, exit 2."""
-    from ablate.errors import AblateError
-    from ablate.tracking.store import mask
-
-    p = argparse.ArgumentParser(prog="ablate")
-    add_parsers(p.add_subparsers(dest="command", metavar="COMMAND", required=True))
-    a = p.parse_args(argv)
-    try:
-        return run(a)
-    except AblateError as e:
-        print(f"error: {mask(str(e))}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

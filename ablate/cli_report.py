@@ -86,22 +86,3 @@ def _dashboard(a) -> int:
 
 def run(a) -> int:
     return {"compare": _compare, "dashboard": _dashboard}[a.command](a)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (tests, before the lead wires it into `ablate`): same errors, exit 2."""
-    from ablate.errors import AblateError
-    from ablate.tracking.store import mask
-
-    p = argparse.ArgumentParser(prog="ablate")
-    add_parsers(p.add_subparsers(dest="command", metavar="COMMAND", required=True))
-    a = p.parse_args(argv)
-    try:
-        return run(a)
-    except AblateError as e:
-        print(f"error: {mask(str(e))}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

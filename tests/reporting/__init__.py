@@ -48,14 +48,10 @@ def tiny_study_home() -> Path:
 
 
 def ablate(*argv: str) -> int:
-    """`ablate compare|dashboard ...` through the real CLI once it is wired, else through
-    ablate.cli_report's stand-alone entry (same parser, same one-line errors)."""
-    from ablate import cli, cli_report
+    """`ablate compare|dashboard ...` through the real CLI."""
+    from ablate import cli
 
-    sub = next(a for a in cli._parser()._actions if a.dest == "command")
-    if "compare" in sub.choices:
-        return cli.main(list(argv))
-    return cli_report.main(list(argv))
+    return cli.main(list(argv))
 
 
 ROOT_DASHBOARDS = Path(__file__).resolve().parents[2] / "dashboards"
