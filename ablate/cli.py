@@ -8,6 +8,7 @@ import os
 import sys
 
 from ablate import cli_doctor, cli_report
+from ablate.cli_stores import add_store_args
 
 EPILOG = """\
 Overrides are plain OmegaConf dotlists, the same dotted keys as in sweep files and in
@@ -44,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
                        "key=value overrides are layered over the defaults.")
     t.add_argument("args", nargs="*", metavar="[CONFIG.yaml] [key=value ...]")
     t.add_argument("--experiment", help="MLflow experiment (default: ablate-train)")
-    t.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite in ABLATE_HOME)")
+    add_store_args(t, storage=None)
     t.add_argument("--plugin", action="append", default=[], help="import a module that registers "
                    "routers/losses (repeatable)")
 
@@ -56,8 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--study", help="study name (default: the file's `study:`)")
     s.add_argument("--n-trials", type=int, help="total trial budget of the study")
     s.add_argument("--timeout", type=float, help="stop starting new trials after S seconds")
-    s.add_argument("--storage", help="Optuna storage: PATH.journal (default), postgresql://...")
-    s.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite in ABLATE_HOME)")
+    add_store_args(s, storage="Optuna storage: PATH.journal (default), postgresql://...")
     s.add_argument("--workers", type=int, help="worker processes on this machine (default 1, "
                    "or one per GPU group)")
     s.add_argument("--gpus", help="GPU indices to use, e.g. 0,1,2,3")
@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     u = sub.add_parser("ui", help="MLflow UI for the default store, on 127.0.0.1")
     u.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: local only)")
     u.add_argument("--port", type=int, default=5000)
-    u.add_argument("--tracking-uri", help="store to show (default: sqlite in ABLATE_HOME)")
+    add_store_args(u, storage=None)
 
     b = sub.add_parser("bench", help="benchmarks (`ablate bench moe`)")
     b.add_argument("what", choices=["moe"])
@@ -155,7 +155,7 @@ def _sweep(a) -> int:
         return 0
     console = Console()
     if n > 1 or a.gpus_per_trial > 1:
-        def worker_argv(i: int, uri: str) -> list[str]:
+        def worker_argv(i: int) -> list[str]:
             launch = [sys.executable, "-m", "ablate"]
             if a.gpus_per_trial > 1:  # each worker is a torchrun group: DDP inside its trials
                 from ablate.tracking.server import free_port
@@ -163,9 +163,8 @@ def _sweep(a) -> int:
                 launch = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node",
                           str(a.gpus_per_trial), "--master-port", str(free_port()), "-m", "ablate"]
             argv = [*launch, "sweep", a.sweep, *a.overrides,
-                    "--study", spec.study, "--n-trials", str(sweep.n_trials), "--tracking-uri", uri,
+                    "--study", spec.study, "--n-trials", str(sweep.n_trials),
                     "--worker-index", str(i), "--workers", str(n)]
-            argv += ["--storage", a.storage] if a.storage else []
             argv += ["--timeout", str(a.timeout)] if a.timeout else []
             for plugin in a.plugin:
                 argv += ["--plugin", plugin]

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 
+from ablate.cli_stores import add_store_args
+
 COMMANDS = ("doctor",)
 
 
@@ -25,8 +27,7 @@ def add_parsers(sub) -> None:
         "COMPLETE trial or a FINISHED run. Exit 0: consistent; 1: problems left; 2: bad input.")
     d.add_argument("--study", required=True, help="study name")
     d.add_argument("--fix", action="store_true", help="repair what can be repaired")
-    d.add_argument("--storage", help="Optuna storage (default: $ABLATE_HOME/optuna/<study>.journal)")
-    d.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite in ABLATE_HOME)")
+    add_store_args(d, storage="Optuna storage (default: $ABLATE_HOME/optuna/<study>.journal)")
 
 
 def run(a) -> int:

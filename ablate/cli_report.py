@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ablate.cli_stores import add_store_args
+
 COMMANDS = ("compare", "dashboard")
 
 
@@ -18,8 +20,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                    "config key, e.g. model.moe.top_k); repeatable or comma-separated "
                    "(default: the `arm` param, else all search-space params)")
     p.add_argument("--metric", help="metric to compare (default: the study's first objective)")
-    p.add_argument("--storage", help="Optuna storage (default: $ABLATE_HOME/optuna/<study>.journal)")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite in ABLATE_HOME)")
+    add_store_args(p, storage="Optuna storage (default: $ABLATE_HOME/optuna/<study>.journal)")
 
 
 def add_parsers(sub) -> None:

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ablate.config.schema import DataConfig
 from ablate.data.corpus import corpus_fingerprint, load_corpus
+from ablate.data.resumable import EpochPermutationSampler, ResumableDataLoader
 from ablate.data.tokenizer import get_tokenizer
 from ablate.errors import ConfigError
 
@@ -145,20 +146,30 @@ class LMDataModule(L.LightningDataModule):
                                   f"at most {len(ds)}: the {split} split has only {len(ds)} "
                                   f"blocks of {B} tokens", why="no full batch fits")
 
-    def train_dataloader(self) -> DataLoader:
-        # Seeded generator: the same seed gives the same batches in the same order.
-        generator = torch.Generator().manual_seed(self.seed)
-        return self._loader(self._require_setup(), shuffle=True, generator=generator)
+    def train_dataloader(self) -> ResumableDataLoader:
+        """Shuffled blocks, the order a function of (seed, epoch, rank): the same seed gives the
+        same batches, and a run resumed from a checkpoint goes on with the batch it stopped at."""
+        ds = self._require_setup()
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        sampler = EpochPermutationSampler(len(ds), self.seed, rank, world)
+        n_workers = self.cfg.num_workers
+        return ResumableDataLoader(ds, sampler=sampler, batch_size=self.cfg.batch_size,
+                                   consumed=self._batches_consumed, num_workers=n_workers,
+                                   persistent_workers=n_workers > 0)
+
+    def _batches_consumed(self) -> int:
+        """Batches of the current epoch the trainer has taken: Lightning resumes from this count."""
+        return self.trainer.fit_loop.epoch_loop.batch_progress.current.ready
 
     def val_dataloader(self) -> DataLoader:
+        """The validation blocks in order (every rank sees all of them: val/loss is the same
+        number whatever the world size)."""
         self._require_setup()
-        return self._loader(self.val_set, shuffle=False)
-
-    def _loader(self, ds: BlockDataset, **kwargs) -> DataLoader:
         n_workers = self.cfg.num_workers
         # drop_last: every batch has the same shape (no recompiles, comparable step times).
-        return DataLoader(ds, batch_size=self.cfg.batch_size, drop_last=True,
-                          num_workers=n_workers, persistent_workers=n_workers > 0, **kwargs)
+        return DataLoader(self.val_set, batch_size=self.cfg.batch_size, drop_last=True,
+                          num_workers=n_workers, persistent_workers=n_workers > 0)
 
     def _require_setup(self) -> BlockDataset:
         if self.train_set is None:

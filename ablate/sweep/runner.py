@@ -93,12 +93,18 @@ def reap_dead_trials(study, client) -> list[int]:
             client.set_tag(run_id, "ablate.state", "FAILED")
             client.set_tag(run_id, "ablate.fail_reason", "worker process died")
             client.set_terminated(run_id, status="FAILED")
-        attempt = int(t.user_attrs.get("attempt", 1))
-        if attempt <= MAX_RETRIES:
-            study.enqueue_trial(t.params, user_attrs={"retry_of": original_trial_number(t),
-                                                      "attempt": attempt + 1})
+        requeue(study, t)
         reaped.append(t.number)
     return reaped
+
+
+def requeue(study, trial) -> None:
+    """Queue a copy of an unfinished trial (same params; up to MAX_RETRIES): it resumes from
+    the checkpoint directory keyed by the first attempt's number."""
+    attempt = int(trial.user_attrs.get("attempt", 1))
+    if attempt <= MAX_RETRIES:
+        study.enqueue_trial(trial.params, user_attrs={"retry_of": original_trial_number(trial),
+                                                      "attempt": attempt + 1})
 
 
 class Sweep:
@@ -225,6 +231,10 @@ class Sweep:
                     break
         except Exception as e:
             trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}"[:500])
+            raise
+        except KeyboardInterrupt:  # Ctrl-C / SIGTERM: the next run resumes it from its checkpoint
+            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C or SIGTERM)")
+            requeue(trial.study, trial)
             raise
         finally:
             if task is not None:
@@ -363,6 +373,7 @@ class Sweep:
 
     def run_parallel(self, worker_argv, env_for, console: Console | None = None):
         """Spawn workers (`worker_argv(i)`, `env_for(i)`), show the study's progress, wait."""
+        from ablate.cli_stores import store_env
         from ablate.sweep.workers import run_workers
         from ablate.tracking.server import local_server
 
@@ -382,8 +393,10 @@ class Sweep:
                                 info=self.status_line(study))
 
             with self._parent_open(study, client, parent), progress:
-                rc = run_workers(worker_argv, env_for, uri, self.workers, tick,
-                                 paths.home() / "logs" / self.spec.study)
+                # the stores reach the workers by environment: no password on a command line
+                stores = store_env(self.storage_url, uri)
+                rc = run_workers(worker_argv, lambda i: {**env_for(i), **stores}, self.workers,
+                                 tick, paths.home() / "logs" / self.spec.study)
         if rc:
             console.print(f"[yellow]a worker exited with code {rc}; see {paths.home() / 'logs'}[/]")
         return study

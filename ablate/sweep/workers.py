@@ -48,8 +48,8 @@ def plan_devices(n_workers: int | None, gpus: list[str], per_trial: int) -> tupl
                for _ in range(n)]
 
 
-def run_workers(worker_argv: Callable[[int, str], list[str]], env_for: Callable[[int], dict[str, str]],
-                tracking_uri: str, n: int, tick: Callable[[], None], log_dir: Path) -> int:
+def run_workers(worker_argv: Callable[[int], list[str]], env_for: Callable[[int], dict[str, str]],
+                n: int, tick: Callable[[], None], log_dir: Path) -> int:
     """Start n workers, call `tick` every second until all exit; -> the worst exit code."""
     log_dir.mkdir(parents=True, exist_ok=True)
     procs = []
@@ -57,7 +57,7 @@ def run_workers(worker_argv: Callable[[int, str], list[str]], env_for: Callable[
         env = {**os.environ, **env_for(i), "ABLATE_WORKER": str(i)}
         env.pop("MLFLOW_RUN_ID", None)  # a stray run id would hijack the child runs (PITFALLS #8)
         log = open(log_dir / f"worker-{i}.log", "ab")
-        procs.append((subprocess.Popen(worker_argv(i, tracking_uri), env=env, stdout=log,
+        procs.append((subprocess.Popen(worker_argv(i), env=env, stdout=log,
                                        stderr=subprocess.STDOUT), log))
     try:
         while any([p.poll() is None for p, _ in procs]):  # poll every one: reaps zombies

@@ -5,8 +5,10 @@ Used by `ablate train` directly and by the sweep objective for each trial.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import shutil
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +71,8 @@ def _trainer(cfg: RunConfig, logger, callbacks, progress_bar: bool,
         enable_model_summary=False,
         enable_progress_bar=progress_bar,
         num_sanity_val_steps=0,
+        # the datamodule shards train batches by rank itself, in a resumable order
+        use_distributed_sampler=False,
     )
 
 
@@ -142,10 +146,11 @@ def train(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = None,
         logger.step_source = lambda: trainer.global_step
     status, state = "FAILED", "FAILED"
     try:
-        trainer.fit(module, datamodule=dm, ckpt_path=resume_from, weights_only=True)
-        pruned = bool(pruning and pruning.pruned)
-        if not pruned and trainer.global_step % cfg.trainer.val_every:
-            trainer.validate(module, datamodule=dm, verbose=False)  # always end on a val/loss
+        with _interrupts_propagate(trainer):
+            trainer.fit(module, datamodule=dm, ckpt_path=resume_from, weights_only=True)
+            pruned = bool(pruning and pruning.pruned)
+            if not pruned and trainer.global_step % cfg.trainer.val_every:
+                trainer.validate(module, datamodule=dm, verbose=False)  # always end on a val/loss
         if weights_out:
             from ablate.training.upcycle import save_weights
 
@@ -169,6 +174,26 @@ def train(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = None,
         raise
     finally:
         tracker.end(status, state)
+
+
+@contextlib.contextmanager
+def _interrupts_propagate(trainer: L.Trainer):
+    """Ctrl-C / SIGTERM inside fit or validate stay a KeyboardInterrupt.
+
+    Lightning turns a KeyboardInterrupt into `sys.exit(1)` after its graceful shutdown and
+    leaves SIGINT ignored; the callers (Optuna: trial FAIL, MLflow: run KILLED, the CLI: exit
+    130) need the interrupt itself, and a second Ctrl-C must still work.
+    """
+    sigint = signal.getsignal(signal.SIGINT)
+    try:
+        yield
+    except SystemExit as e:
+        if not trainer.interrupted:
+            raise
+        raise KeyboardInterrupt("interrupted during training") from e
+    finally:
+        if sigint is not None and signal.getsignal(signal.SIGINT) is not sigint:
+            signal.signal(signal.SIGINT, sigint)
 
 
 def dict_metrics(trainer) -> dict[str, float]:

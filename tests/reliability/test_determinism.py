@@ -107,17 +107,6 @@ def test_resume_restores_weights_and_optimizer_exactly(interrupted):
             assert torch.equal(torch.as_tensor(v), torch.as_tensor(p_resumed.optim[i][k])), (i, k)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a resumed run replays its epoch from the first batch: the train DataLoader is a plain torch "
-    "DataLoader (RandomSampler with a generator seeded per run, ablate/data/datamodule.py "
-    "`train_dataloader`) with no state_dict, so Lightning restores global_step, weights and "
-    "optimizer but not the data position: after a resume at step N the model trains on batches "
-    "0, 1, ... of the permutation again instead of N, N+1, ... (and at an epoch boundary it "
-    "repeats epoch 0's order, the generator being fresh). Fix: a sampler whose order is a "
-    "function of (seed, epoch) with state_dict()/load_state_dict() holding (epoch, position), "
-    "served by a DataLoader subclass that exposes state_dict/load_state_dict (Lightning stores "
-    "them as `combined_loader` in the checkpoint and restores them), or torchdata's "
-    "StatefulDataLoader"))
 def test_resumed_run_ends_with_the_same_metrics_as_an_uninterrupted_one(interrupted):
     straight, resumed, p_straight, p_resumed = interrupted
     for step, batch in p_resumed.batches.items():

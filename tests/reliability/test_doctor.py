@@ -278,30 +278,35 @@ def test_signals_then_doctor_and_rerun_complete_the_study(how, ablate_home, tmp_
     _assert_consistent(name, ablate_home, 3)
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "SIGTERM (and Ctrl-C) inside trainer.fit: Lightning's `_call_and_handle_interrupt` turns the "
-    "KeyboardInterrupt raised by ablate's SIGTERM handler into sys.exit(1) (and sets SIGINT to "
-    "SIG_IGN); Optuna's `_run_trial` catches only Exception/KeyboardInterrupt, so the trial stays "
-    "RUNNING, train()'s `finally` ends the run FAILED (not KILLED), Sweep.run's `except "
-    "KeyboardInterrupt` is skipped so the parent ends FINISHED, exit code 1 (not 130). doctor "
-    "--fix repairs it (test above). Fix: ablate/training/run.py `train()`: around trainer.fit, "
-    "`except SystemExit: if trainer.interrupted: signal.signal(SIGINT, default_int_handler); "
-    "raise KeyboardInterrupt from None`"))
-def test_sigterm_ends_the_running_trial_fail_and_its_run_killed(ablate_home, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_a_signal_during_training_ends_the_trial_fail_its_run_killed_exit_130(sig, ablate_home, tmp_path):
+    """The signal lands inside trainer.fit (Lightning turns it into sys.exit(1) unless ablate
+    keeps it an interrupt): trial FAIL, run and parent KILLED, exit code 130, nothing to fix,
+    a copy of the trial queued; the re-run resumes that copy from the checkpoint."""
     path = _sweep_file(tmp_path, "term", 2)
     proc = _start(path, ablate_home)
     try:
-        (t,) = _wait_running(proc, ablate_home, "term", ckpt=False)
-        proc.send_signal(signal.SIGTERM)
+        (t,) = _wait_running(proc, ablate_home, "term")
+        proc.send_signal(sig)
         rc = proc.wait(timeout=120)
     finally:
         _reap(proc)
     study = _study("term")
+    trials = study.get_trials()
     runs = {r.info.run_id: r.info.status for r in all_runs(ablate_home)}
-    assert (rc, study.get_trials()[t.number].state.name, runs[t.user_attrs["mlflow_run_id"]],
+    assert (rc, trials[t.number].state.name, runs[t.user_attrs["mlflow_run_id"]],
             runs[study.user_attrs["mlflow_parent_run_id"]]) == (130, "FAIL", "KILLED", "KILLED")
+    assert trials[t.number].user_attrs["fail_reason"].startswith("interrupted")
+    (retry,) = [x for x in trials if x.state.name == "WAITING"]
+    assert retry.user_attrs["retry_of"] == t.number
+    assert retry.system_attrs["fixed_params"] == t.params  # enqueue_trial's params
     assert diagnose("term").ok
+
+    assert main(["sweep", path, *LONG]) == 0
+    _assert_consistent("term", ablate_home, 2)
+    resumed = [r for r in all_runs(ablate_home) if "ablate.resumed_from" in r.data.tags]
+    assert len(resumed) == 1 and resumed[0].info.status == "FINISHED"
+    assert f"trial-{t.number:05d}" in resumed[0].data.tags["ablate.resumed_from"]
 
 
 @pytest.mark.slow

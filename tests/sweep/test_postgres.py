@@ -6,9 +6,11 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
+from pathlib import Path
 
 import optuna
 import pytest
@@ -75,6 +77,21 @@ def mlflow_server(databases, tmp_path):
     proc.wait(timeout=30)
 
 
+SECRET = "s3cret-pw"
+
+
+def _watch_cmdlines(stop: threading.Event, seen: list[str]) -> None:
+    """Collect the command lines of this machine's `ablate` worker processes until `stop`."""
+    while not stop.wait(0.2):
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                cmd = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if "--worker-index" in cmd:
+                seen.append(cmd)
+
+
 def test_workers_on_postgres_and_mlflow_server(databases, mlflow_server, ablate_home, tiny, tmp_path):
     from mlflow.tracking import MlflowClient
 
@@ -84,9 +101,19 @@ def test_workers_on_postgres_and_mlflow_server(databases, mlflow_server, ablate_
     path = tmp_path / "pg.yaml"
     path.write_text(yaml.safe_dump(spec))
     fast = [o for o in tiny if not o.startswith("trainer.max_steps")] + ["trainer.max_steps=3"]
-    storage = databases[0]
-    assert main(["sweep", str(path), "--workers", "2", "--storage", storage,
-                 "--tracking-uri", mlflow_server, *fast]) == 0
+    # a password (trust auth ignores it) that must not show on any worker's command line
+    storage = databases[0].replace("://postgres@", f"://postgres:{SECRET}@")
+    seen: list[str] = []
+    stop = threading.Event()
+    watcher = threading.Thread(target=_watch_cmdlines, args=(stop, seen), daemon=True)
+    watcher.start()
+    try:
+        assert main(["sweep", str(path), "--workers", "2", "--storage", storage,
+                     "--tracking-uri", mlflow_server, *fast]) == 0
+    finally:
+        stop.set()
+        watcher.join()
+    assert seen and not [c for c in seen if SECRET in c]  # workers were seen, none showed it
 
     study = optuna.load_study(study_name="pg", storage=make_storage(storage, "pg"))
     trials = study.get_trials()
