@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from ablate.config.schema import ModelConfig, OptimConfig
 from ablate.models.moe.expert_parallel import clip_grad_norm_, exclude_from_ddp, expert_parallel_modules
+from ablate.training.ep_checkpoint import gather_expert_shards, slice_expert_states
 from ablate.models.transformer import Transformer
 
 
@@ -97,7 +98,17 @@ class LMModule(L.LightningModule):
             return
         super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
-    def configure_optimizers(self):
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # every rank builds the checkpoint: gather the expert shards (only rank 0 writes it)
+        if self.trainer.optimizers:
+            params = [p for g in self.trainer.optimizers[0].param_groups for p in g["params"]]
+            gather_expert_shards(self, checkpoint, params)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        slice_expert_states(self, checkpoint, [p for g in self.param_groups() for p in g["params"]])
+
+    def param_groups(self) -> list[dict]:
+        """AdamW's groups: decayed matrices, undecayed vectors, routers (own lr multiplier)."""
         o = self.optim_cfg
         decay, no_decay, router = [], [], []
         for name, p in self.named_parameters():
@@ -116,7 +127,11 @@ class LMModule(L.LightningModule):
         if router:
             mult = self.model_cfg.moe.router_lr_mult
             groups.append({"params": router, "weight_decay": 0.0, "lr": o.lr * mult})
-        opt = torch.optim.AdamW(groups, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps)
+        return groups
+
+    def configure_optimizers(self):
+        o = self.optim_cfg
+        opt = torch.optim.AdamW(self.param_groups(), lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps)
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: warmup_cosine(s, o.warmup_steps, self.max_steps, o.min_lr_ratio)
         )

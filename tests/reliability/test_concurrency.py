@@ -18,14 +18,6 @@ N_TRIALS, N_WORKERS = 40, 4
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason=(
-    "race (seen in 1 run of 2): ablate/sweep/runner.py `reap_dead_trials` reaps a live trial "
-    "whose worker has set the `host` user attr but not yet `pid` (two journal appends apart): "
-    "`_alive(None)` is False, so another worker fails it ('worker process died') mid-suggest; "
-    "the owner then dies on UpdateFinishedTrialError / 'Cannot tell a FAIL trial' (worker exit "
-    "1) and the retry is enqueued with the params seen so far ({}). Fix: in reap_dead_trials "
-    "skip trials without a `pid` attr (`pid is None -> continue`), and set `pid` before `host` "
-    "in Sweep.objective"))
 def test_four_workers_forty_trials_on_the_default_stores(ablate_home, tiny, tmp_path):
     spec = {"study": "crowd", "base": {"model": {"ffn": "moe"}},
             "space": {"optim.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True},

@@ -1,0 +1,27 @@
+"""Test plugin (`--plugin tests.crash_plugin`): with ABLATE_TEST_CRASH_AT=N set, every
+process dies (os._exit, no cleanup: a power loss) at the start of training step N."""
+
+import os
+
+import lightning as L
+
+from ablate.training import run
+
+CRASH_AT = int(os.environ.get("ABLATE_TEST_CRASH_AT", "0"))
+
+
+class _Crash(L.Callback):
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == CRASH_AT:
+            os._exit(17)
+
+
+_real_trainer = run._trainer
+
+
+def _with_crash(cfg, logger, callbacks, *args, **kwargs):
+    return _real_trainer(cfg, logger, [*callbacks, _Crash()], *args, **kwargs)
+
+
+if CRASH_AT:
+    run._trainer = _with_crash
