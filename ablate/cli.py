@@ -212,21 +212,47 @@ def _environment() -> None:
     os.environ.setdefault("MPLCONFIGDIR", str(paths.cache_dir() / "matplotlib"))
 
 
-def _terminate_gracefully(signum, frame) -> None:
+class _GracefulSignals:
     """SIGTERM behaves like Ctrl-C: the running trial ends FAIL in Optuna and KILLED in MLflow
-    (instead of RUNNING forever), finished trials are untouched."""
-    raise KeyboardInterrupt(f"signal {signum}")
+    (instead of RUNNING forever), finished trials are untouched. Only the first signal
+    interrupts: a second one (a terminal's Ctrl-C reaches the workers and their parent, which
+    then also sends SIGTERM) would interrupt that cleanup halfway, e.g. with the study's
+    journal lock held, and leave the trial RUNNING. Previous handlers are restored on exit."""
+
+    SIGNALS = ("SIGINT", "SIGTERM")
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self.stopping, self.saved = False, {}
+        if threading.current_thread() is not threading.main_thread():
+            return self  # only the main thread may set handlers
+        for name in self.SIGNALS:
+            sig = getattr(signal, name)
+            current = signal.getsignal(sig)
+            if current in (signal.SIG_DFL, signal.default_int_handler):  # not if ignored or taken
+                self.saved[sig] = current
+                signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.stopping:
+            return  # already stopping: let the cleanup finish
+        self.stopping = True
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
 
 
 def main(argv: list[str] | None = None) -> int:
-    import signal
-
     from ablate.errors import AblateError
 
     _environment()
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _terminate_gracefully)
-
     parser = _parser()
     a, extra = parser.parse_known_args(argv)
     bad = [x for x in extra if "=" not in x or x.startswith("-")]
@@ -244,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         commands = {"train": _train, "sweep": _sweep, "ui": _ui, "bench": _bench,
                     **dict.fromkeys(cli_report.COMMANDS, cli_report.run),
                     **dict.fromkeys(cli_doctor.COMMANDS, cli_doctor.run)}
-        return commands[a.command](a)
+        with _GracefulSignals():
+            return commands[a.command](a)
     except AblateError as e:
         from ablate.tracking.store import mask
 

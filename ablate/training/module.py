@@ -56,7 +56,7 @@ class LMModule(L.LightningModule):
         lm, aux, weighted = self._losses(batch)
         loss = lm + sum(weighted.values()) if weighted else lm
         if not bool(torch.isfinite(loss)):  # stop now: every later step would be wasted
-            raise DivergenceError(f"the training loss is {float(loss)} at step {self.global_step} "
+            raise DivergenceError(f"the training loss is {float(loss.detach())} at step {self.global_step} "
                                   "(diverged: lower optim.lr or raise model.moe.aux.z)")
         self._loss_ema = lm.detach() if self._loss_ema is None else 0.9 * self._loss_ema + 0.1 * lm.detach()
         self.log("train/loss_spike", lm.detach() / self._loss_ema)  # > 1: above its recent average

@@ -273,6 +273,10 @@ def test_signals_then_doctor_and_rerun_complete_the_study(how, ablate_home, tmp_
         print(f"\n{how}: exit {rc}; doctor found {found or 'nothing'}; --fix did "
               f"{report.actions or 'nothing'}")
     assert report.ok, [p.detail for p in report.problems]
+    # a signal ends the trials cleanly (a second one, e.g. the parent's SIGTERM after the
+    # terminal's SIGINT, must not interrupt that cleanup); a killed worker is reaped by its peer
+    assert not found
+    assert rc == (0 if how == "sigkill-one-worker" else 130)
     assert _finished_snapshot(name, ablate_home) == before
     assert main(["sweep", path, *LONG]) == 0
     _assert_consistent(name, ablate_home, 3)
