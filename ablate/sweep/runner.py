@@ -13,8 +13,10 @@ import os
 import socket
 import sys
 import time
+import warnings
 from typing import Any
 
+import optuna
 import yaml
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
@@ -69,7 +71,9 @@ def original_trial_number(trial) -> int:
     if "retry_of" in trial.user_attrs:
         return int(trial.user_attrs["retry_of"])
     frozen = trial if isinstance(trial, FrozenTrial) else trial.study._storage.get_trial(trial._trial_id)
-    rdb = RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)  # RDB heartbeat retries
+    with warnings.catch_warnings():  # "experimental" since optuna 2.8
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        rdb = RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)  # RDB heartbeat retries
     return trial.number if rdb is None else rdb
 
 
