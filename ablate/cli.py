@@ -214,10 +214,11 @@ def _environment() -> None:
 
 class _GracefulSignals:
     """SIGTERM behaves like Ctrl-C: the running trial ends FAIL in Optuna and KILLED in MLflow
-    (instead of RUNNING forever), finished trials are untouched. Only the first signal
-    interrupts: a second one (a terminal's Ctrl-C reaches the workers and their parent, which
-    then also sends SIGTERM) would interrupt that cleanup halfway, e.g. with the study's
-    journal lock held, and leave the trial RUNNING. Previous handlers are restored on exit."""
+    (instead of RUNNING forever), finished trials are untouched. The second signal is
+    ignored: a terminal's Ctrl-C reaches the workers and their parent, which then also sends
+    SIGTERM, and that would interrupt the cleanup halfway (e.g. with the study's journal lock
+    held) and leave the trial RUNNING. A third one interrupts again (force). Previous handlers
+    are restored on exit."""
 
     SIGNALS = ("SIGINT", "SIGTERM")
 
@@ -225,7 +226,7 @@ class _GracefulSignals:
         import signal
         import threading
 
-        self.stopping, self.saved = False, {}
+        self.received, self.saved = 0, {}
         if threading.current_thread() is not threading.main_thread():
             return self  # only the main thread may set handlers
         for name in self.SIGNALS:
@@ -237,9 +238,10 @@ class _GracefulSignals:
         return self
 
     def _handle(self, signum, frame) -> None:
-        if self.stopping:
-            return  # already stopping: let the cleanup finish
-        self.stopping = True
+        self.received += 1
+        if self.received == 2:  # already stopping: let the cleanup finish
+            print("ablate: stopping (closing the runs); signal again to force", file=sys.stderr)
+            return
         raise KeyboardInterrupt(f"signal {signum}")
 
     def __exit__(self, *exc) -> None:

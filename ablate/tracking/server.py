@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -26,6 +27,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the parent dies, even by SIGKILL (Linux)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 @contextlib.contextmanager
 def local_server(backend_uri: str, timeout: float = 120.0):
     """Yield `http://127.0.0.1:PORT` serving `backend_uri` (artifacts stay on local disk)."""
@@ -40,7 +50,11 @@ def local_server(backend_uri: str, timeout: float = 120.0):
     # the server's background job runner (GenAI evaluation jobs) is not used by ablate
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     with open(log, "ab") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        # Its own session: a terminal's Ctrl-C reaches the whole foreground process group,
+        # and the workers still need the server to close their runs; it is stopped below,
+        # after them (and gets SIGTERM if this process dies first).
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True, preexec_fn=_die_with_parent)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout

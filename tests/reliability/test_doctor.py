@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -215,6 +216,19 @@ def _reap(proc) -> None:
     proc.wait(timeout=30)
 
 
+def _servers_of(home) -> list[str]:
+    """Command lines of live `mlflow server` / uvicorn processes serving `home`'s store."""
+    found = []
+    for f in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            cmd = f.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "mlflow" in cmd and str(home) in cmd:
+            found.append(cmd)
+    return found
+
+
 @pytest.mark.slow
 def test_sigkill_of_the_whole_sweep_then_doctor_fix_and_resume(ablate_home, tmp_path):
     """Power loss: every process of a 2-worker sweep (and its MLflow server) SIGKILLed at once."""
@@ -226,6 +240,12 @@ def test_sigkill_of_the_whole_sweep_then_doctor_fix_and_resume(ablate_home, tmp_
         proc.wait(timeout=30)
     finally:
         _reap(proc)
+    # the local MLflow server runs in its own session (Ctrl-C must not stop it before the
+    # workers): it still goes down with its parent
+    deadline = time.monotonic() + 30
+    while _servers_of(ablate_home) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not _servers_of(ablate_home)
     before = _finished_snapshot("boom", ablate_home)
     report = diagnose("boom")
     kinds = {p.kind for p in report.problems}
