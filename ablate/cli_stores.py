@@ -25,6 +25,4 @@ def add_store_args(p: argparse.ArgumentParser, *, storage: str | None) -> None:
 
 def store_env(storage: str | None, tracking_uri: str | None) -> dict[str, str]:
     """The environment that hands both URIs to a child `ablate` process."""
-    env = {TRACKING_ENV: tracking_uri or ""}
-    env[STORAGE_ENV] = storage or ""
-    return env
+    return {TRACKING_ENV: tracking_uri or "", STORAGE_ENV: storage or ""}
