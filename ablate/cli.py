@@ -8,7 +8,7 @@ import os
 import sys
 
 from ablate import cli_doctor, cli_report
-from ablate.cli_stores import add_store_args
+from ablate.cli_stores import add_store_args, apply_env, name_the_source
 
 EPILOG = """\
 Overrides are plain OmegaConf dotlists, the same dotted keys as in sweep files and in
@@ -268,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.command is None:
         parser.print_help()
         return 0
+    apply_env(a)
     try:
         commands = {"train": _train, "sweep": _sweep, "ui": _ui, "bench": _bench,
                     **dict.fromkeys(cli_report.COMMANDS, cli_report.run),
@@ -277,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     except AblateError as e:
         from ablate.tracking.store import mask
 
-        print(f"error: {mask(str(e))}", file=sys.stderr)
+        print(f"error: {mask(str(name_the_source(e, a)))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: finished trials are kept; re-run the same command to resume",

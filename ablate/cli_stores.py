@@ -10,17 +10,36 @@ from __future__ import annotations
 import argparse
 import os
 
+from ablate.errors import AblateError, ConfigError
+
 STORAGE_ENV = "ABLATE_STORAGE"
 TRACKING_ENV = "ABLATE_TRACKING_URI"
+_ENV_OF = {"storage": ("--storage", STORAGE_ENV), "tracking_uri": ("--tracking-uri", TRACKING_ENV)}
 
 
 def add_store_args(p: argparse.ArgumentParser, *, storage: str | None) -> None:
     """--tracking-uri, and --storage when `storage` (its help text) is given."""
     if storage is not None:
-        p.add_argument("--storage", default=os.environ.get(STORAGE_ENV) or None,
-                       help=f"{storage}; or set ${STORAGE_ENV}")
-    p.add_argument("--tracking-uri", default=os.environ.get(TRACKING_ENV) or None,
+        p.add_argument("--storage", help=f"{storage}; or set ${STORAGE_ENV}")
+    p.add_argument("--tracking-uri",
                    help=f"MLflow tracking URI (default: sqlite in ABLATE_HOME); or set ${TRACKING_ENV}")
+
+
+def apply_env(a: argparse.Namespace) -> None:
+    """Fill the store flags not given from the environment; remember which came from there."""
+    a.from_env = {}
+    for attr, (flag, env) in _ENV_OF.items():
+        if hasattr(a, attr) and getattr(a, attr) is None and os.environ.get(env):
+            setattr(a, attr, os.environ[env])
+            a.from_env[flag] = env
+
+
+def name_the_source(e: AblateError, a: argparse.Namespace) -> AblateError:
+    """An error about a store that came from the environment names the variable."""
+    env = getattr(a, "from_env", {}).get(getattr(e, "key", None))
+    if env is None:
+        return e
+    return ConfigError(f"{env} (as {e.key})", e.value, e.allowed, e.why)
 
 
 def store_env(storage: str | None, tracking_uri: str | None) -> dict[str, str]:

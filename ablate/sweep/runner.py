@@ -272,8 +272,8 @@ class Sweep:
 
     def prepare(self):
         """Open (or resume) the study and its parent run; fail trials of dead local workers."""
-        quiet_libraries()
-        study = self.open_study()
+        study = self.open_study()  # a bad storage fails here, before anything is written:
+        quiet_libraries()  # importing lightning builds matplotlib's font cache in ABLATE_HOME
         client = store.client(self.tracking_uri)
         parent = self.parent_run(study, client)
         reap_dead_trials(study, client)

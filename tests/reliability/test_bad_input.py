@@ -153,6 +153,18 @@ CASES = [
     ("doctor-unreachable-storage", {},
      ["doctor", "--study", "s", "--storage", f"postgresql+psycopg2://nobody:{SECRET}@127.0.0.1:9/x"],
      "--storage"),
+    # -- the stores given by environment (`env:NAME=VALUE` items are set, not passed) -----------
+    ("env-unreachable-storage", {"s.yaml": SWEEP},
+     [f"env:ABLATE_STORAGE=postgresql+psycopg2://nobody:{SECRET}@127.0.0.1:9/x", "sweep", "{d}/s.yaml"],
+     "ABLATE_STORAGE (as --storage)"),
+    ("env-unknown-storage-scheme", {},
+     ["env:ABLATE_STORAGE=ftp://host/x", "doctor", "--study", "s"], "ABLATE_STORAGE (as --storage)"),
+    ("env-unreachable-tracking-uri", {"s.yaml": SWEEP},
+     [f"env:ABLATE_TRACKING_URI=http://u:{SECRET}@127.0.0.1:9", "sweep", "{d}/s.yaml"],
+     "ABLATE_TRACKING_URI (as --tracking-uri)"),
+    ("env-flag-wins", {"s.yaml": SWEEP},
+     ["env:ABLATE_STORAGE=ftp://from-env/x", "sweep", "{d}/s.yaml", "--storage", "ftp://from-flag/x"],
+     "--storage='ftp://from-flag/x'"),
 ]
 
 
@@ -176,6 +188,9 @@ def test_bad_input_one_line_exit_2_nothing_created(files, argv, names, ablate_ho
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     argv = [a.replace("{d}", str(inputs)) for a in argv]
+    for item in [a for a in argv if a.startswith("env:")]:
+        monkeypatch.setenv(*item[len("env:"):].split("=", 1))
+        argv.remove(item)
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -197,16 +212,29 @@ def test_the_catalogue_is_big_enough():
     assert len({c[0] for c in CASES}) == len(CASES)
 
 
-def test_a_real_process_prints_one_line(ablate_home, tmp_path):
-    """The same contract end to end, in a fresh interpreter (no pytest capture in between)."""
+@pytest.mark.parametrize("argv, names", [
+    (["sweep", "{d}/s.yaml"], "sampler.name"),
+    # store errors come after heavier imports (lightning imports matplotlib, which writes its
+    # font cache where MPLCONFIGDIR says: under ABLATE_HOME): still nothing created
+    (["sweep", "{d}/s.yaml", "--storage", f"postgresql+psycopg2://nobody:{SECRET}@127.0.0.1:9/x"],
+     "--storage"),
+    (["sweep", "{d}/s.yaml", "--tracking-uri", "http://127.0.0.1:9"], "--tracking-uri"),
+    (["train", "--tracking-uri", "http://127.0.0.1:9"], "--tracking-uri"),
+], ids=["sampler", "storage", "tracking-sweep", "tracking-train"])
+def test_a_real_process_prints_one_line(argv, names, ablate_home, tmp_path):
+    """The same contract end to end, in a fresh interpreter (no pytest capture in between,
+    nothing imported yet)."""
     import os
     import subprocess
     import sys
 
     sweep = tmp_path / "s.yaml"
-    sweep.write_text(SWEEP + "sampler: {name: annealing}\n")
-    proc = subprocess.run([sys.executable, "-m", "ablate", "sweep", str(sweep)], check=False, capture_output=True,
-                          text=True, cwd=tmp_path, env={**os.environ, "ABLATE_HOME": str(ablate_home)})
+    sweep.write_text(SWEEP + ("sampler: {name: annealing}\n" if names == "sampler.name" else ""))
+    argv = [a.replace("{d}", str(tmp_path)) for a in argv]
+    env = {**os.environ, "ABLATE_HOME": str(ablate_home), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+    proc = subprocess.run([sys.executable, "-m", "ablate", *argv], check=False, capture_output=True,
+                          text=True, cwd=tmp_path, env=env)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "sampler.name" in proc.stderr
-    assert not ablate_home.exists()
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and names in proc.stderr
+    assert SECRET not in proc.stderr
+    assert not ablate_home.exists(), f"created {sorted(p.name for p in ablate_home.iterdir())}"
