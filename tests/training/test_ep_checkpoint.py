@@ -9,11 +9,12 @@ import os
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 
 from ablate.models.moe.expert_parallel import ExpertParallelExperts, shard_range
 from ablate.training.ep_checkpoint import gather_expert_shards, slice_expert_states
+from ablate.sweep.ddp import finish
+from tests.dist_helpers import spawn_ranks
 
 W, T, D, H, E, K = 2, 10, 8, 4, 4, 2
 
@@ -71,15 +72,13 @@ def worker(rank: int, port: int, out: str) -> None:
         res["next_equal"] = all(torch.equal(a, b) for a, b in zip(m.parameters(), m2.parameters()))
     finally:
         torch.save(res, os.path.join(out, f"rank{rank}.pt"))
-        dist.destroy_process_group()
+        finish()  # leave together: a rank exiting first can abort its peer's gloo threads
 
 
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
-    from ablate.tracking.server import free_port
-
     out = tmp_path_factory.mktemp("epckpt")
-    mp.start_processes(worker, args=(free_port(), str(out)), nprocs=W, start_method="spawn")
+    spawn_ranks(worker, out, W)
     return torch.load(out / "ckpt.pt", weights_only=True), [torch.load(out / f"rank{r}.pt") for r in range(W)]
 
 

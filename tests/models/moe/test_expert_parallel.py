@@ -16,7 +16,6 @@ import os
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from ablate.config.schema import MoEConfig
 from ablate.errors import ConfigError
@@ -31,6 +30,8 @@ from ablate.models.moe.expert_parallel import (
     shard_range,
 )
 from ablate.models.moe.layer import MoELayer, build_router
+from ablate.sweep.ddp import finish
+from tests.dist_helpers import spawn_ranks
 
 W, T, D, H, E, K = 2, 12, 16, 8, 8, 2
 B, S = 2, 6  # MoELayer input per rank: T = B*S
@@ -91,7 +92,7 @@ def worker(rank: int, port: int, out: str) -> None:
         res["layer"] = layer_case(rank, out)
     finally:
         torch.save(res, os.path.join(out, f"rank{rank}.pt"))
-        dist.destroy_process_group()
+        finish()  # leave together: a rank exiting first can abort its peer's gloo threads
 
 
 def layer_case(rank: int, out: str) -> dict:
@@ -119,8 +120,6 @@ def layer_inputs(rank: int):
 
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
-    from ablate.tracking.server import free_port
-
     out = tmp_path_factory.mktemp("ep")
     torch.manual_seed(1)
     ref_layer = MoELayer(MoEConfig(**LAYER), D, 4 * H)
@@ -128,7 +127,7 @@ def ranks(tmp_path_factory):
         ref_layer.experts.reset_parameters(std=0.3)
         ref_layer.router.weight.normal_(std=0.5)
     torch.save(ref_layer.state_dict(), out / "layer.pt")
-    mp.start_processes(worker, args=(free_port(), str(out)), nprocs=W, start_method="spawn")
+    spawn_ranks(worker, out, W)
     return ref_layer, [torch.load(out / f"rank{r}.pt") for r in range(W)]
 
 
