@@ -7,6 +7,7 @@ retry of stale trials), SQLite for one process only.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,20 @@ def make_storage(url: str | None, study: str, workers: int = 1):
     raise ConfigError("--storage", mask(url), "PATH.journal, sqlite:///PATH, postgresql://...")
 
 
+def _quiet_experimental(make):
+    """Optuna flags several samplers and pruners "experimental": not the user's concern, and
+    this runs before the sweep's terminal is set up (`ablate.console.quiet_libraries`)."""
+    @functools.wraps(make)
+    def wrapper(*args, **kwargs):
+        from optuna.exceptions import ExperimentalWarning
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            return make(*args, **kwargs)
+    return wrapper
+
+
+@_quiet_experimental
 def make_sampler(spec: dict[str, Any], n_objectives: int, worker: int = 0):
     import optuna.samplers as s
 
@@ -69,6 +84,7 @@ def make_sampler(spec: dict[str, Any], n_objectives: int, worker: int = 0):
     raise ConfigError("sampler.name", name, "tpe, random, gp, cmaes, nsga2, bruteforce, grid")
 
 
+@_quiet_experimental
 def make_pruner(spec: dict[str, Any]):
     import optuna.pruners as p
 
