@@ -100,9 +100,9 @@ class LMModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # every rank builds the checkpoint: gather the expert shards (only rank 0 writes it)
-        if self.trainer.optimizers:
-            params = [p for g in self.trainer.optimizers[0].param_groups for p in g["params"]]
-            gather_expert_shards(self, checkpoint, params)
+        opts = self.trainer.optimizers
+        params = [p for g in opts[0].param_groups for p in g["params"]] if opts else []
+        gather_expert_shards(self, checkpoint, params)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         slice_expert_states(self, checkpoint, [p for g in self.param_groups() for p in g["params"]])
