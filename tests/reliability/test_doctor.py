@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import optuna
 import pytest
@@ -31,6 +30,7 @@ from ablate.doctor import (
 )
 from ablate.sweep.study import make_storage
 from tests.mlflow_helpers import all_runs, store
+from tests.proc_helpers import command_lines
 
 LR = [0.001, 0.002, 0.003, 0.004]
 
@@ -218,15 +218,7 @@ def _reap(proc) -> None:
 
 def _servers_of(home) -> list[str]:
     """Command lines of live `mlflow server` / uvicorn processes serving `home`'s store."""
-    found = []
-    for f in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            cmd = f.read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if "mlflow" in cmd and str(home) in cmd:
-            found.append(cmd)
-    return found
+    return [cmd for cmd in command_lines() if "mlflow" in cmd and str(home) in cmd]
 
 
 @pytest.mark.slow

@@ -10,7 +10,6 @@ import threading
 import time
 import urllib.request
 import uuid
-from pathlib import Path
 
 import optuna
 import pytest
@@ -19,6 +18,7 @@ import yaml
 from ablate.cli import main
 from ablate.sweep.study import make_storage
 from ablate.tracking.server import free_port
+from tests.proc_helpers import command_lines
 
 PG = os.environ.get("ABLATE_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432")
 
@@ -83,13 +83,7 @@ SECRET = "s3cret-pw"
 def _watch_cmdlines(stop: threading.Event, seen: list[str]) -> None:
     """Collect the command lines of this machine's `ablate` worker processes until `stop`."""
     while not stop.wait(0.2):
-        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-            try:
-                cmd = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if "--worker-index" in cmd:
-                seen.append(cmd)
+        seen.extend(cmd for cmd in command_lines() if "--worker-index" in cmd)
 
 
 def test_workers_on_postgres_and_mlflow_server(databases, mlflow_server, ablate_home, tiny, tmp_path):
