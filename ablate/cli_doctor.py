@@ -9,8 +9,6 @@ not (all) fixed; 2 a user error (unknown study, unreachable store: one line on s
 
 from __future__ import annotations
 
-import argparse
-
 from ablate.cli_stores import add_store_args
 
 COMMANDS = ("doctor",)
