@@ -61,6 +61,11 @@ class Registry:
 
 ROUTERS = Registry("router", "model.moe.router.name")
 AUX_LOSSES = Registry("aux loss", "model.moe.aux")
+# the parts a composed router is made of (ablate/models/moe/routers/): a router name is a
+# bundle of one of each, and a sweep can set each part on its own
+SCORES = Registry("router score", "model.moe.router.score")
+SELECTIONS = Registry("router selection", "model.moe.router.select")
+GATES = Registry("router gate", "model.moe.router.gate")
 
 _BUILTINS = ("ablate.models.moe.routers", "ablate.losses.aux")
 _loaded = False

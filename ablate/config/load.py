@@ -87,18 +87,46 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = (),
     layers.append(parse_dotlist(overrides))
     schema = OmegaConf.structured(RunConfig)
     merged = _merge(layers, schema)
+    if merged.model.moe.preset is not None:  # lowest layer: any key set by the user wins
+        layers.insert(0, preset_layer(merged.model.moe.preset, _sets_router_name(layers)))
+        merged = _merge(layers, schema)
     router = _router_config(merged.model.moe.router)
     _check_aux(merged.model.moe.aux)
     cfg: RunConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
     cfg.model.moe.router = router  # the router's own dataclass, validated
     if cfg.model.ffn == "moe":
-        _check_router_fits(cfg)
+        from ablate.models.moe.checks import check_router
+
+        check_router(cfg.model)
     from ablate.config.budget import apply_budget
     from ablate.config.validate import validate
 
     apply_budget(cfg)
     validate(cfg)
     return cfg
+
+
+PRESETS_DIR = Path(__file__).parent / "presets" / "moe"
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def preset_layer(name: str, drop_router: bool = False) -> dict[str, Any]:
+    """{"model": {"moe": <the preset's keys>}}; without its router block when the user
+    names another router (its options would otherwise be applied to that router)."""
+    if name not in preset_names():
+        raise ConfigError("model.moe.preset", name, ", ".join(preset_names()), "unknown preset")
+    moe = read_yaml(PRESETS_DIR / f"{name}.yaml", what="model.moe.preset")
+    if drop_router:
+        moe.pop("router", None)
+    return {"model": {"moe": moe}}
+
+
+def _sets_router_name(layers: list[Any]) -> bool:
+    return any(OmegaConf.select(OmegaConf.create(layer), "model.moe.router.name") is not None
+               for layer in layers)
 
 
 def _router_config(node: DictConfig):
@@ -115,23 +143,6 @@ def _check_aux(node: DictConfig) -> None:
                               "unknown aux loss")
         if weight is None or float(weight) < 0:
             raise ConfigError(f"model.moe.aux.{name}", weight, "a weight >= 0", "negative weight")
-
-
-def _check_router_fits(cfg: RunConfig) -> None:
-    """Causality and the router's outputs against the aux losses that read them."""
-    moe = cfg.model.moe
-    name = moe.router.name
-    router_cls = ROUTERS.get(name).obj
-    if not router_cls.causal and not moe.allow_noncausal_routing:
-        causal = ", ".join(n for n in ROUTERS.names() if ROUTERS.get(n).obj.causal)
-        raise ConfigError("model.moe.router.name", name,
-                          f"a causal router ({causal}) or model.moe.allow_noncausal_routing=true",
-                          "this router lets a token's output depend on later tokens")
-    for loss, weight in moe.aux.items():
-        missing = [a for a in getattr(AUX_LOSSES.get(loss).obj, "needs", ()) if a not in router_cls.gives]
-        if weight > 0 and missing:
-            raise ConfigError(f"model.moe.aux.{loss}", weight, f"0 with router {name}",
-                              f"router {name} gives no {missing[0].removesuffix('_TE')}")
 
 
 def to_dict(cfg: RunConfig) -> dict[str, Any]:

@@ -53,6 +53,8 @@ class MoEConfig:
     router_lr_mult: float = 1.0
     dispatch: str = "grouped"  # grouped (sorted tokens, one grouped GEMM) | loop (reference)
     allow_noncausal_routing: bool = False
+    allow_frozen_router: bool = False  # train even if the LM loss cannot reach the router
+    preset: Optional[str] = None  # a model's MoE block: switch, mixtral, deepseek_v3, ... (presets/moe/)
     expert_parallel: bool = False  # shard experts across the ranks of a DDP trial (all_to_all)
     n_devices: Optional[int] = None  # expert groups for the device/comm losses (default: the
     #                                  router's groups for group_limited, else 1)

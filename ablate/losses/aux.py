@@ -25,8 +25,8 @@ class AuxContext:
     route: RouterOutput
     n_experts: int
     batch_shape: tuple[int, int]  # (B, S): T = B*S, for per-sequence losses
-    # devices for `device`/`comm`; None: the router's n_groups (group_limited), else 1
-    n_devices: int | None = None
+    n_devices: int = 1  # D: contiguous groups of experts for the `device`/`comm` losses
+    max_devices: int = 1  # M: the most devices one token's experts may be on
 
 
 def _counts(ids_NK: torch.Tensor, n: int) -> torch.Tensor:
@@ -122,15 +122,6 @@ def _need(ctx: AuxContext, attr: str, loss: str) -> torch.Tensor:
     return value
 
 
-def _devices(ctx: AuxContext) -> tuple[int, int]:
-    """(D devices, M max devices per token): the context's n_devices, else the router's groups."""
-    r = ctx.route
-    if r.n_groups and ctx.n_devices in (None, r.n_groups):
-        return r.n_groups, r.topk_groups or r.n_groups
-    D = ctx.n_devices or 1
-    return D, min(D, r.ids_TK.shape[1])
-
-
 @AUX_LOSSES.register("switch")
 @needs("probs_TE")
 def _switch(ctx: AuxContext) -> torch.Tensor:
@@ -162,15 +153,13 @@ def _seq_aux(ctx: AuxContext) -> torch.Tensor:
 @needs("probs_TE")
 def _device(ctx: AuxContext) -> torch.Tensor:
     probs = _need(ctx, "probs_TE", "device")
-    D, _ = _devices(ctx)
     return device_loss(probs_TE=probs, ids_TK=ctx.route.ids_TK, n_experts=ctx.n_experts,
-                       n_devices=D)
+                       n_devices=ctx.n_devices)
 
 
 @AUX_LOSSES.register("comm")
 @needs("probs_TE")
 def _comm(ctx: AuxContext) -> torch.Tensor:
     probs = _need(ctx, "probs_TE", "comm")
-    D, M = _devices(ctx)
     return comm_loss(probs_TE=probs, ids_TK=ctx.route.ids_TK, n_experts=ctx.n_experts,
-                     n_devices=D, max_devices=M)
+                     n_devices=ctx.n_devices, max_devices=ctx.max_devices)

@@ -22,7 +22,7 @@ def _ffn_params(cfg: ModelConfig, moe: bool) -> tuple[int, int]:
         n = 3 * D * cfg.d_ff
         return n, n
     d = moe_dims(cfg.moe, cfg.d_ff)
-    router = ROUTERS.get(cfg.moe.router.name).obj.n_params(D, d.n_experts)
+    router = ROUTERS.get(cfg.moe.router.name).obj.n_params(cfg.moe.router, D, d.n_experts)
     shared = 3 * D * d.n_shared * d.d_shared + (D if d.n_shared and cfg.moe.shared_gate else 0)
     expert = 3 * D * d.d_expert
     return router + shared + d.n_experts * expert, router + shared + d.top_k * expert

@@ -26,6 +26,15 @@ def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def reward_losses(layers, reward_T: torch.Tensor) -> dict[str, tuple[torch.Tensor, float]]:
+    """Every router's reward losses, each averaged over the layers that have it."""
+    found: dict[str, list[tuple[torch.Tensor, float]]] = {}
+    for layer in layers:
+        for name, pair in layer.router.reward_losses(reward_T).items():
+            found.setdefault(name, []).append(pair)
+    return {name: (sum(v for v, _ in pairs) / len(pairs), pairs[0][1]) for name, pairs in found.items()}
+
+
 class LMModule(L.LightningModule):
     """Causal LM on (x, y) token blocks; `model` is any `Transformer` config, dense or MoE."""
 
@@ -45,10 +54,9 @@ class LMModule(L.LightningModule):
         logits_BSV, aux = self.model(x_BS)
         lm_T = F.cross_entropy(logits_BSV.float().flatten(0, 1), y_BS.flatten(), reduction="none")
         weights = dict(self.aux_weights)
-        policy = [layer.router for layer in self.model.moe_layers if hasattr(layer.router, "reinforce_loss")]
-        if policy and self.training:  # REINFORCE routers: reward = -(the token's own LM loss)
-            aux["reinforce"] = sum(r.reinforce_loss(-lm_T.detach()) for r in policy) / len(policy)
-            weights["reinforce"] = policy[0].cfg.policy_weight
+        if self.training:  # losses a router makes from the reward = -(the token's LM loss)
+            for name, (value, weight) in reward_losses(self.model.moe_layers, -lm_T.detach()).items():
+                aux[name], weights[name] = value, weight
         weighted = {k: weights.get(k, 1.0) * v for k, v in aux.items()}
         return lm_T.mean(), aux, weighted
 

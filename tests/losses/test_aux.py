@@ -9,6 +9,8 @@ import torch
 
 from ablate.losses.aux import (AuxContext, comm_loss, device_loss, expert_fraction,
                                importance_loss, seq_aux_loss, switch_loss, z_loss)
+from ablate.config.schema import MoEConfig
+from ablate.models.moe.layer import MoELayer
 from ablate.models.moe.routers.base import RouterOutput
 from ablate.registry import AUX_LOSSES
 
@@ -78,7 +80,7 @@ def test_comm():
 
 def test_adapters_match_the_functions():
     route = RouterOutput(IDS4, torch.ones(2, 2), logits_TE=PROBS4.log(), probs_TE=PROBS4)
-    ctx = AuxContext(route, 4, (1, 2), n_devices=2)
+    ctx = AuxContext(route, 4, (1, 2), n_devices=2, max_devices=2)
     expect = {"switch": switch_loss(probs_TE=PROBS4, ids_TK=IDS4, n_experts=4),
               "z": z_loss(logits_TE=PROBS4.log()), "importance": importance_loss(probs_TE=PROBS4),
               "seq_aux": seq_aux_loss(probs_TE=PROBS4, ids_TK=IDS4, n_experts=4,
@@ -90,15 +92,24 @@ def test_adapters_match_the_functions():
 
 
 def test_devices_default_to_the_routers_groups():
-    # a group-limited route (G=2 groups, M=1) and no n_devices: D=2, M=1 from the router
-    route = RouterOutput(IDS4, torch.ones(2, 2), probs_TE=PROBS4, n_groups=2, topk_groups=1)
-    ctx = AuxContext(route, 4, (1, 2))
+    # a group-limited router (G=2 groups, M=1) and no n_devices: D=2, M=1 from the router
+    grouped = MoELayer(MoEConfig(n_experts=4, top_k=2, aux={}, router={
+        "name": "group_limited", "n_groups": 2, "topk_groups": 1}), d_model=4, d_ff=8)
+    route = RouterOutput(IDS4, torch.ones(2, 2), probs_TE=PROBS4)
+    assert grouped.devices(route) == (2, 1)
+    ctx = AuxContext(route, 4, (1, 2), *grouped.devices(route))
     close(AUX_LOSSES.get("device").obj(ctx), 1.2)
     close(AUX_LOSSES.get("comm").obj(ctx), 1.7)
     # no groups anywhere: one device, where every loss is the constant 1
-    plain = AuxContext(RouterOutput(IDS4, torch.ones(2, 2), probs_TE=PROBS4), 4, (1, 2))
-    close(AUX_LOSSES.get("device").obj(plain), 1.0)
-    close(AUX_LOSSES.get("comm").obj(plain), 1.0)
+    plain = MoELayer(MoEConfig(n_experts=4, top_k=2, aux={}), d_model=4, d_ff=8)
+    assert plain.devices(route) == (1, 1)
+    ctx = AuxContext(route, 4, (1, 2), *plain.devices(route))
+    close(AUX_LOSSES.get("device").obj(ctx), 1.0)
+    close(AUX_LOSSES.get("comm").obj(ctx), 1.0)
+    # an explicit n_devices wins over the router's groups
+    override = MoELayer(MoEConfig(n_experts=4, top_k=2, aux={}, n_devices=4, router={
+        "name": "group_limited", "n_groups": 2, "topk_groups": 1}), d_model=4, d_ff=8)
+    assert override.devices(route) == (4, 2)
 
 
 @pytest.mark.parametrize("name", ["switch", "importance", "seq_aux", "device", "comm", "z"])

@@ -54,22 +54,26 @@ class MoELayer(nn.Module):
         ids_TK = apply_capacity(  # cf None: dropless, ids unchanged
             route.ids_TK, route.gates_TK, None, self.dims.n_experts, cf, self.cfg.drop_priority
         )
-        if self.router.dense_mixture:  # Soft MoE: slots mix all tokens of a sequence
-            from ablate.models.moe.routers.soft import soft_moe_forward
-
-            y_TD = soft_moe_forward(self.experts, x_BSD, route.logits_TE.view(B, S, -1)).reshape(B * S, D)
-        else:
-            y_TD = self.experts(x_TD, ids_TK, route.gates_TK)
+        y_TD = self.router.mix(self.experts, x_BSD, route, ids_TK)  # (T, D)
         if self.shared is not None:
             s_TD = self.shared(x_TD)
             if self.shared_gate is not None:  # Qwen: sigmoid gate on the shared expert
                 s_TD = torch.sigmoid(self.shared_gate(x_TD)) * s_TD
             y_TD = y_TD + s_TD
-        ctx = AuxContext(route, self.dims.n_experts, (B, S), n_devices=self.cfg.n_devices)
+        ctx = AuxContext(route, self.dims.n_experts, (B, S), *self.devices(route))
         aux = {name: fn(ctx) for name, fn in self.aux_fns.items()}
         aux.update(route.extra_losses)
         self._record(route, ids_TK)
         return y_TD.view(B, S, D), aux
+
+    def devices(self, route: RouterOutput) -> tuple[int, int]:
+        """(D devices, M most devices a token reaches) for the `device`/`comm` losses:
+        `model.moe.n_devices`, else the router's groups if it limits them, else one."""
+        groups = self.router.device_groups
+        if groups is not None and self.cfg.n_devices in (None, groups[0]):
+            return groups
+        n = self.cfg.n_devices or 1
+        return n, min(n, route.ids_TK.shape[1])
 
     @torch.no_grad()
     def _record(self, route: RouterOutput, ids_TK: torch.Tensor) -> None:

@@ -57,9 +57,7 @@ class RoutingStats(L.Callback):
             for key in ("router_entropy", "z"):
                 if key in stats:
                     values[key] = float(stats[key])
-            bias = getattr(layer.router, "bias", None)
-            if isinstance(bias, torch.Tensor):
-                values["bias_norm"] = float(bias.norm())
+            values.update(layer.router.stats())
             for key, v in values.items():
                 pl_module.log(f"moe/l{i}/{key}", v)
                 per_layer[key].append(v)

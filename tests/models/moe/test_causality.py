@@ -14,7 +14,7 @@ import torch
 from ablate.config.schema import MoEConfig
 from ablate.models.moe.experts import RoutedExperts
 from ablate.models.moe.layer import MoELayer
-from ablate.models.moe.routers.soft import soft_moe_forward, soft_moe_mix
+from ablate.models.moe.routers.selections.soft import soft_moe_forward, soft_moe_mix
 from ablate.registry import ROUTERS
 
 B, S, D, D_FF, E = 2, 8, 16, 32, 8

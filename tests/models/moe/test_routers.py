@@ -74,7 +74,7 @@ def test_output_contract(name, training):
 def test_router_configs_load():
     for name in ROUTERS.names():
         moe = {"router": {"name": name}, "top_k": top_k(name), "allow_noncausal_routing": True}
-        if "probs_TE" not in ROUTERS.get(name).obj.gives:
+        if "probs_TE" not in make(name).gives:
             moe["aux"] = {"switch": 0.0, "z": 0.0}
         cfg = load_config(base={"model": {"ffn": "moe", "moe": moe}})
         assert isinstance(cfg.model.moe.router, ROUTERS.get(name).config)
@@ -115,7 +115,7 @@ def test_hash_router_learns_nothing_and_refuses_prob_losses():
     for loss in AUX_LOSSES.names():
         with pytest.raises(ValueError, match="needs router"):
             AUX_LOSSES.get(loss).obj(AuxContext(out, E, (B, S)))
-    assert router.weight.grad is None
+    assert list(router.parameters()) == [] and router.learns_from == "nothing"  # no weight at all
 
 
 def test_hash_is_a_fixed_balanced_function_of_the_token_id():
@@ -151,7 +151,7 @@ def test_noisy_topk_noise_only_while_training():
     train = router(x_TD)
     assert not torch.equal(train.ids_TK, out.ids_TK)  # softplus(0) ~ 0.69: noise moves picks
     (train.gates_TK * torch.randn_like(train.gates_TK)).sum().backward()
-    assert router.w_noise.grad.abs().sum() > 0  # the noise scale is learned
+    assert router.noise.w_noise.grad.abs().sum() > 0  # the noise scale is learned
 
 
 def test_sigmoid_bias_balances_a_skewed_router():
@@ -172,7 +172,7 @@ def test_sigmoid_bias_balances_a_skewed_router():
     for _ in range(200):
         router.after_step(load_cv()[0])
     assert load_cv()[1] < 0.2 * cv0
-    assert router.bias[0] < 0  # the overloaded expert was made less attractive
+    assert router.balance.bias[0] < 0  # the overloaded expert was made less attractive
     gates = router(x_TD).gates_TK  # the bias steers selection only: gates still sum to scale
     torch.testing.assert_close(gates.sum(-1), torch.ones(512))
 
@@ -182,7 +182,7 @@ def test_sigmoid_gate_scale_and_no_update_when_disabled():
     out = route(router)
     torch.testing.assert_close(out.gates_TK.sum(-1), torch.full((T,), 2.5))
     router.after_step(torch.arange(E).float())
-    assert (router.bias == 0).all()
+    assert (router.balance.bias == 0).all()
 
 
 @pytest.mark.parametrize("score", ["softmax", "sigmoid"])
@@ -248,19 +248,20 @@ def test_reinforce_samples_while_training_and_its_loss_reaches_the_weight():
     x_TD, _ = inputs()
     router.eval()
     with pytest.raises(RuntimeError, match="training-mode forward"):
-        router.reinforce_loss(torch.zeros(T))
+        router.reward_losses(torch.zeros(T))
     greedy = router(x_TD)
     torch.testing.assert_close(greedy.ids_TK, greedy.logits_TE.topk(2, dim=-1).indices)
     router.train()
     torch.manual_seed(0)
     out = router(x_TD)
     assert not torch.equal(out.ids_TK, greedy.ids_TK)  # sampled, not argmax
-    loss = router.reinforce_loss(torch.randn(T))
+    loss, weight = router.reward_losses(torch.randn(T))["reinforce"]
+    assert weight == router.cfg.policy_weight and router.learns_from == "policy"
     loss.backward()
     assert torch.isfinite(loss) and router.weight.grad.abs().sum() > 0
-    assert torch.isfinite(router.baseline)
+    assert torch.isfinite(router.select.baseline)
     with pytest.raises(ValueError, match="one per routed token"):
-        router.reinforce_loss(torch.zeros(T + 1))
+        router.reward_losses(torch.zeros(T + 1))
 
 
 def test_reinforce_logp_is_the_plackett_luce_probability():
@@ -272,7 +273,7 @@ def test_reinforce_logp_is_the_plackett_luce_probability():
     i, j = out.ids_TK[:, 0:1], out.ids_TK[:, 1:2]
     pi, pj = p_TE.gather(-1, i), p_TE.gather(-1, j)
     expect_T = (pi.log() + (pj / (1 - pi)).log()).squeeze(-1)
-    torch.testing.assert_close(router._logp_TK.sum(-1), expect_T)
+    torch.testing.assert_close(router.select._logp_TK.sum(-1), expect_T)
 
 
 def test_top_p_keeps_the_smallest_prefix_reaching_p():

@@ -1,12 +1,17 @@
-"""Built-in routers: importing this package registers every router file in it."""
+"""Routers: the contract (`base`), the composed router and its parts, and the named
+bundles. Importing this package registers every part and every named router."""
 
 import importlib
 import pkgutil
 
 from ablate.models.moe.routers.base import Router, RouterConfig, RouterOutput
+from ablate.models.moe.routers.composed import ComposedRouter
+from ablate.models.moe.routers.config import RoutingConfig
 
-for _m in pkgutil.iter_modules(__path__):
-    if _m.name != "base":
-        importlib.import_module(f"{__name__}.{_m.name}")
+for _pkg in ("scores", "selections", "gates"):
+    _mod = importlib.import_module(f"{__name__}.{_pkg}")
+    for _m in pkgutil.iter_modules(_mod.__path__):
+        importlib.import_module(f"{__name__}.{_pkg}.{_m.name}")
+importlib.import_module(f"{__name__}.bundles")
 
-__all__ = ["Router", "RouterConfig", "RouterOutput"]
+__all__ = ["ComposedRouter", "Router", "RouterConfig", "RouterOutput", "RoutingConfig"]

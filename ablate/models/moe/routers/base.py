@@ -1,8 +1,11 @@
-"""The router base class: float32 gating, input jitter, init, and the RouterOutput contract.
+"""The router contract: float32 logits in, (ids, gates) out, plus the hooks the layer and
+the LightningModule call, each with a default here so that no code outside the routers
+needs to know which router it holds.
 
-Shapes: T tokens (batch*seq flattened), D model width, E routed experts, K experts per token.
-Subclasses implement `route(logits_TE, ...)` only; everything numerically delicate
-(float32 logits under bf16 autocast, jitter, init) lives here once.
+Shapes: T tokens (batch*seq flattened), D model width, E routed experts, K slots per token.
+A router subclass implements `route(logits_TE, ...)` (a plugin router) or is the composed
+router (`composed.py`) whose parts are named in the config. Everything numerically
+delicate (float32 logits under bf16 autocast, jitter, init) lives here once.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from ablate.errors import ConfigError
+
 
 @dataclass
 class RouterConfig:
@@ -23,40 +28,53 @@ class RouterConfig:
     jitter: float = 0.0  # multiplicative input noise x * U(1-eps, 1+eps) while training (Switch)
 
 
+INITS = ("normal", "uniform", "zeros")
+
+
 @dataclass
 class RouterOutput:
-    ids_TK: torch.Tensor  # (T, K) int64 expert index per token and slot
+    ids_TK: torch.Tensor  # (T, K) int64 expert index per token and slot; -1 = empty slot
     gates_TK: torch.Tensor  # (T, K) float32 weight of each slot's expert output
     logits_TE: torch.Tensor | None = None  # (T, E) float32 raw logits (z-loss)
     probs_TE: torch.Tensor | None = None  # (T, E) float32 routing distribution (balance losses)
     extra_losses: dict[str, torch.Tensor] = field(default_factory=dict)  # router-owned losses
-    # device-limited routing (group_limited): experts in n_groups contiguous groups, each
-    # token sent to at most topk_groups of them; read by the `device` and `comm` losses
-    n_groups: int | None = None
-    topk_groups: int | None = None
+    top1_T: torch.Tensor | None = None  # (T,) the expert the router prefers (default: slot 0)
+
+    def preferred(self) -> torch.Tensor:
+        """(T,) each token's first-choice expert (routing churn is measured on it)."""
+        return self.top1_T if self.top1_T is not None else self.ids_TK[:, 0]
 
 
 class Router(nn.Module):
     causal: ClassVar[bool] = True  # False: a token's routing depends on later tokens
     needs_token_ids: ClassVar[bool] = False
     gives: ClassVar[tuple[str, ...]] = ("probs_TE", "logits_TE")  # what aux losses can read
-
-    @classmethod
-    def n_params(cls, d_model: int, n_experts: int) -> int:
-        """Parameter count, for accounting without building the model."""
-        return n_experts * d_model
-    # True: the layer must mix tokens densely with the router's own mixing function (Soft
-    # MoE, `soft.soft_moe_forward`) instead of token-choice dispatch on ids/gates
+    # True: the layer mixes tokens densely through `mix` (Soft MoE) rather than dispatching
+    # each token to its K experts; such a layer cannot be expert-parallel
     dense_mixture: ClassVar[bool] = False
 
-    def __init__(self, cfg: RouterConfig, d_model: int, n_experts: int, top_k: int):
+    @classmethod
+    def n_params(cls, cfg: RouterConfig, d_model: int, n_experts: int) -> int:
+        """Parameter count, for accounting without building the model."""
+        return n_experts * d_model
+
+    def __init__(self, cfg: RouterConfig, d_model: int, n_experts: int, top_k: int,
+                 learned: bool = True):
         super().__init__()
         self.cfg, self.n_experts, self.top_k = cfg, n_experts, top_k
-        # kept in float32 whatever the training precision (Zoph et al. 2022)
-        self.weight = nn.Parameter(torch.empty(n_experts, d_model, dtype=torch.float32))
-        self.reset_parameters()
+        if cfg.init not in INITS:
+            raise ConfigError("model.moe.router.init", cfg.init, ", ".join(INITS))
+        if not (math.isfinite(cfg.init_std) and cfg.init_std >= 0):
+            raise ConfigError("model.moe.router.init_std", cfg.init_std, "a finite number >= 0")
+        if not (math.isfinite(cfg.jitter) and 0 <= cfg.jitter < 1):
+            raise ConfigError("model.moe.router.jitter", cfg.jitter, "0 <= jitter < 1")
+        if learned:  # kept in float32 whatever the training precision (Zoph et al. 2022)
+            self.weight = nn.Parameter(torch.empty(n_experts, d_model, dtype=torch.float32))
+            self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        if not hasattr(self, "weight"):
+            return
         if self.cfg.init == "normal":
             nn.init.normal_(self.weight, std=self.cfg.init_std)
         elif self.cfg.init == "uniform":  # same variance as normal(std)
@@ -80,5 +98,41 @@ class Router(nn.Module):
     def route(self, logits_TE: torch.Tensor, **ctx: torch.Tensor | None) -> RouterOutput:
         raise NotImplementedError
 
+    # -- hooks: what the layer, the losses and the LightningModule ask of any router --------
+    def mix(self, experts: nn.Module, x_BSD: torch.Tensor, route: RouterOutput,
+            ids_TK: torch.Tensor) -> torch.Tensor:
+        """The routed experts' output (T, D). Token choice: each token's K experts, gated.
+        ids_TK: the assignments after capacity (dropped slots are -1)."""
+        return experts(x_BSD.reshape(-1, x_BSD.shape[-1]), ids_TK, route.gates_TK)
+
+    def reward_losses(self, reward_T: torch.Tensor) -> dict[str, tuple[torch.Tensor, float]]:
+        """Losses that need the per-token reward (-LM loss), {name: (unscaled, weight)}."""
+        return {}
+
+    @property
+    def device_groups(self) -> tuple[int, int] | None:
+        """(G groups of contiguous experts, M groups a token may reach), if routing is
+        device-limited; the `device` and `comm` losses read it."""
+        return None
+
     def after_step(self, load_E: torch.Tensor) -> None:
         """Called once per optimizer step with the step's expert load (bias balancing)."""
+
+    def stats(self) -> dict[str, float]:
+        """Extra routing diagnostics for the stats callback, e.g. {"bias_norm": ...}."""
+        return {}
+
+    def learned_weights(self) -> list[nn.Parameter]:
+        """The parameters the LM loss should train (the learnability probe reads them)."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+    @property
+    def learns_from(self) -> str:
+        """"lm": the LM loss reaches the learned weights (probed before training);
+        "policy": they learn from `reward_losses`; "nothing": no learned weights (hash)."""
+        return "lm" if self.learned_weights() else "nothing"
+
+    def frozen_reason(self) -> str | None:
+        """If this configuration cannot pass LM gradient to the router, the config keys
+        that cause it (one line); None otherwise. Checked before anything is built."""
+        return None

@@ -3,28 +3,20 @@
 Training: a balanced assignment of the batch's T tokens to the E experts. Instead of the
 exact auction algorithm, a few Sinkhorn iterations (Clark et al. 2022 §4) turn exp(u) into
 a matrix whose rows sum to 1 and columns to T/E, then each token takes its argmax
-(balanced up to the Sinkhorn error). Evaluation: greedy top-1 of u (Lewis et al. §2.3).
-Gate: sigmoid(u_t,e) of the chosen expert (Lewis et al. eq. 1: h + sigma(h.w_e) f_e(h)).
-One expert per token: `model.moe.top_k` must be 1. Non-causal while training, where a
-token's expert depends on the whole batch (later positions included); causal at eval.
+(balanced up to the Sinkhorn error). Evaluation: greedy top-1 of the scores (Lewis et al.
+§2.3). One expert per token: top_k must be 1. Non-causal while training, where a token's
+expert depends on the whole batch (later positions included); causal at eval.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 
 from ablate.errors import ConfigError
-from ablate.models.moe.routers.base import Router, RouterConfig, RouterOutput
-from ablate.registry import ROUTERS
-
-
-@dataclass
-class BaseLayerConfig(RouterConfig):
-    name: str = "base"
-    sinkhorn_iters: int = 8
+from ablate.models.moe.routers.parts import Selection
+from ablate.registry import SELECTIONS
 
 
 @torch.no_grad()
@@ -38,12 +30,13 @@ def sinkhorn_log(logits_TE: torch.Tensor, n_iters: int) -> torch.Tensor:
     return log_p
 
 
-@ROUTERS.register("base", BaseLayerConfig)
-class BaseLayerRouter(Router):
+@SELECTIONS.register("sinkhorn")
+class Sinkhorn(Selection):
+    options = ("sinkhorn_iters",)
     causal = False
 
-    def __init__(self, cfg: BaseLayerConfig, d_model: int, n_experts: int, top_k: int):
-        super().__init__(cfg, d_model, n_experts, top_k)
+    def __init__(self, cfg, n_experts: int, top_k: int):
+        super().__init__(cfg, n_experts, top_k)
         if top_k != 1:
             raise ConfigError("model.moe.top_k", top_k, "1 (BASE layers send each token to one "
                               "expert; with granularity m, top_k*m must be 1)")
@@ -51,10 +44,8 @@ class BaseLayerRouter(Router):
             raise ConfigError("model.moe.router.sinkhorn_iters", cfg.sinkhorn_iters,
                               "an integer >= 0")
 
-    def route(self, logits_TE: torch.Tensor, **ctx: torch.Tensor | None) -> RouterOutput:
-        if self.training:
-            ids_TK = sinkhorn_log(logits_TE, self.cfg.sinkhorn_iters).argmax(dim=-1, keepdim=True)
-        else:
-            ids_TK = logits_TE.detach().argmax(dim=-1, keepdim=True)
-        gates_TK = torch.sigmoid(logits_TE.gather(-1, ids_TK))
-        return RouterOutput(ids_TK, gates_TK, logits_TE=logits_TE, probs_TE=logits_TE.softmax(-1))
+    def forward(self, sel_TE: torch.Tensor, **ctx: torch.Tensor | None) -> torch.Tensor:
+        if not self.training:
+            return sel_TE.argmax(dim=-1, keepdim=True)
+        logits_TE = ctx["logits_TE"].detach()  # the plan is made in the log domain of exp(u)
+        return sinkhorn_log(logits_TE, self.cfg.sinkhorn_iters).argmax(dim=-1, keepdim=True)

@@ -1,7 +1,6 @@
 """Hash layers (Roller et al. 2021, "Hash Layers For Large Sparse Models").
 
-The expert of a token is a fixed function of its token id: no learned router takes part
-in selection (the base class's `weight` exists but is never used, so gets no gradient).
+The expert of a token is a fixed function of its token id: scores take no part.
 Hash: Knuth's multiplicative hash h = (id * 2654435761 + seed * 97) mod 2^32, then the
 murmur3 32-bit finaliser (xor-shift-multiply) so that the low bits are mixed too: without
 it, h mod E for a power-of-two E is just (id + seed) mod E, since 2654435761 = 1 mod 2^4.
@@ -9,17 +8,15 @@ The result is a fixed pseudo-random function of the id (Roller et al.'s "random 
 balanced in expectation over ids, exactly balanced over all 2^32 ids for a power-of-two E
 (fmix32 is a bijection). It needs no vocabulary size.
 K > 1: slot k uses seed k and picks index h_k mod (E - k) among the experts not yet taken
-by the token's earlier slots, so a token never repeats an expert. Gates are 1/K.
+by the token's earlier slots, so a token never repeats an expert.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from ablate.models.moe.routers.base import Router, RouterConfig, RouterOutput
-from ablate.registry import ROUTERS
+from ablate.models.moe.routers.parts import Selection
+from ablate.registry import SELECTIONS
 
 _M32 = 2**32
 
@@ -32,34 +29,23 @@ def hash_ids(token_ids_T: torch.Tensor, seed: int) -> torch.Tensor:
     return h ^ (h >> 16)
 
 
-@dataclass
-class HashConfig(RouterConfig):
-    name: str = "hash"
-
-
-@ROUTERS.register("hash", HashConfig)
-class HashRouter(Router):
-    gives = ()  # no router distribution: balance and z losses do not apply
+@SELECTIONS.register("hash")
+class Hash(Selection):
+    needs_scores = False
     needs_token_ids = True
 
-    def forward(self, x_TD: torch.Tensor, token_ids_T: torch.Tensor | None = None) -> RouterOutput:
-        return self.route(None, x_TD=x_TD, token_ids_T=token_ids_T)  # no logits: nothing learned
-
-    def route(self, logits_TE, **ctx: torch.Tensor | None) -> RouterOutput:
+    def forward(self, sel_TE, **ctx: torch.Tensor | None) -> torch.Tensor:
         ids_T = ctx.get("token_ids_T")
         if ids_T is None:
             raise ValueError("the hash router needs token ids (MoELayer.forward(x, token_ids_BS))")
-        E, K = self.n_experts, self.top_k
-        T = ids_T.shape[0]
+        E, K, T = self.n_experts, self.top_k, ids_T.shape[0]
         free_TE = torch.ones(T, E, dtype=torch.bool, device=ids_T.device)
         slots = []
         for k in range(K):
             r_T = hash_ids(ids_T, seed=k) % (E - k)  # rank among the E - k free experts
             # the expert whose running count of free experts reaches r + 1
-            pick_T = (free_TE.long().cumsum(-1) == (r_T + 1).unsqueeze(-1)) & free_TE
-            e_T = pick_T.long().argmax(dim=-1)
+            pick_TE = (free_TE.long().cumsum(-1) == (r_T + 1).unsqueeze(-1)) & free_TE
+            e_T = pick_TE.long().argmax(dim=-1)
             free_TE[torch.arange(T, device=ids_T.device), e_T] = False
             slots.append(e_T)
-        ids_TK = torch.stack(slots, dim=-1)
-        gates_TK = torch.full((T, K), 1.0 / K, dtype=torch.float32, device=ids_T.device)
-        return RouterOutput(ids_TK, gates_TK)
+        return torch.stack(slots, dim=-1)

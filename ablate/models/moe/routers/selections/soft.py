@@ -6,21 +6,17 @@ per expert.
     slots = D^T X               (E, D)
     C = softmax over slots      (T, E)   combine: token t mixes the slot outputs
     Y = C f(slots)              (T, D)   f_e applied to slot e
-Every slot reads every token of the sequence, so the layer is non-causal. Token-choice
-dispatch (ids/gates) cannot express D, hence `dense_mixture = True`: the layer must call
-`soft_moe_forward(self.experts, x, route.logits_TE)` instead of dispatching on ids.
-TODO(lead): wire that in `ablate/models/moe/layer.py` (MoELayer.forward). Until then the
-RouterOutput below (every expert, gates = C) runs as a dense, softly gated, causal mixture.
+Every slot reads every token of the sequence, so the layer is non-causal and the router
+mixes densely (`mix`) instead of dispatching each token on ids/gates. The ids/gates it
+reports (every expert, gates = C) feed the balance losses and the statistics.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from ablate.models.moe.routers.base import Router, RouterConfig, RouterOutput
-from ablate.registry import ROUTERS
+from ablate.models.moe.routers.parts import Selection
+from ablate.registry import SELECTIONS
 
 
 def soft_moe_mix(x_TD: torch.Tensor, logits_TE: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,18 +41,16 @@ def soft_moe_forward(experts, x_BSD: torch.Tensor, logits_BSE: torch.Tensor) -> 
     return combine_BSE.to(out_BED.dtype) @ out_BED
 
 
-@dataclass
-class SoftConfig(RouterConfig):
-    name: str = "soft"
-
-
-@ROUTERS.register("soft", SoftConfig)
-class SoftRouter(Router):
+@SELECTIONS.register("soft")
+class Soft(Selection):
     causal = False
     dense_mixture = True
+    varies_k = True  # every expert, gated densely
 
-    def route(self, logits_TE: torch.Tensor, **ctx: torch.Tensor | None) -> RouterOutput:
-        T, E = logits_TE.shape
-        combine_TE = logits_TE.softmax(dim=-1)
-        ids_TE = torch.arange(E, device=logits_TE.device).expand(T, E).contiguous()
-        return RouterOutput(ids_TE, combine_TE, logits_TE=logits_TE, probs_TE=combine_TE)
+    def forward(self, sel_TE: torch.Tensor, **ctx: torch.Tensor | None) -> torch.Tensor:
+        T, E = sel_TE.shape
+        return torch.arange(E, device=sel_TE.device).expand(T, E).contiguous()
+
+    def mix(self, experts, x_BSD: torch.Tensor, logits_TE: torch.Tensor) -> torch.Tensor:
+        B, S, D = x_BSD.shape
+        return soft_moe_forward(experts, x_BSD, logits_TE.view(B, S, -1)).reshape(B * S, D)

@@ -1,0 +1,1 @@
+"""Scores: the routing logits -> per-expert affinities (one file per score)."""

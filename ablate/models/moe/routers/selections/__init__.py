@@ -1,0 +1,1 @@
+"""Selections: which experts each token goes to (one file per selection)."""

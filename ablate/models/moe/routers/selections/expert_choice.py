@@ -1,0 +1,40 @@
+"""Expert-choice routing (Zhou et al. 2022, "Mixture-of-Experts with Expert Choice Routing").
+
+Each expert e keeps its top-C tokens by score, C = ceil(T * capacity_factor / E) (the
+paper's k = n*c/e; c = top_k matches the compute of top-K token choice). A token may be
+taken by 0..E experts. Output: k_out = E slots per token, slot e holds expert e if e took
+the token, else -1. Non-causal: whether expert e takes token t depends on every other
+token of the batch, later positions included.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ablate.errors import ConfigError
+from ablate.models.moe.routers.parts import Selection
+from ablate.registry import SELECTIONS
+
+
+@SELECTIONS.register("expert_choice")
+class ExpertChoice(Selection):
+    options = ("capacity_factor",)
+    causal = False
+    varies_k = True
+
+    def __init__(self, cfg, n_experts: int, top_k: int):
+        super().__init__(cfg, n_experts, top_k)
+        if not cfg.capacity_factor > 0:
+            raise ConfigError("model.moe.router.capacity_factor", cfg.capacity_factor,
+                              "a number > 0")
+
+    def forward(self, sel_TE: torch.Tensor, **ctx: torch.Tensor | None) -> torch.Tensor:
+        T, E = sel_TE.shape
+        C = min(T, math.ceil(T * self.cfg.capacity_factor / E))
+        tok_EC = sel_TE.t().topk(C, dim=-1).indices  # (E, C) the tokens each expert takes
+        took_ET = torch.zeros(E, T, dtype=torch.bool, device=sel_TE.device)
+        took_TE = took_ET.scatter_(1, tok_EC, True).t()
+        experts_TE = torch.arange(E, device=sel_TE.device).expand(T, E)
+        return torch.where(took_TE, experts_TE, -1)
