@@ -28,6 +28,7 @@ class Registry:
         self.kind, self.key = kind, key  # key: the config key users type, for errors
         self._entries: dict[str, Entry] = {}
         self._builtins, self._loaded = builtins, False  # None: the model registries' modules
+        self.default: str | None = None  # the name `get(None)` means (set by the package)
 
     def _load(self) -> None:
         if self._builtins is None:
@@ -44,8 +45,9 @@ class Registry:
 
         return deco
 
-    def get(self, name: str, key: str | None = None) -> Entry:
+    def get(self, name: str | None, key: str | None = None) -> Entry:
         self._load()
+        name = self.default if name is None else name
         if name not in self._entries:
             raise ConfigError(key or self.key, name, ", ".join(self.names()), f"unknown {self.kind}")
         return self._entries[name]

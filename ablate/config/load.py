@@ -130,8 +130,8 @@ def _sets_router_name(layers: list[Any]) -> bool:
 
 
 def _router_config(node: DictConfig):
-    name = node.get("name", "softmax_topk")
-    entry = ROUTERS.get(str(name))
+    name = node.get("name")
+    entry = ROUTERS.get(None if name is None else str(name))
     schema = OmegaConf.structured(entry.config)
     return OmegaConf.to_object(_merge([node], schema, prefix="model.moe.router."))
 

@@ -57,8 +57,8 @@ class MoEConfig:
     preset: Optional[str] = None  # a model's MoE block: switch, mixtral, deepseek_v3, ... (presets/moe/)
     expert_parallel: bool = False  # shard experts across the ranks of a DDP trial (all_to_all)
     n_devices: Optional[int] = None  # expert groups for the device/comm losses (default: the
-    #                                  router's groups for group_limited, else 1)
-    router: dict[str, Any] = field(default_factory=lambda: {"name": "softmax_topk"})
+    #                                  router's device groups if it has them, else 1)
+    router: dict[str, Any] = field(default_factory=dict)  # {name: ..., parts and options}
     aux: dict[str, float] = field(default_factory=lambda: {"switch": 0.01, "z": 0.001})
 
 

@@ -162,6 +162,14 @@ class LMDataModule(L.LightningDataModule):
         """Batches of the current epoch the trainer has taken: Lightning resumes from this count."""
         return self.trainer.fit_loop.epoch_loop.batch_progress.current.ready
 
+    def probe_batch(self, n: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first n validation blocks as one (n, block_size) batch: a fixed input for
+        checks that must not touch the training loader's position (e.g. the router probe)."""
+        self._require_setup()
+        ds = self.val_set
+        items = [ds[i] for i in range(min(n, len(ds)))]
+        return torch.stack([x for x, _ in items]), torch.stack([y for _, y in items])
+
     def val_dataloader(self) -> DataLoader:
         """The validation blocks in order (every rank sees all of them: val/loss is the same
         number whatever the world size)."""

@@ -1,4 +1,4 @@
-"""Run names that say the arm (`moe-softmax_topk-E8-k2-s0`), not a random word."""
+"""Run names that say the arm (`moe-<router>-E8-k2-s0`), not a random word."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from ablate.tracking import runs
 from ablate.tracking.tracker import RunTracker
 from ablate.tracking.naming import arm_name
 from ablate.training.accounting import param_counts
-from ablate.training.callbacks import OptunaPruning, RoutingStats, StepProgress, Throughput
+from ablate.training.callbacks import OptunaPruning, RouterHealth, RoutingStats, StepProgress, Throughput
 
 
 @dataclass
@@ -48,8 +48,11 @@ def _trainer(cfg: RunConfig, logger, callbacks, progress_bar: bool,
     if t.devices * t.num_nodes > 1:
         from lightning.pytorch.strategies import DDPStrategy
 
-        # experts (or a hash router's unused weight) may see no tokens in a step (PITFALLS #14)
-        strategy = DDPStrategy(find_unused_parameters=cfg.model.ffn == "moe")
+        # the reference loop skips experts without tokens, and an allowed frozen router may
+        # get no gradient (PITFALLS #14); grouped dispatch touches every expert's weights
+        moe = cfg.model.moe
+        unused = cfg.model.ffn == "moe" and (moe.dispatch == "loop" or moe.allow_frozen_router)
+        strategy = DDPStrategy(find_unused_parameters=unused)
     return L.Trainer(
         strategy=strategy,
         num_nodes=t.num_nodes,
@@ -103,10 +106,19 @@ def train(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = None,
         init_tags = prepare_init(cfg, module.model, experiment=experiment,
                                  tracking_uri=tracking_uri, parent_run_id=parent_run_id)
 
+    frozen = []
+    if cfg.model.ffn == "moe":  # before anything is logged: a router the LM loss cannot train
+        from ablate.training.probe import check_routers_learn
+
+        frozen = check_routers_learn(module.model, *dm.probe_batch(),
+                                     allow_frozen=cfg.model.moe.allow_frozen_router)
+
     tracker = RunTracker(tracking_uri, experiment)
     all_tags = runs.standard_tags(**{"ablate.data_fingerprint": dm.fingerprint, "ablate.arm": arm_name(cfg)})
     if cfg.model.ffn == "moe" and cfg.model.moe.allow_noncausal_routing:
         all_tags["ablate.noncausal_routing"] = "true"  # such runs see future tokens
+    if frozen:  # allowed by model.moe.allow_frozen_router: say so on the run
+        all_tags["ablate.frozen_router"] = ",".join(f"l{g.layer}" for g in frozen)
     all_tags.update(init_tags)
     all_tags.update(tags or {})
     run_id = tracker.start(run_name or cfg.tracking.run_name or arm_name(cfg), all_tags,
@@ -121,7 +133,7 @@ def train(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = None,
     pruning = OptunaPruning(trial) if (trial is not None or prune_follower) else None
     callbacks: list[L.Callback] = [Throughput(dm.tokens_per_batch, cfg.trainer.log_every)]
     if cfg.model.ffn == "moe":
-        callbacks.append(routing)
+        callbacks += [routing, RouterHealth(cfg.tracking.routing_stats_every)]
     if pruning:
         callbacks.append(pruning)
     if progress is not None:

@@ -101,7 +101,7 @@ def upcycle_into(moe_model: nn.Module, dense_sd: dict[str, torch.Tensor], mode: 
     copied. Per MoE layer (block i), from the dense FFN `blocks.{i}.ffn` of width F:
 
     - copy: every routed expert is the dense FFN (H must equal F), plus relative noise.
-      With gates that sum to 1 (softmax_topk normalize=true, the default) the routed
+      With gates that sum to 1 (renormalised gates, the default with K > 1) the routed
       output is sum_k g_k FFN(x) = FFN(x): the MoE computes the dense function exactly.
     - split (fine-grained upcycling): the F hidden units are cut into n = F/H contiguous
       slices and expert e gets slice e mod n, so with granularity m (E = m * E_coarse,

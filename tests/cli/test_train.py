@@ -14,7 +14,8 @@ def test_tiny_train_lands_in_mlflow(ablate_home, tiny, capsys):
     assert run.data.params["model.ffn"] == "moe"
     assert int(run.data.params["params_active"]) > 0
     for key in ("train/loss", "train/lm_loss", "train/aux/switch", "val/loss", "val/ppl",
-                "perf/tokens_per_s", "params_active", "moe/load_cv", "moe/l0/router_entropy"):
+                "perf/tokens_per_s", "params_active", "moe/load_cv", "moe/l0/router_entropy",
+                "moe/l0/router_grad_norm", "moe/l1/routing_churn", "moe/router_grad_norm"):
         assert key in run.data.metrics, key
     assert run.data.tags["ablate.state"] == "COMPLETE"
     assert run.data.tags["ablate.data_fingerprint"]
@@ -49,3 +50,40 @@ def test_noncausal_run_is_tagged(ablate_home, tiny):
                  "model.moe.allow_noncausal_routing=true", *tiny]) == 0
     (run,) = all_runs(ablate_home)
     assert run.data.tags["ablate.noncausal_routing"] == "true"
+
+
+FROZEN_PLUGIN = """
+from ablate.models.moe.routers import ComposedRouter, RoutingConfig
+from ablate.registry import ROUTERS
+
+
+@ROUTERS.register("stiff", RoutingConfig)
+class Stiff(ComposedRouter):
+    # scores as softmax_topk, but every gate a constant 1/K: no config rule knows it
+    def forward(self, x_TD, token_ids_T=None):
+        out = super().forward(x_TD, token_ids_T)
+        out.gates_TK = out.gates_TK.detach() * 0 + 1.0 / out.gates_TK.shape[1]
+        return out
+"""
+
+
+def test_a_router_the_lm_loss_cannot_reach_stops_before_training(ablate_home, tiny, tmp_path,
+                                                                 monkeypatch, capsys):
+    (tmp_path / "stiffplug.py").write_text(FROZEN_PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    args = ["train", "--plugin", "stiffplug", "model.ffn=moe", "model.moe.router.name=stiff", *tiny]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "MoE layer 0 (block 0) cannot learn" in err[0], err
+    assert all_runs(ablate_home) == []  # nothing logged: the probe runs before the run exists
+    assert main([*args, "model.moe.allow_frozen_router=true"]) == 0
+    (run,) = all_runs(ablate_home)
+    assert run.data.tags["ablate.frozen_router"] == "l0,l1"
+
+
+def test_a_frozen_config_is_refused_up_front(ablate_home, tiny, capsys):
+    assert main(["train", "model.ffn=moe", "model.moe.top_k=1", "model.moe.router.gate=prob",
+                 *tiny]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "model.moe.router.normalize=true" in err[0], err
+    assert not ablate_home.exists()

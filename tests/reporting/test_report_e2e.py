@@ -114,6 +114,8 @@ def test_dashboard_renders_every_panel_and_logs_to_mlflow(home, tmp_path, capsys
             assert "<table" in body, kind
         else:
             assert 'class="plotly-graph-div"' in body, kind
+    for key in ("router_grad_norm", "routing_churn"):  # the router-health panel
+        assert key in sections["routing"], key
     # self-contained: plotly.js embedded once, nothing fetched from the network
     assert len(re.findall(r"\* plotly\.js v\d", html)) == 1 and len(html) > 3_000_000
     assert not re.search(r"<script[^>]+src=", html) and "cdn.plot.ly/plotly" not in html

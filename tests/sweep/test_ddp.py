@@ -29,8 +29,13 @@ def _port():
 
 
 def test_ddp_trial_two_gloo_ranks(ablate_home, tiny, tmp_path):
-    spec = {"study": "ddp", "base": {"model": {"ffn": "moe", "moe": {"router": {"name": "sigmoid"}}}},
-            "space": {"model.moe.top_k": [1, 2]}, "sampler": {"name": "bruteforce"}, "n_trials": 2}
+    # grouped dispatch gives every expert weight a gradient and a hash router owns no weight:
+    # DDP runs without find_unused_parameters, and would fail on a parameter left unused
+    spec = {"study": "ddp", "base": {"model": {"ffn": "moe"}},
+            "space": {"arm": {"sigmoid-k1": {"model.moe.router.name": "sigmoid", "model.moe.top_k": 1},
+                              "hash-k2": {"model.moe.router.name": "hash", "model.moe.top_k": 2,
+                                          "model.moe.aux.switch": 0.0, "model.moe.aux.z": 0.0}}},
+            "sampler": {"name": "bruteforce"}, "n_trials": 2}
     proc = _torchrun(spec, tmp_path, ablate_home, tiny)
     assert proc.returncode == 0, proc.stderr[-3000:]
     study = optuna.load_study(study_name="ddp", storage=make_storage(None, "ddp"))

@@ -32,10 +32,10 @@ interleave with DDP's asynchronous bucket all-reduces, whose issue order can dif
 between ranks (unused parameters are marked ready early), and two streams of collectives
 on one group must be issued in the same order everywhere.
 
-Group-limited routing (DeepSeek-V2 device-limited routing): the router's G = n_groups
-groups are contiguous runs of E/G experts, and shards are contiguous runs of E/W. With
-G == W group g is exactly rank g's shard (with W | G rank r holds groups r*G/W ..), so
-`topk_groups` M bounds how many ranks a token's rows are sent to (<= M).
+Device-limited routing (DeepSeek-V2; a router's `device_groups` (G, M)): the G groups are
+contiguous runs of E/G experts, and shards are contiguous runs of E/W. With G == W group g
+is exactly rank g's shard (with W | G rank r holds groups r*G/W ..), so M bounds how many
+ranks a token's rows are sent to (<= M).
 """
 
 from __future__ import annotations
@@ -63,9 +63,9 @@ def shard_range(n_experts: int, rank: int, world: int) -> tuple[int, int]:
     return rank * n_local, (rank + 1) * n_local
 
 
-def groups_per_rank(n_groups: int, world: int) -> int | None:
-    """Whole router groups per rank when they align with the shards (W divides G), else None."""
-    return n_groups // world if n_groups % world == 0 else None
+def groups_per_rank(groups: int, world: int) -> int | None:
+    """Whole routing groups per rank when they align with the shards (W divides G), else None."""
+    return groups // world if groups % world == 0 else None
 
 
 def distributed_world() -> int:
@@ -258,6 +258,6 @@ def build_experts(cfg, d_model: int, dims, dense_mixture: bool = False) -> Route
                           "when the model is built; every rank holds all experts", stacklevel=2)
         return RoutedExperts(n, d_model, h, cfg.dispatch)
     if dense_mixture:
-        raise ConfigError(KEY, True, "false with a dense-mixture (Soft MoE) router",
-                          "Soft MoE runs every expert on every slot")
+        raise ConfigError(KEY, True, "false with a dense-mixture router",
+                          "a dense mixture runs every expert on every slot")
     return ExpertParallelExperts(n, d_model, h, cfg.dispatch)

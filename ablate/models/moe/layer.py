@@ -21,7 +21,7 @@ from ablate.registry import AUX_LOSSES, ROUTERS
 def build_router(router_cfg, d_model: int, n_experts: int, top_k: int) -> Router:
     """router_cfg: a registered router config dataclass, or a dict with a `name`."""
     if isinstance(router_cfg, dict):
-        entry = ROUTERS.get(router_cfg.get("name", "softmax_topk"))
+        entry = ROUTERS.get(router_cfg.get("name"))
         router_cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(entry.config), router_cfg))
     return ROUTERS.get(router_cfg.name).obj(router_cfg, d_model, n_experts, top_k)
 

@@ -1,6 +1,7 @@
 """`routing`: router health over training, one subplot per metric, one line per arm (mean
-over completed runs): router entropy, dead experts and dropped-token fraction by default
-(`moe/<name>`: the mean over MoE layers; name a layer's metric as `moe/l0/<name>`)."""
+over completed runs): by default the router's gradient norm and routing churn (is it still
+learning?), router entropy, dead experts and the dropped-token fraction (`moe/<name>`: the
+mean over MoE layers; name a layer's metric as `moe/l0/<name>`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from ablate.reporting.panels import PANELS, Note, layout
 
 @dataclass
 class RoutingConfig:
-    metrics: list = field(default_factory=lambda: ["router_entropy", "dead_experts", "drop_frac"])
+    metrics: list = field(default_factory=lambda: ["router_grad_norm", "routing_churn",
+                                                   "router_entropy", "dead_experts", "drop_frac"])
 
 
 def metric_key(name: str) -> str:
@@ -20,9 +22,10 @@ def metric_key(name: str) -> str:
 
 
 @PANELS.register("routing", RoutingConfig, title="router health over training",
-                 description="Mean over MoE layers and over the arm's completed runs. Falling "
-                 "entropy and rising dead experts mean a collapsing router; drop_frac is the "
-                 "share of token-slots dropped by capacity limits.")
+                 description="Mean over MoE layers and over the arm's completed runs. A router "
+                 "gradient norm near 0 with no routing churn is a router that does not learn; "
+                 "falling entropy and rising dead experts mean a collapsing router; drop_frac "
+                 "is the share of token-slots dropped by capacity limits.")
 def routing(cfg: RoutingConfig, ctx):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots

@@ -1,6 +1,7 @@
 from ablate.training.callbacks.pruning import OptunaPruning
+from ablate.training.callbacks.router_health import RouterHealth
 from ablate.training.callbacks.routing import RoutingStats
 from ablate.training.callbacks.step_progress import StepProgress
 from ablate.training.callbacks.throughput import Throughput
 
-__all__ = ["OptunaPruning", "RoutingStats", "StepProgress", "Throughput"]
+__all__ = ["OptunaPruning", "RouterHealth", "RoutingStats", "StepProgress", "Throughput"]

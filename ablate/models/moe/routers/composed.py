@@ -27,6 +27,8 @@ _OLD_KEYS = {"bias": "balance.bias", "w_noise": "noise.w_noise", "baseline": "se
 
 
 class ComposedRouter(Router):
+    options: tuple[str, ...] = ()  # config keys a subclass adds (checked like the parts')
+
     @classmethod
     def n_params(cls, cfg: RoutingConfig, d_model: int, n_experts: int) -> int:
         learned = SCORES.get(cfg.score).obj.learned
@@ -131,7 +133,7 @@ def _check(cfg: RoutingConfig, router: ComposedRouter) -> None:
     if getattr(select, "needs_distribution", False) and cfg.score != "softmax":
         raise ConfigError(KEY + "score", cfg.score, f"softmax with {KEY}select={cfg.select}",
                           "this selection reads the scores as a probability distribution")
-    used = set(COMMON_KEYS) | set(select.options) | set(router.gate.options)
+    used = set(COMMON_KEYS) | set(select.options) | set(router.gate.options) | set(router.options)
     if cfg.balance == "bias":
         used.add("bias_update_rate")
     defaults = type(cfg)()
