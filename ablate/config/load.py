@@ -7,16 +7,45 @@ allowed, raised before anything is built, logged or trained.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from ablate.config.domains import check_domains
 from ablate.config.schema import RunConfig
 from ablate.errors import ConfigError
-from ablate.registry import AUX_LOSSES, ROUTERS
+from ablate.registry import ROUTERS
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: Any, line: int, first: int):
+        super().__init__(f"duplicate key {key!r} at line {line} (first at line {first})")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping: yaml keeps the last one
+    silently, so two sweep arms with the same name, or a config key set twice, would lose
+    one of them without a word. Keys merged in with `<<:` may still be overridden."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                try:
+                    if key in seen:
+                        raise _DuplicateKey(key, line, seen[key])
+                    seen[key] = line
+                except TypeError:  # an unhashable key: the base class reports it
+                    break
+        return super().construct_mapping(node, deep)
 
 
 def read_yaml(path: str | Path, what: str = "config") -> dict[str, Any]:
@@ -24,14 +53,55 @@ def read_yaml(path: str | Path, what: str = "config") -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError(what, str(path), "an existing YAML file", "file not found")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        data = yaml.load(p.read_text(), Loader=_UniqueKeyLoader) or {}  # a SafeLoader
+    except _DuplicateKey as e:
+        raise ConfigError(what, str(path), "each key once per mapping", str(e)) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError(what, str(path), "valid YAML", f"malformed YAML{where}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(what, str(path), "a readable UTF-8 YAML file",
+                          f"cannot read it ({type(e).__name__})") from None
     if not isinstance(data, dict):
         raise ConfigError(what, str(path), "a YAML mapping of keys", "not a mapping")
     return data
+
+
+def expand_dotted(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """{"model.d_model": 64} -> {"model": {"d_model": 64}}, at any depth.
+
+    Decision: a config file may use dotted keys, as sweep files (`space:`, arms) and the
+    command line do, and as the README writes `model.moe.router: {...}`; refusing them
+    would make the same key mean something in one file and an error in another. A key
+    given twice, once dotted and once nested (`model.d_model` and `model: {d_model: }`),
+    is refused like any duplicate key instead of one of them winning silently."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        parts = key.split(".") if isinstance(key, str) else [key]
+        _put(out, parts, value, where, prefix="")
+    return out
+
+
+def _put(node: dict[str, Any], parts: list[Any], value: Any, where: str, prefix: str) -> None:
+    head, rest = parts[0], parts[1:]
+    key = f"{prefix}{head}"
+    if rest:
+        child = node.setdefault(head, {})
+        if not isinstance(child, dict):
+            raise ConfigError(key, child, "each key set once", f"set twice in {where}")
+        _put(child, rest, value, where, key + ".")
+        return
+    if isinstance(value, dict):
+        child = node.setdefault(head, {})
+        if not isinstance(child, dict):
+            raise ConfigError(key, value, "each key set once", f"set twice in {where}")
+        for sub, v in value.items():
+            _put(child, sub.split(".") if isinstance(sub, str) else [sub], v, where, key + ".")
+        return
+    if head in node:
+        raise ConfigError(key, value, "each key set once", f"set twice in {where}")
+    node[head] = value
 
 
 def parse_dotlist(overrides: Iterable[str]) -> DictConfig:
@@ -81,9 +151,9 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = (),
     """defaults <- YAML file <- base dict (sweep) <- dotlist, then validate. Returns RunConfig."""
     layers: list[Any] = []
     if path is not None:
-        layers.append(read_yaml(path))
+        layers.append(expand_dotted(read_yaml(path), where=str(path)))
     if base:
-        layers.append(base)
+        layers.append(expand_dotted(base, where="the sweep's base"))
     layers.append(parse_dotlist(overrides))
     schema = OmegaConf.structured(RunConfig)
     merged = _merge(layers, schema)
@@ -91,9 +161,9 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = (),
         layers.insert(0, preset_layer(merged.model.moe.preset, _sets_router_name(layers)))
         merged = _merge(layers, schema)
     router = _router_config(merged.model.moe.router)
-    _check_aux(merged.model.moe.aux)
     cfg: RunConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
     cfg.model.moe.router = router  # the router's own dataclass, validated
+    check_domains(cfg)  # every key's own domain, the router's included, before any use
     if cfg.model.ffn == "moe":
         from ablate.models.moe.checks import check_router
 
@@ -134,15 +204,6 @@ def _router_config(node: DictConfig):
     entry = ROUTERS.get(None if name is None else str(name))
     schema = OmegaConf.structured(entry.config)
     return OmegaConf.to_object(_merge([node], schema, prefix="model.moe.router."))
-
-
-def _check_aux(node: DictConfig) -> None:
-    for name, weight in node.items():
-        if name not in AUX_LOSSES:
-            raise ConfigError(f"model.moe.aux.{name}", weight, ", ".join(AUX_LOSSES.names()),
-                              "unknown aux loss")
-        if weight is None or float(weight) < 0:
-            raise ConfigError(f"model.moe.aux.{name}", weight, "a weight >= 0", "negative weight")
 
 
 def to_dict(cfg: RunConfig) -> dict[str, Any]:

@@ -17,18 +17,22 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from ablate.config.domains import below_one, non_negative, one_of
 from ablate.errors import ConfigError
+from ablate.registry import ROUTERS
+
+INITS = ("normal", "uniform", "zeros")
 
 
 @dataclass
 class RouterConfig:
-    name: str = "softmax_topk"
-    init: str = "normal"  # normal | uniform | zeros (Switch: small-variance init for stability)
-    init_std: float = 0.02
-    jitter: float = 0.0  # multiplicative input noise x * U(1-eps, 1+eps) while training (Switch)
+    """Every router's options; each key's domain is enforced by `ablate.config.domains`
+    (the constructor's own checks below stay for routers built without `load_config`)."""
 
-
-INITS = ("normal", "uniform", "zeros")
+    name: str = one_of("softmax_topk", ROUTERS.names)
+    init: str = one_of("normal", INITS)  # Switch: small-variance init for stability
+    init_std: float = non_negative(0.02)
+    jitter: float = below_one(0.0)  # multiplicative input noise x * U(1-eps, 1+eps) while training (Switch)
 
 
 @dataclass

@@ -16,35 +16,39 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ablate.config.domains import below_one, in_range, non_negative, one_of, positive
 from ablate.models.moe.routers.base import RouterConfig
+from ablate.registry import GATES, ROUTERS, SCORES, SELECTIONS
+
+NOISES = ("none", "learned")
+BALANCES = ("none", "bias")
+GROUP_SCORES = ("max", "top2sum")
 
 
 @dataclass
 class RoutingConfig(RouterConfig):
-    name: str = "softmax_topk"
+    name: str = one_of("softmax_topk", ROUTERS.names)
     # -- the parts ---------------------------------------------------------------------
-    score: str = "softmax"  # softmax | sigmoid | none (no learned router: hash)
-    noise: str = "none"  # none | learned: logits + N(0,1) * softplus(x W_noise) while training
-    select: str = "topk"  # topk | group_limited | top_p | hash | expert_choice | sinkhorn | sample | soft
-    gate: str = "auto"  # auto | prob | straight_through | uniform (see gates/)
+    score: str = one_of("softmax", SCORES.names)  # softmax | sigmoid | none (no learned router: hash)
+    noise: str = one_of("none", NOISES)  # none | learned: logits + N(0,1) * softplus(x W_noise) while training
+    select: str = one_of("topk", SELECTIONS.names)  # topk | group_limited | top_p | hash | expert_choice | sinkhorn | sample | soft
+    gate: str = one_of("auto", GATES.names)  # auto | prob | straight_through | uniform (see gates/)
     normalize: bool = True  # renormalise the kept gates to sum to 1 over the token's slots
-    scale: float = 1.0  # routed scaling factor on every gate (DeepSeek-V3: 2.5)
-    balance: str = "none"  # none | bias: aux-loss-free balancing (DeepSeek-V3), selection only
-    bias_update_rate: float = 0.001  # balance=bias: b_i += rate * sign(mean load - load_i)
+    scale: float = positive(1.0)  # routed scaling factor on every gate (DeepSeek-V3: 2.5)
+    balance: str = one_of("none", BALANCES)  # none | bias: aux-loss-free balancing (DeepSeek-V3), selection only
+    bias_update_rate: float = non_negative(0.001)  # balance=bias: b_i += rate * sign(mean load - load_i)
     # -- options of the selections ---------------------------------------------------------
-    n_groups: int = 4  # group_limited: G groups of contiguous experts ("devices")
-    topk_groups: int = 2  # group_limited: M groups a token may reach
-    group_score: str = "max"  # group_limited: max (V2) | top2sum (V3)
-    p: float = 0.5  # top_p: cumulative probability to reach
-    max_k: int = 0  # top_p: at most this many experts per token (0 = all E)
-    capacity_factor: float = 1.0  # expert_choice: c, experts per token on average
-    sinkhorn_iters: int = 8  # sinkhorn (BASE layers): balancing iterations
-    baseline_momentum: float = 0.9  # sample (REINFORCE): EMA of the mean reward
-    policy_weight: float = 1.0  # sample (REINFORCE): weight of the policy-gradient loss
+    n_groups: int = positive(4)  # group_limited: G groups of contiguous experts ("devices")
+    topk_groups: int = positive(2)  # group_limited: M groups a token may reach
+    group_score: str = one_of("max", GROUP_SCORES)  # group_limited: max (V2) | top2sum (V3)
+    p: float = in_range(0.5, 0, 1, low_open=True)  # top_p: cumulative probability to reach
+    max_k: int = non_negative(0)  # top_p: at most this many experts per token (0 = all E)
+    capacity_factor: float = positive(1.0)  # expert_choice: c, experts per token on average
+    sinkhorn_iters: int = non_negative(8)  # sinkhorn (BASE layers): balancing iterations
+    baseline_momentum: float = below_one(0.9)  # sample (REINFORCE): EMA of the mean reward
+    policy_weight: float = non_negative(1.0)  # sample (REINFORCE): weight of the policy-gradient loss
 
 
-NOISES = ("none", "learned")
-BALANCES = ("none", "bias")
 # keys read by the router whatever its parts (the rest belong to one part each)
 COMMON_KEYS = ("name", "init", "init_std", "jitter", "score", "noise", "select", "gate", "scale",
                "balance")
