@@ -9,6 +9,7 @@ import sys
 
 from ablate import cli_doctor, cli_report
 from ablate.cli_stores import add_store_args, apply_env, name_the_source
+from ablate.tracking import full_disk  # (its import quiets MLflow's own full-disk traceback)
 
 EPILOG = """\
 Overrides are plain OmegaConf dotlists, the same dotted keys as in sweep files and in
@@ -284,6 +285,11 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: finished trials are kept; re-run the same command to resume",
               file=sys.stderr)
         return 130
+    except (Exception, full_disk.StoreFull) as e:  # ENOSPC under the stores: one line, no traceback
+        if not full_disk.is_full(e):
+            raise
+        print(full_disk.line(e), file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -20,12 +20,13 @@ from ablate.tracking.store import mask
 def make_storage(url: str | None, study: str, workers: int = 1):
     from optuna.exceptions import ExperimentalWarning
     from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
-    from optuna.storages.journal import JournalFileBackend
 
     if url is None or url.endswith(".journal") or url.startswith("journal://"):
         path = Path(url.removeprefix("journal://")) if url else paths.default_storage_path(study)
         path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
+        from ablate.sweep.journal import open_backend
+
+        return JournalStorage(open_backend(path))  # torn records cut first (PITFALLS #27)
     if url.startswith("sqlite"):
         if workers > 1:
             raise ConfigError("--storage", mask(url), "a journal file or postgresql:// URL for --workers > 1",

@@ -22,7 +22,8 @@ from ablate.tracking import runs
 from ablate.tracking.tracker import RunTracker
 from ablate.tracking.naming import arm_name
 from ablate.training.accounting import param_counts
-from ablate.training.callbacks import OptunaPruning, RouterHealth, RoutingStats, StepProgress, Throughput
+from ablate.training.callbacks import (FlushMetrics, OptunaPruning, RouterHealth, RoutingStats,
+                                      StepProgress, Throughput)
 
 
 @dataclass
@@ -149,6 +150,7 @@ def train(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = None,
 
         callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0,
                                          every_n_train_steps=cfg.trainer.val_every))
+        callbacks.append(FlushMetrics())  # the curve reaches every checkpoint
         last = Path(ckpt_dir) / "last.ckpt"
         resume_from = str(last) if last.exists() else None
         if resume_from:
