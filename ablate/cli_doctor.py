@@ -19,10 +19,13 @@ def add_parsers(sub) -> None:
         "doctor", help="check a study after a crash: Optuna vs MLflow (--fix repairs)",
         description="Report a study's trial states and what a crash left behind: RUNNING trials "
         "whose worker is dead, MLflow runs still RUNNING after their trial ended, a parent run "
-        "RUNNING with nothing running, COMPLETE trials without a run, runs without a trial. "
-        "--fix fails dead trials (queued again: a re-run of the sweep resumes them from their "
-        "checkpoint) and closes stale runs; it never deletes anything and never changes a "
-        "COMPLETE trial or a FINISHED run. Exit 0: consistent; 1: problems left; 2: bad input.")
+        "RUNNING with nothing running, COMPLETE trials without a run or without their objective, "
+        "runs without a trial, runs FINISHED although their trial FAILED, two runs of one "
+        "configuration and seed; a journal's half-written records are cut (and kept aside) on "
+        "opening. --fix fails dead trials (queued again: a re-run of the sweep resumes them from "
+        "their checkpoint), closes stale runs and closes FAILED the FINISHED runs of failed "
+        "trials; it never deletes anything and never changes a COMPLETE trial. Exit 0: "
+        "consistent; 1: problems left; 2: bad input.")
     d.add_argument("--study", required=True, help="study name")
     d.add_argument("--fix", action="store_true", help="repair what can be repaired")
     add_store_args(d, storage="Optuna storage (default: $ABLATE_HOME/optuna/<study>.journal)")

@@ -6,13 +6,19 @@ study can be left with
 - RUNNING trials whose worker process (same host, user attr `pid`) is gone,
 - MLflow child runs still RUNNING although their trial ended (or died),
 - the study's parent run RUNNING with no sweep or worker left,
-- COMPLETE trials without an MLflow run, or MLflow runs that belong to no trial.
+- COMPLETE trials without an MLflow run, or MLflow runs that belong to no trial,
+- MLflow runs FINISHED although their trial FAILED (they look like results),
+- COMPLETE trials without their objective (no value, or the metric not in their run),
+- two FINISHED runs of the same configuration and seed (one sample counted twice),
+- a journal file with half-written records (repaired whenever the study is opened:
+  `ablate.sweep.journal`; the doctor says what was cut and where it is kept).
 
 `diagnose()` only reads (it never creates a store, a study or a run). `fix()` repairs what can
 be repaired without losing anything: dead RUNNING trials become FAIL and are queued again
 (`ablate.sweep.runner.reap_dead_trials`, the same code a re-run of the sweep uses), stale runs
 are closed (FINISHED when their trial finished, FAILED otherwise), the parent run is closed
-KILLED when nothing runs. A COMPLETE trial and a FINISHED run are never changed or deleted.
+KILLED when nothing runs, a FINISHED run of a FAILED trial is closed FAILED with the trial's
+reason. A COMPLETE trial is never changed, nothing is deleted.
 
 ```python
 from ablate.doctor import diagnose, fix
@@ -47,6 +53,13 @@ STALE_RUN = "stale_run"  # MLflow run RUNNING although its trial is not running
 STALE_PARENT = "stale_parent"  # the study's parent run RUNNING with nothing running
 MISSING_RUN = "missing_run"  # COMPLETE trial without an MLflow run
 ORPHAN_RUN = "orphan_run"  # MLflow run of the study that no trial knows
+FINISHED_RUN_FAILED_TRIAL = "finished_run_failed_trial"  # run FINISHED, its trial FAIL
+MISSING_OBJECTIVE = "missing_objective"  # COMPLETE trial without its objective value or metric
+DUPLICATE_RUN = "duplicate_run"  # FINISHED runs of one (configuration, seed): one sample twice
+
+# params that name or place a run rather than define what it trains (the rest, seed
+# included, is the configuration; as ablate.sweep.fingerprint's NOT_DEFINING)
+RUN_IDENTITY = ("tracking.", "trainer.progress", "data.num_workers")
 
 
 @dataclass
@@ -170,15 +183,32 @@ def _sweep_processes() -> list[int]:
 
 
 def _open(study: str, storage: str | None, tracking_uri: str | None):
+    """-> (the Optuna study, the tracking URI, an MlflowClient or None, what was cut from
+    the journal or None)."""
     from ablate.reporting.collect import open_optuna_study
     from ablate.sweep.spec import check_study_name
 
     check_study_name(study, "--study")
     uri = resolve_tracking_uri(tracking_uri)
+    cut = _repair_journal(study, storage)
     with warnings.catch_warnings():  # RDB heartbeat options are "experimental": not news here
         warnings.simplefilter("ignore")
         opt = open_optuna_study(study, storage)
-    return opt, uri, _open_client(uri)
+    return opt, uri, _open_client(uri), cut
+
+
+def _repair_journal(study: str, storage: str | None):
+    """Cut a journal's half-written records here, to show it in the report (opening the study
+    would cut them anyway, with a line on stderr: `ablate.sweep.journal`). A journal with a
+    fragment glued to a good record cannot even be read before this."""
+    from ablate import paths
+    from ablate.sweep.journal import repair
+
+    if storage is None:
+        return repair(paths.default_storage_path(study), report=False)
+    if storage.endswith(".journal") or storage.startswith("journal://"):
+        return repair(Path(storage.removeprefix("journal://")), report=False)
+    return None
 
 
 def _diagnose(opt, uri: str, client, storage: str | None) -> Report:
@@ -215,10 +245,7 @@ def _diagnose(opt, uri: str, client, storage: str | None) -> Report:
     for t in trials:
         s = t.state.name
         report.states[s] = report.states.get(s, 0) + 1
-        ids = list(t.user_attrs.get("mlflow_run_ids") or [])
-        first = t.user_attrs.get("mlflow_run_id")
-        if first and first not in ids:
-            ids.insert(0, first)
+        ids = _run_ids(t)
         for rid in ids:
             known_runs[rid] = t
         t_host, pid = t.user_attrs.get("host"), t.user_attrs.get("pid")
@@ -299,6 +326,9 @@ def _diagnose(opt, uri: str, client, storage: str | None) -> Report:
             STALE_RUN, f"run {rid} RUNNING but trial {trial.number} is {trial.state.name}",
             f"close it {want}", trial=trial.number, run_id=rid))
 
+    report.problems += _finished_runs_of_failed_trials(trials, runs, known_runs)
+    report.problems += _missing_objectives(opt, trials, runs, parent_run)
+    report.problems += _duplicate_runs(runs)
     if report.parent_status == "RUNNING" and not live:
         sweeps = _sweep_processes()
         if sweeps:
@@ -323,11 +353,103 @@ def _running_live(trial, host: str) -> bool:
     return t_host != host or _alive(pid)
 
 
+def _run_ids(trial) -> list[str]:
+    """The MLflow runs a trial records (one per seed; the first also on its own)."""
+    ids = list(trial.user_attrs.get("mlflow_run_ids") or [])
+    first = trial.user_attrs.get("mlflow_run_id")
+    if first and first not in ids:
+        ids.insert(0, first)
+    return ids
+
+
+def _finished_runs_of_failed_trials(trials, runs: dict[str, Any], known_runs) -> list[Problem]:
+    """Runs FINISHED (a result, to MLflow's UI and to anyone comparing there) whose trial
+    FAILED. A seed that finished before another seed of its trial failed is a result: the
+    retry of the point that carries it (`repeats_done`) counts it, so it is not one."""
+    carried = {done.get("run_id") for t in trials if t.state.name != "FAIL"
+               for done in (t.user_attrs.get("repeats_done") or {}).values() if "metrics" in done}
+    out = []
+    for rid, r in runs.items():
+        trial = known_runs.get(rid)
+        if trial is None or trial.state.name != "FAIL" or r.info.status != "FINISHED" or rid in carried:
+            continue
+        reason = str(trial.user_attrs.get("fail_reason") or "no reason recorded")
+        out.append(Problem(
+            FINISHED_RUN_FAILED_TRIAL, f"run {rid} ({r.info.run_name}) FINISHED but trial "
+            f"{trial.number} FAILED ({reason[:120]})", "close it FAILED with the trial's reason",
+            trial=trial.number, run_id=rid))
+    return out
+
+
+def _objective_metrics(opt, trial, parent_run) -> list[str]:
+    """The metrics a trial was optimising: its revision's definition on the study, else the
+    parent run's `objectives` param (`metric:direction,...`); [] when neither says."""
+    revisions = {r.get("revision"): r for r in opt.user_attrs.get("revisions") or []}
+    rev = revisions.get(int(trial.user_attrs.get("revision", 1)))
+    named = (rev or {}).get("definition", {}).get("objectives")
+    if named is None and parent_run is not None:
+        named = [o for o in parent_run.data.params.get("objectives", "").split(",") if o]
+    return [o.rsplit(":", 1)[0] for o in named or []]
+
+
+def _missing_objectives(opt, trials, runs: dict[str, Any], parent_run) -> list[Problem]:
+    """COMPLETE trials whose value is missing or not finite, or whose FINISHED runs lack the
+    objective metric: a number in the study that nothing in MLflow backs."""
+    import math
+
+    out = []
+    for t in trials:
+        if t.state.name != "COMPLETE":
+            continue
+        if not t.values or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in t.values):
+            out.append(Problem(MISSING_OBJECTIVE, f"trial {t.number} COMPLETE with objective "
+                               f"value(s) {t.values}", "", trial=t.number))
+        for metric in _objective_metrics(opt, t, parent_run):
+            for rid in _run_ids(t):
+                r = runs.get(rid)
+                if r is None or r.info.status != "FINISHED":
+                    continue  # a missing run is MISSING_RUN's
+                value = r.data.metrics.get(metric)
+                if value is None or not math.isfinite(value):
+                    out.append(Problem(MISSING_OBJECTIVE, f"trial {t.number} COMPLETE but its run "
+                                       f"{rid} has {metric} = {value} in MLflow", "",
+                                       trial=t.number, run_id=rid))
+    return out
+
+
+def _duplicate_runs(runs: dict[str, Any]) -> list[Problem]:
+    """FINISHED trial runs of one configuration and seed (every param but RUN_IDENTITY's, in
+    one revision of the study): whatever pools them counts one sample twice."""
+    groups: dict[tuple, list] = {}
+    for r in runs.values():
+        tags = r.data.tags
+        if (r.info.status != "FINISHED" or "ablate.trial" not in tags or "trainer.seed" not in r.data.params
+                or tags.get("ablate.state") == "PRUNED"):
+            continue  # a run that trained something, and whose result counts
+        config = tuple(sorted((k, v) for k, v in r.data.params.items() if not k.startswith(RUN_IDENTITY)))
+        groups.setdefault((tags.get("ablate.revision", "1"), config), []).append(r)
+    out = []
+    for same in groups.values():
+        if len(same) < 2:
+            continue
+        same.sort(key=lambda r: r.info.start_time or 0)
+        ids = ", ".join(f"{r.info.run_id} (trial {r.data.tags['ablate.trial']})" for r in same)
+        out.append(Problem(
+            DUPLICATE_RUN, f"runs {ids} trained the same configuration with seed "
+            f"{same[0].data.params.get('trainer.seed', '?')}: {len(same)} runs of one sample", "",
+            trial=int(same[-1].data.tags["ablate.trial"]), run_id=same[-1].info.run_id))
+    return out
+
+
 def diagnose(study: str, storage: str | None = None, tracking_uri: str | None = None) -> Report:
-    """Read-only check of one study (Optuna storage + MLflow store). Raises ConfigError (one
-    line, exit 2) for an unknown study or an unreachable store."""
-    opt, uri, client = _open(study, storage, tracking_uri)
-    return _diagnose(opt, uri, client, storage)
+    """Check of one study (Optuna storage + MLflow store): it changes nothing, except cutting
+    a journal's half-written records as every opening of a study does. Raises ConfigError
+    (one line, exit 2) for an unknown study or an unreachable store."""
+    opt, uri, client, cut = _open(study, storage, tracking_uri)
+    report = _diagnose(opt, uri, client, storage)
+    if cut is not None:
+        report.notes.append(f"repaired the journal on opening: {cut.summary()}")
+    return report
 
 
 # -- repairing ------------------------------------------------------------------------------
@@ -369,16 +491,29 @@ def _close(client, run_id: str, status: str, reason: str, actions: list[str]) ->
     actions.append(f"run {run_id} -> {status}")
 
 
+def _fail_finished(client, run_id: str, reason: str, actions: list[str]) -> None:
+    """A FINISHED run of a FAILED trial ends FAILED with the trial's reason (its end time,
+    metrics and artifacts stay as they are)."""
+    r = client.get_run(run_id)
+    if r.info.status != "FINISHED":
+        return
+    client.set_tag(run_id, "ablate.fail_reason", reason[:5000])
+    client.set_tag(run_id, "ablate.state", "FAILED")
+    client.set_terminated(run_id, status="FAILED", end_time=r.info.end_time)
+    actions.append(f"run {run_id} FINISHED -> FAILED (its trial failed: {reason[:80]})")
+
+
 def fix(study: str, storage: str | None = None, tracking_uri: str | None = None) -> Report:
     """Repair what `diagnose` finds; -> the report after the repair (`actions`: what changed).
-    Never deletes anything, never changes a COMPLETE trial or a FINISHED run."""
+    Never deletes anything, never changes a COMPLETE trial; a FINISHED run changes only when
+    its trial FAILED."""
     from optuna.trial import TrialState
 
     from ablate.sweep.runner import reap_dead_trials
 
-    opt, uri, client = _open(study, storage, tracking_uri)
+    opt, uri, client, cut = _open(study, storage, tracking_uri)
     before = _diagnose(opt, uri, client, storage)
-    actions: list[str] = []
+    actions: list[str] = [f"journal {cut.summary()}"] if cut is not None else []
     # a trial that died before it got parameters is put back in the queue as it is: failed with
     # no params it would break BruteForceSampler ("param_name mismatch") for every later ask
     for p in before.problems:
@@ -405,6 +540,9 @@ def fix(study: str, storage: str | None = None, tracking_uri: str | None = None)
                 state = trial.state.name if trial is not None else "FAIL"
                 status = RUN_STATUS_FOR.get(state, "FAILED")
                 _close(client, p.run_id, status, f"closed by ablate doctor (trial {state})", actions)
+            elif p.kind == FINISHED_RUN_FAILED_TRIAL:
+                reason = by_number[p.trial].user_attrs.get("fail_reason") or "trial failed"
+                _fail_finished(client, p.run_id, str(reason), actions)
         after = _diagnose(opt, uri, client, storage)
         if any(p.kind == STALE_PARENT for p in after.problems):
             _close(client, after.parent_run_id, "KILLED", "closed by ablate doctor", actions)
@@ -448,7 +586,8 @@ def render(report: Report, console=None) -> None:
         return
     probs = Table(title="problems")
     for col in ("kind", "detail", "--fix does"):
-        probs.add_column(col)
+        # a kind is a name to search for, a run id one to copy: neither is cut
+        probs.add_column(col, no_wrap=col == "kind", overflow="fold")
     for p in report.problems:
         probs.add_row(p.kind, escape(p.detail), p.fix or "nothing (reported only)")
     console.print(probs)

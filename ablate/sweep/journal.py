@@ -46,9 +46,12 @@ class Cut:
     n_fragments: int
     backup: Path
 
+    def summary(self) -> str:
+        return (f"{self.path}: cut {self.n_bytes} bytes of {self.n_fragments} half-written "
+                f"record(s) (a crash or a full disk mid-write); kept in {self.backup}")
+
     def message(self) -> str:
-        return (f"ablate: warning: {self.path}: cut {self.n_bytes} bytes of {self.n_fragments} "
-                f"half-written record(s) (a crash or a full disk mid-write); kept in {self.backup}")
+        return f"ablate: warning: {self.summary()}"
 
 
 def open_backend(path: str | os.PathLike) -> DurableJournalBackend:

@@ -20,6 +20,9 @@ import yaml
 from ablate.cli import main
 from ablate.doctor import (
     DEAD_TRIAL,
+    DUPLICATE_RUN,
+    FINISHED_RUN_FAILED_TRIAL,
+    MISSING_OBJECTIVE,
     MISSING_RUN,
     NO_WORKER,
     ORPHAN_RUN,
@@ -104,8 +107,10 @@ def test_doctor_reports_and_fixes_a_crashed_study(ablate_home, fast, tmp_path, c
     done = client.create_run(exp, run_name="done-repeat", tags=tags).info.run_id
     client.log_metric(done, "val/loss", 5.0)
     client.set_terminated(done, "FINISHED")
+    # the finished repeat is recorded as the trial's done seed: its retry carries it
     for key, value in {"host": socket.gethostname(), "pid": _dead_pid(),
-                       "mlflow_run_ids": [stale, done], "mlflow_run_id": stale}.items():
+                       "mlflow_run_ids": [stale, done], "mlflow_run_id": stale,
+                       "repeats_done": {"1": {"run_id": done, "metrics": {"val/loss": 5.0}}}}.items():
         t.set_user_attr(key, value)
     orphan = client.create_run(exp, run_name="orphan", tags={**tags, "ablate.trial": "99"}).info.run_id
     client.update_run(parent, status="RUNNING")
@@ -371,3 +376,79 @@ def test_dead_tracking_server_then_a_complete_trial_without_its_run(ablate_home,
     report = fix("lost")
     assert [p.kind for p in report.problems] == [MISSING_RUN] and report.exit_code == 1
     assert _study("lost").get_trials()[0].state.name == "COMPLETE"  # reported, never changed
+
+
+# -- what a crash or a bad sweep leaves that looks like a result ------------------------------
+def _child_run(client, study, parent: str, trial: int, params: dict, metrics: dict) -> str:
+    """A FINISHED trial run the way the sweep logs one: tags, the flattened config, metrics."""
+    from mlflow.entities import Metric, Param
+
+    exp = client.get_run(parent).info.experiment_id
+    tags = {"ablate.study": study, "ablate.trial": str(trial), "mlflow.parentRunId": parent,
+            "ablate.state": "COMPLETE", "ablate.revision": "1"}
+    rid = client.create_run(exp, run_name=f"t{trial:03d}", tags=tags).info.run_id
+    client.log_batch(rid, metrics=[Metric(k, v, 0, 4) for k, v in metrics.items()],
+                     params=[Param(k, v) for k, v in params.items()])
+    client.set_terminated(rid, "FINISHED")
+    return rid
+
+
+def test_doctor_finds_runs_that_pass_for_results(ablate_home, fast, tmp_path, capsys):
+    """A run FINISHED whose trial FAILED (e.g. trained to the end, then its objective was not
+    there), a COMPLETE trial whose run lacks the objective metric, and a (configuration, seed)
+    trained twice: reported; --fix closes the first FAILED with the trial's reason and changes
+    nothing else (the other two are reported only)."""
+    path = _sweep_file(tmp_path, "looks", 2)
+    assert main(["sweep", path, *fast]) == 0
+    assert diagnose("looks").ok
+    study, client = _study("looks"), store(ablate_home)
+    parent = study.user_attrs["mlflow_parent_run_id"]
+    first = study.get_trials()[0]
+    params = client.get_run(first.user_attrs["mlflow_run_id"]).data.params
+    lr = {"optim.lr": optuna.distributions.CategoricalDistribution(LR)}
+
+    # trained to the end, then failed: its run says FINISHED
+    failed = study.ask(lr)
+    failed_run = _child_run(client, "looks", parent, failed.number,
+                            {**params, "optim.lr": str(failed.params["optim.lr"]), "trainer.seed": "7"},
+                            {"train/loss": 5.0, "val/loss": 5.1})
+    failed.set_user_attr("mlflow_run_ids", [failed_run])
+    failed.set_user_attr("fail_reason", "RuntimeError: objective val/los is None: not logged")
+    study.tell(failed, state=optuna.trial.TrialState.FAIL)
+    # COMPLETE in Optuna, but its run never logged the objective
+    blind = study.ask(lr)
+    blind_run = _child_run(client, "looks", parent, blind.number,
+                           {**params, "optim.lr": str(blind.params["optim.lr"]), "trainer.seed": "8"},
+                           {"train/loss": 5.0})
+    blind.set_user_attr("mlflow_run_ids", [blind_run])
+    study.tell(blind, 5.2)
+    # the first trial's point and seed trained again, as another trial
+    twin = study.ask(lr)
+    twin_run = _child_run(client, "looks", parent, twin.number, params, {"val/loss": 5.3})
+    twin.set_user_attr("mlflow_run_ids", [twin_run])
+    study.tell(twin, 5.3)
+    before_trials = {t.number: (t.state, t.values, t.params) for t in _study("looks").get_trials()}
+    before_run = client.get_run(failed_run)
+
+    report = diagnose("looks")
+    found = {p.kind: p for p in report.problems}
+    assert sorted(found) == sorted([FINISHED_RUN_FAILED_TRIAL, MISSING_OBJECTIVE, DUPLICATE_RUN]), \
+        [p.detail for p in report.problems]
+    assert found[FINISHED_RUN_FAILED_TRIAL].run_id == failed_run and found[FINISHED_RUN_FAILED_TRIAL].fix
+    assert found[MISSING_OBJECTIVE].trial == blind.number and "val/loss" in found[MISSING_OBJECTIVE].detail
+    dup = found[DUPLICATE_RUN].detail
+    assert first.user_attrs["mlflow_run_id"] in dup and twin_run in dup
+    assert not found[MISSING_OBJECTIVE].fix and not found[DUPLICATE_RUN].fix  # reported only
+    assert _doctor(["--study", "looks"]) == 1
+    out = capsys.readouterr().out
+    assert all(k in out for k in found)
+
+    assert _doctor(["--study", "looks", "--fix"]) == 1  # the reported-only ones remain
+    after = client.get_run(failed_run)
+    assert after.info.status == "FAILED"
+    assert after.data.tags["ablate.fail_reason"] == "RuntimeError: objective val/los is None: not logged"
+    assert after.data.tags["ablate.state"] == "FAILED"
+    assert after.info.end_time == before_run.info.end_time and after.data.metrics == before_run.data.metrics
+    assert {t.number: (t.state, t.values, t.params) for t in _study("looks").get_trials()} == before_trials
+    assert client.get_run(blind_run).info.status == client.get_run(twin_run).info.status == "FINISHED"
+    assert sorted(p.kind for p in diagnose("looks").problems) == sorted([MISSING_OBJECTIVE, DUPLICATE_RUN])
