@@ -93,11 +93,13 @@ def _hub_mode(source: str) -> None:
 
 def _train(a) -> int:
     from ablate.config.load import load_config
+    from ablate.config.preflight import check_environment
     from ablate.registry import load_plugins
 
     load_plugins(a.plugin)
     path, overrides = _split_config(a.args)
     cfg = load_config(path, overrides)
+    check_environment(cfg, a.tracking_uri)  # home, store URL, data, devices: nothing exists yet
     from ablate.tracking.store import check_reachable
 
     check_reachable(a.tracking_uri or cfg.tracking.tracking_uri)

@@ -9,6 +9,8 @@ entry is tested the moment it exists. Users register their own from outside with
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Callable
@@ -84,9 +86,23 @@ def _load_builtins() -> None:
 
 
 def load_plugins(modules: list[str]) -> None:
-    """Import user modules that register routers/losses (`--plugin mypkg.routers`)."""
+    """Import user modules that register routers/losses (`--plugin mypkg.routers`).
+
+    The working directory is searched too, after everything else (`myrouters.py` next to
+    the sweep file works with the `ablate` script as with `python -m ablate`, and a file
+    there never shadows an installed package). A module that fails to import, for any
+    reason, is one line naming --plugin, not a traceback."""
+    if modules and os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())
     for mod in modules:
         try:
             importlib.import_module(mod)
         except ImportError as e:
-            raise ConfigError("--plugin", mod, "an importable Python module", str(e)) from None
+            raise ConfigError("--plugin", mod, "an importable Python module", _one_line(e)) from None
+        except (Exception, SystemExit) as e:  # noqa: BLE001 - the user's module: any error
+            raise ConfigError("--plugin", mod, "a module that imports without error",
+                              f"{type(e).__name__} at import: {_one_line(e)}") from None
+
+
+def _one_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [""])[0] or type(e).__name__

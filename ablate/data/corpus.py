@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ablate.config.schema import DataConfig
+from ablate.config.schema import DATA_SOURCES, DataConfig
 from ablate.errors import ConfigError
 
 if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict
 
-SOURCES = ("stdlib", "text", "json", "parquet", "hub")
+SOURCES = DATA_SOURCES
 _EXCLUDED_DIRS = {"site-packages", "dist-packages"}  # installed packages are not the stdlib
 _HASH_BUCKETS = 10_000
 _FORMAT_VERSION = 1  # bump when the split rule or document unit changes: old caches die
@@ -91,7 +91,9 @@ def expand_files(patterns: list[str], key: str) -> list[tuple[str, str]]:
         matched = sorted(p for p in glob.glob(os.path.expanduser(pattern), recursive=True)
                          if os.path.isfile(p))
         if not matched:
-            raise ConfigError(key, pattern, "existing files or globs", why="no such file")
+            is_dir = any(os.path.isdir(p) for p in glob.glob(os.path.expanduser(pattern)))
+            why = "a directory, not a file (give a glob: DIR/*.txt)" if is_dir else "no such file"
+            raise ConfigError(key, pattern, "existing files or globs", why=why)
         paths.extend(os.path.abspath(p) for p in matched)
     paths = sorted(set(paths))
     # Relative to the files' common folder: the split survives moving the data folder.
@@ -221,11 +223,16 @@ def _split_by_document(ds: Dataset, val_fraction: float) -> dict[str, Dataset]:
     """The last `val_fraction` of the documents (at least one) become validation."""
     n = len(ds)
     if n < 2:
-        raise ConfigError("data.files", n, "at least 2 documents",
-                          why="one file with too few documents to split; give more text "
-                              "or data.validation_files")
+        raise too_few_documents(n)
     n_val = min(max(1, math.ceil(val_fraction * n)), n - 1)
     return {"train": ds.select(range(n - n_val)), "validation": ds.select(range(n - n_val, n))}
+
+
+def too_few_documents(n: int) -> ConfigError:
+    """One file split by document needs a document on each side."""
+    return ConfigError("data.files", n, "at least 2 documents",
+                       why="one file with too few documents to split; give more text "
+                           "or data.validation_files")
 
 
 def _text_column(ds: Dataset, field: str) -> Dataset:

@@ -47,7 +47,65 @@ def ensure_experiment(mlflow_client, name: str) -> str:
         return exp.experiment_id
 
 
-def check_reachable(uri: str | None, timeout: float = 5.0) -> None:
+TRACKING_ALLOWED = ("http(s)://HOST[:PORT], sqlite:///PATH, postgresql[+driver]://..., "
+                    "mysql[+driver]://..., mssql[+driver]://...")
+_DB_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+
+
+def check_tracking_uri(uri: str | None, key: str = "--tracking-uri") -> None:
+    """A tracking URI MLflow can open from here: a known scheme, a host for http(s), the
+    database driver installed. Nothing is contacted or created (see `check_reachable`)."""
+    import urllib.parse
+
+    from ablate.errors import ConfigError
+
+    if not uri:
+        return
+    scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
+    base = scheme.split("+", 1)[0]
+    if base in ("http", "https"):
+        if not urllib.parse.urlsplit(uri).hostname:
+            raise ConfigError(key, mask(uri), TRACKING_ALLOWED, "no host in the URL")
+        return
+    if base in _DB_SCHEMES:
+        check_db_driver(uri, key, TRACKING_ALLOWED)
+        return
+    if base in ("", "file"):
+        import os
+
+        if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() in ("true", "1"):
+            return
+        raise ConfigError(key, mask(uri), TRACKING_ALLOWED,
+                          "MLflow refuses the file store (set MLFLOW_ALLOW_FILE_STORE=true to force it)")
+    raise ConfigError(key, mask(uri), TRACKING_ALLOWED, f"unsupported scheme {scheme}://")
+
+
+def check_db_driver(url: str, key: str, allowed: str) -> None:
+    """The SQLAlchemy dialect and its DBAPI driver of `url` are installed (imported, not
+    connected): `mysql://` without MySQLdb, `postgresql+nodriver://` fail here in one line
+    instead of deep inside MLflow or Optuna."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    from ablate.errors import ConfigError
+
+    try:
+        dialect = make_url(url).get_dialect()
+    except NoSuchModuleError:
+        raise ConfigError(key, mask(url), allowed,
+                          f"unknown database driver {url.split('://', 1)[0]}") from None
+    except (ArgumentError, ValueError) as e:
+        raise ConfigError(key, mask(url), allowed, f"not a database URL ({type(e).__name__})") from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as e:
+        name = getattr(e, "name", None) or str(e)
+        dialect_name = url.split("://", 1)[0].split("+", 1)[0]
+        raise ConfigError(key, mask(url), allowed, f"its driver is not installed (no module {name}): "
+                          f"install it, or name one that is: {dialect_name}+DRIVER://") from None
+
+
+def check_reachable(uri: str | None, timeout: float = 5.0, key: str = "--tracking-uri") -> None:
     """Fail fast, in one line, when an http(s) tracking server does not answer: MLflow's own
     client would retry for minutes and then print a traceback."""
     import urllib.parse
@@ -67,5 +125,5 @@ def check_reachable(uri: str | None, timeout: float = 5.0) -> None:
     except urllib.error.HTTPError:
         return  # it answered (auth or an old server without /health): reachable
     except (OSError, ValueError) as e:
-        raise ConfigError("--tracking-uri", mask(uri), "a reachable MLflow tracking server",
+        raise ConfigError(key, mask(uri), "a reachable MLflow tracking server",
                           f"cannot connect ({type(e).__name__})") from None

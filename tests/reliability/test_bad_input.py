@@ -11,6 +11,9 @@ current behaviour and the proposed fix.
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import sys
 import traceback
 import warnings
 
@@ -22,6 +25,32 @@ SECRET = "s3cr3tpw"
 
 SWEEP = "study: s\nspace: {optim.lr: [0.001, 0.002]}\nn_trials: 2\n"
 DASH = "title: t\npanels: [summary]\n"
+
+
+def _gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def _mps() -> bool:
+    import torch
+
+    return torch.backends.mps.is_available()
+
+
+AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+# root reads and writes through chmod: an unreadable file or a read-only folder made by chmod
+# is not one for root, so those cases cannot be simulated honestly there
+NOT_ROOT = pytest.mark.skipif(AS_ROOT, reason="root ignores chmod: the case cannot be simulated")
+NO_GPU = pytest.mark.skipif(_gpus() > 0, reason="this machine has a GPU")
+NO_MPS = pytest.mark.skipif(_mps(), reason="this machine has an Apple MPS device")
+NO_MYSQLDB = pytest.mark.skipif(importlib.util.find_spec("MySQLdb") is not None,
+                                reason="the mysql driver is installed here")
+PROC_SYS = pytest.mark.skipif(not os.path.isdir("/proc/sys"), reason="no /proc/sys (not Linux)")
+GPU_KEY = "trainer.devices" if _gpus() else "trainer.accelerator"
+TEXT = ["train", "data.source=text"]
+JSON = ["train", "data.source=json"]
 
 
 def _cli(argv: list[str]) -> tuple[int, str]:
@@ -36,7 +65,9 @@ def _cli(argv: list[str]) -> tuple[int, str]:
         return 1, traceback.format_exc()
 
 
-# (id, files {name: text}, argv ({d} = the folder of the files), what the line must name[, mark])
+# (id, files, argv ({d} = the folder of the files), what the line must name[, mark]).
+# files: {name: text | bytes | None (a folder, name ending in /) | (text, chmod mode)};
+# a name starting with cwd/ is written in the working directory instead (plugins)
 CASES = [
     # -- config files and overrides (ablate train) -------------------------------------------
     ("cfg-malformed-yaml", {"c.yaml": "model: {d_model: [\n"}, ["train", "{d}/c.yaml"], "malformed YAML"),
@@ -165,6 +196,167 @@ CASES = [
     ("env-flag-wins", {"s.yaml": SWEEP},
      ["env:ABLATE_STORAGE=ftp://from-env/x", "sweep", "{d}/s.yaml", "--storage", "ftp://from-flag/x"],
      "--storage='ftp://from-flag/x'"),
+    # -- numbers with domains: finite, sign, range, integer, enum (ablate/config/domains.py) ---
+    ("cfg-lr-nan", {}, ["train", "optim.lr=nan"], "optim.lr"),
+    ("cfg-lr-inf", {}, ["train", "optim.lr=inf"], "optim.lr"),
+    ("cfg-lr-negative", {}, ["train", "optim.lr=-0.001"], "optim.lr"),
+    ("cfg-lr-nan-in-file", {"c.yaml": "optim: {lr: .nan}\n"}, ["train", "{d}/c.yaml"], "optim.lr"),
+    ("cfg-aux-weight-nan", {}, ["train", "model.moe.aux.switch=nan"], "model.moe.aux.switch"),
+    ("cfg-aux-weight-inf", {}, ["train", "model.moe.aux.z=inf"], "model.moe.aux.z"),
+    ("cfg-negative-weight-decay", {}, ["train", "optim.weight_decay=-0.1"], "optim.weight_decay"),
+    ("cfg-negative-grad-clip", {}, ["train", "optim.grad_clip=-1"], "optim.grad_clip"),
+    ("cfg-min-lr-ratio-above-one", {}, ["train", "optim.min_lr_ratio=1.5"], "optim.min_lr_ratio"),
+    ("cfg-min-lr-ratio-negative", {}, ["train", "optim.min_lr_ratio=-0.1"], "optim.min_lr_ratio"),
+    ("cfg-beta1-one", {}, ["train", "optim.beta1=1.0"], "optim.beta1"),
+    ("cfg-beta2-negative", {}, ["train", "optim.beta2=-0.5"], "optim.beta2"),
+    ("cfg-eps-zero", {}, ["train", "optim.eps=0"], "optim.eps"),
+    ("cfg-negative-warmup", {}, ["train", "optim.warmup_steps=-1"], "optim.warmup_steps"),
+    ("cfg-router-jitter-one", {}, ["train", "model.moe.router.jitter=1.0"], "model.moe.router.jitter"),
+    ("cfg-router-jitter-negative", {}, ["train", "model.moe.router.jitter=-0.1"], "model.moe.router.jitter"),
+    ("cfg-router-init-xavier", {}, ["train", "model.moe.router.init=xavier"], "model.moe.router.init"),
+    ("cfg-router-scale-nan", {}, ["train", "model.moe.router.scale=nan"], "model.moe.router.scale"),
+    ("cfg-router-unknown-select", {}, ["train", "model.moe.router.select=nope"], "model.moe.router.select"),
+    ("cfg-router-top-p-zero", {}, ["train", "model.ffn=moe", "model.moe.router.name=top_p",
+                                   "model.moe.router.p=0"], "model.moe.router.p"),
+    ("cfg-max-docs-zero", {}, ["train", "data.max_docs=0"], "data.max_docs"),
+    ("cfg-max-docs-negative", {}, ["train", "data.max_docs=-5"], "data.max_docs"),
+    ("cfg-val-fraction-one", {}, ["train", "data.val_fraction=1"], "data.val_fraction"),
+    ("cfg-negative-capacity-factor", {}, ["train", "model.moe.capacity_factor=-1"], "model.moe.capacity_factor"),
+    ("cfg-eval-capacity-nan", {}, ["train", "model.moe.eval_capacity_factor=nan"],
+     "model.moe.eval_capacity_factor"),
+    ("cfg-expert-dropout-one", {}, ["train", "model.moe.expert_dropout=1"], "model.moe.expert_dropout"),
+    ("cfg-negative-init-std", {}, ["train", "model.init_std=-0.02"], "model.init_std"),
+    ("cfg-dropout-nan", {}, ["train", "model.dropout=nan"], "model.dropout"),
+    ("cfg-rope-theta-zero", {}, ["train", "model.rope_theta=0"], "model.rope_theta"),
+    ("cfg-negative-seed", {}, ["train", "trainer.seed=-1"], "trainer.seed"),
+    ("cfg-seed-too-large", {}, ["train", "trainer.seed=4294967296"], "trainer.seed"),
+    ("cfg-negative-num-workers", {}, ["train", "data.num_workers=-1"], "data.num_workers"),
+    ("cfg-zero-budget", {}, ["train", "budget.ffn_active=0"], "budget.ffn_active"),
+    ("cfg-init-noise-nan", {}, ["train", "init.noise=nan"], "init.noise"),
+    ("cfg-unknown-tokenizer", {}, ["train", "data.tokenizer=bpe"], "data.tokenizer"),
+    ("cfg-unknown-accelerator", {}, ["train", "trainer.accelerator=tpu"], "trainer.accelerator"),
+    ("cfg-unknown-dispatch", {}, ["train", "model.moe.dispatch=fast"], "model.moe.dispatch"),
+    ("cfg-unknown-upcycle", {}, ["train", "init.upcycle=clone"], "init.upcycle"),
+    # -- YAML files: duplicate keys, dotted keys ---------------------------------------------------
+    ("cfg-duplicate-key", {"c.yaml": "model: {d_model: 64}\noptim: {lr: 0.1}\nmodel: {n_layers: 2}\n"},
+     ["train", "{d}/c.yaml"], "duplicate key 'model' at line 3"),
+    ("cfg-duplicate-nested-key", {"c.yaml": "model:\n  d_model: 64\n  d_model: 32\n"},
+     ["train", "{d}/c.yaml"], "duplicate key 'd_model' at line 3"),
+    ("cfg-dotted-and-nested-key", {"c.yaml": "model.d_model: 64\nmodel: {d_model: 32}\n"},
+     ["train", "{d}/c.yaml"], "model.d_model"),
+    ("cfg-dotted-keys-are-validated", {"c.yaml": "model.moe.top_k: 9\nmodel.moe.n_experts: 8\n"},
+     ["train", "{d}/c.yaml"], "model.moe.top_k"),
+    ("sw-duplicate-arm",
+     {"s.yaml": "study: s\nspace:\n  arm:\n    dense: {model.ffn: dense}\n    dense: {model.ffn: moe}\n"},
+     ["sweep", "{d}/s.yaml"], "duplicate key 'dense' at line 5"),
+    ("sw-duplicate-top-key", {"s.yaml": SWEEP + "n_trials: 3\n"}, ["sweep", "{d}/s.yaml"],
+     "duplicate key 'n_trials'"),
+    ("db-duplicate-key", {"d.yaml": DASH + "title: u\n"}, ["dashboard", "{d}/d.yaml", "--study", "s"],
+     "duplicate key 'title'"),
+    # -- data files: sniffed before any cache exists (ablate/data/checks.py) -----------------------
+    ("data-empty-file", {"a.txt": ""}, [*TEXT, "data.files=[{d}/a.txt]"], "empty file"),
+    ("data-whitespace-only", {"a.txt": "\n  \n\t\n"}, [*TEXT, "data.files=[{d}/a.txt]"], "only whitespace"),
+    ("data-binary-as-text", {"a.txt": bytes(range(256)) * 8}, [*TEXT, "data.files=[{d}/a.txt]"],
+     "binary data"),
+    ("data-txt-as-json", {"a.txt": "hello world\n"}, [*JSON, "data.files=[{d}/a.txt]"], "not JSON"),
+    ("data-invalid-json-line", {"a.jsonl": '{"text": "a"}\nnot json\n'}, [*JSON, "data.files=[{d}/a.jsonl]"],
+     "invalid JSON on line 2"),
+    ("data-truncated-json-document", {"a.json": '[{"text": "a"}, {"text": '}, [*JSON, "data.files=[{d}/a.json]"],
+     "invalid JSON"),
+    ("data-json-without-text-field", {"a.jsonl": '{"body": "a"}\n'}, [*JSON, "data.files=[{d}/a.jsonl]"],
+     "data.text_field"),
+    ("data-binary-as-json", {"a.jsonl": b"\x00\x01\x02" * 100}, [*JSON, "data.files=[{d}/a.jsonl]"],
+     "binary data"),
+    ("data-text-as-parquet", {"a.parquet": "not parquet\n"},
+     ["train", "data.source=parquet", "data.files=[{d}/a.parquet]"], "not a Parquet file"),
+    ("data-directory-as-file", {"corpus/": None}, [*TEXT, "data.files=[{d}/corpus]"], "a directory"),
+    ("data-unreadable-file", {"a.txt": ("some text\n", 0o000)}, [*TEXT, "data.files=[{d}/a.txt]"],
+     "permission denied", NOT_ROOT),
+    ("data-empty-validation-file", {"a.txt": "hello\n", "v.txt": ""},
+     [*TEXT, "data.files=[{d}/a.txt]", "data.validation_files=[{d}/v.txt]"], "data.validation_files"),
+    ("data-corrupt-gzip", {"a.txt.gz": b"\x1f\x8b\x08\x00garbage"}, [*TEXT, "data.files=[{d}/a.txt.gz]"],
+     "cannot read it"),
+    ("data-stdlib-one-file", {}, ["train", "data.max_docs=1"], "data.max_docs"),
+    ("data-one-document", {"a.txt": "one paragraph,\nno second one\n"}, [*TEXT, "data.files=[{d}/a.txt]"],
+     "at least 2 documents"),
+    ("data-one-json-record", {"a.jsonl": '{"text": "a"}\n'}, [*JSON, "data.files=[{d}/a.jsonl]"],
+     "at least 2 documents"),
+    ("sw-data-empty-file", {"s.yaml": SWEEP, "a.txt": ""},
+     ["sweep", "{d}/s.yaml", "data.source=text", "data.files=[{d}/a.txt]"], "empty file"),
+    # -- devices -------------------------------------------------------------------------------------
+    ("dev-gpu-without-gpu", {}, ["train", "trainer.accelerator=gpu"], "trainer.accelerator", NO_GPU),
+    ("dev-cuda-without-gpu", {}, ["train", "trainer.accelerator=cuda"], "trainer.accelerator", NO_GPU),
+    ("dev-more-devices-than-gpus", {}, ["train", "trainer.accelerator=gpu", "trainer.devices=4096"], GPU_KEY),
+    ("dev-mps-without-mps", {}, ["train", "trainer.accelerator=mps"], "trainer.accelerator", NO_MPS),
+    ("dev-fp16-without-gpu", {}, ["train", "trainer.precision=16-mixed"], "trainer.precision", NO_GPU),
+    ("sw-gpu-without-gpu", {"s.yaml": SWEEP}, ["sweep", "{d}/s.yaml", "trainer.accelerator=gpu"],
+     "trainer.accelerator", NO_GPU),
+    # -- ABLATE_HOME ---------------------------------------------------------------------------------
+    ("home-empty", {}, ["env:ABLATE_HOME=", "train"], "ABLATE_HOME"),
+    ("home-blank", {}, ["env:ABLATE_HOME=  ", "train"], "ABLATE_HOME"),
+    ("home-is-a-file", {"f.txt": "x"}, ["env:ABLATE_HOME={d}/f.txt", "train"], "ABLATE_HOME"),
+    ("home-under-a-file", {"f.txt": "x"}, ["env:ABLATE_HOME={d}/f.txt/runs", "train"], "ABLATE_HOME"),
+    ("home-read-only-folder", {"ro/": (None, 0o555)}, ["env:ABLATE_HOME={d}/ro/runs", "train"],
+     "ABLATE_HOME", NOT_ROOT),
+    ("home-in-proc-sys", {}, ["env:ABLATE_HOME=/proc/sys/ablate-runs", "train"], "ABLATE_HOME", PROC_SYS),
+    ("sw-home-is-a-file", {"s.yaml": SWEEP, "f.txt": "x"}, ["env:ABLATE_HOME={d}/f.txt", "sweep", "{d}/s.yaml"],
+     "ABLATE_HOME"),
+    # -- store URLs: scheme and driver, before any store is made -----------------------------------
+    ("train-tracking-unknown-scheme", {}, ["train", "--tracking-uri", f"ftp://u:{SECRET}@h/x"], "--tracking-uri"),
+    ("train-tracking-file-store", {}, ["train", "--tracking-uri", "{d}/mlruns"], "--tracking-uri"),
+    ("train-tracking-no-host", {}, ["train", "--tracking-uri", "http://"], "--tracking-uri"),
+    ("train-tracking-missing-driver", {}, ["train", "--tracking-uri", f"mysql://u:{SECRET}@h/db"],
+     "--tracking-uri", NO_MYSQLDB),
+    ("train-tracking-unknown-driver", {}, ["train", "--tracking-uri", "postgresql+nodriver://h/x"],
+     "--tracking-uri"),
+    ("cfg-tracking-uri-unknown-scheme", {}, ["train", "tracking.tracking_uri=ftp://h/x"],
+     "tracking.tracking_uri"),
+    ("env-tracking-unknown-scheme", {}, ["env:ABLATE_TRACKING_URI=ftp://h/x", "train"],
+     "ABLATE_TRACKING_URI (as --tracking-uri)"),
+    ("sw-storage-missing-driver", {"s.yaml": SWEEP}, ["sweep", "{d}/s.yaml", "--storage", f"mysql://u:{SECRET}@h/db"],
+     "--storage", NO_MYSQLDB),
+    ("sw-storage-unknown-driver", {"s.yaml": SWEEP}, ["sweep", "{d}/s.yaml", "--storage", "postgresql+nodriver://h/x"],
+     "--storage"),
+    ("sw-journal-under-a-file", {"s.yaml": SWEEP, "f.txt": "x"},
+     ["sweep", "{d}/s.yaml", "--storage", "{d}/f.txt/o.journal"], "--storage"),
+    ("sw-journal-is-a-folder", {"s.yaml": SWEEP, "o.journal/": None},
+     ["sweep", "{d}/s.yaml", "--storage", "{d}/o.journal"], "--storage"),
+    ("doctor-storage-unknown-driver", {}, ["doctor", "--study", "s", "--storage", "postgresql+nodriver://h/x"],
+     "--storage"),
+    # -- plugins: any error at import, and the working directory is searched ----------------------
+    ("plugin-syntax-error", {"cwd/badsyntax_plug.py": "def broken(:\n"}, ["train", "--plugin", "badsyntax_plug"],
+     "--plugin"),
+    ("plugin-raises-at-import", {"cwd/raising_plug.py": "raise RuntimeError('boom\\nsecond line')\n"},
+     ["train", "--plugin", "raising_plug"], "RuntimeError at import: boom"),
+    ("plugin-exits-at-import", {"cwd/exiting_plug.py": "import sys\nsys.exit(3)\n"},
+     ["train", "--plugin", "exiting_plug"], "SystemExit"),
+    ("plugin-missing-dependency", {"cwd/needy_plug.py": "import no_such_dependency_xyz\n"},
+     ["train", "--plugin", "needy_plug"], "no_such_dependency_xyz"),
+    ("sw-plugin-raises", {"s.yaml": SWEEP, "cwd/raising_plug2.py": "raise ValueError('bad')\n"},
+     ["sweep", "{d}/s.yaml", "--plugin", "raising_plug2"], "--plugin"),
+    # -- sampler and pruner options against the Optuna constructors --------------------------------
+    ("sw-sampler-unknown-option", {"s.yaml": SWEEP + "sampler: {name: tpe, options: {n_startup: 5}}\n"},
+     ["sweep", "{d}/s.yaml"], "sampler.options.n_startup"),
+    ("sw-sampler-option-wrong-type", {"s.yaml": SWEEP + "sampler: {name: tpe, options: {n_startup_trials: many}}\n"},
+     ["sweep", "{d}/s.yaml"], "sampler.options.n_startup_trials"),
+    ("sw-sampler-callable-option", {"s.yaml": SWEEP + "sampler: {name: tpe, options: {gamma: 0.1}}\n"},
+     ["sweep", "{d}/s.yaml"], "sampler.options.gamma"),
+    ("sw-sampler-seed-in-options", {"s.yaml": SWEEP + "sampler: {name: random, options: {seed: 1}}\n"},
+     ["sweep", "{d}/s.yaml"], "sampler.options.seed"),
+    ("sw-sampler-seed-not-int", {"s.yaml": SWEEP + "sampler: {name: random, seed: abc}\n"},
+     ["sweep", "{d}/s.yaml"], "sampler.seed"),
+    ("sw-cmaes-two-objectives",
+     {"s.yaml": SWEEP + "objectives: [val/loss, {metric: perf/tokens_per_s, direction: maximize}]\n"
+      "sampler: {name: cmaes}\n"}, ["sweep", "{d}/s.yaml"], "sampler.name"),
+    ("sw-pruner-unknown-option", {"s.yaml": SWEEP + "pruner: {name: median, options: {warmup: 3}}\n"},
+     ["sweep", "{d}/s.yaml"], "pruner.options.warmup"),
+    ("sw-pruner-bad-value", {"s.yaml": SWEEP + "pruner: {name: median, options: {n_startup_trials: -1}}\n"},
+     ["sweep", "{d}/s.yaml"], "pruner.options.n_startup_trials"),
+    ("sw-nop-pruner-with-options", {"s.yaml": SWEEP + "pruner: {name: none, options: {x: 1}}\n"},
+     ["sweep", "{d}/s.yaml"], "pruner.options.x"),
+    ("sw-patient-pruner-unknown-option",
+     {"s.yaml": SWEEP + "pruner: {name: patient, options: {patience: 2, foo: 1}}\n"},
+     ["sweep", "{d}/s.yaml"], "pruner.options.foo"),
 ]
 
 
@@ -177,13 +369,15 @@ def _params():
 @pytest.mark.parametrize("files, argv, names", list(_params()))
 def test_bad_input_one_line_exit_2_nothing_created(files, argv, names, ablate_home, tmp_path,
                                                    monkeypatch, capfd):
-    inputs = tmp_path / "in"
+    inputs, cwd = tmp_path / "in", tmp_path / "cwd"
     inputs.mkdir()
-    for name, text in files.items():
-        (inputs / name).write_text(text)
-    cwd = tmp_path / "cwd"
     cwd.mkdir()
+    for name, content in files.items():
+        _write(cwd / name[len("cwd/"):] if name.startswith("cwd/") else inputs / name, content)
+    given = set(cwd.iterdir())
     monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # --plugin appends the working directory
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # a plugin's __pycache__ is not ablate's
     # a dead tracking server fails in seconds instead of MLflow's minutes of retries
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
@@ -204,11 +398,26 @@ def test_bad_input_one_line_exit_2_nothing_created(files, argv, names, ablate_ho
     assert len(lines) == 1, f"{len(lines)} stderr lines: {lines[:5]}"
     assert lines[0].startswith("error: ") and names in lines[0], lines[0]
     assert not ablate_home.exists(), f"created {sorted(p.name for p in ablate_home.iterdir())}"
-    assert not any(cwd.iterdir()), f"wrote into the working directory: {list(cwd.iterdir())}"
+    assert set(cwd.iterdir()) == given, f"wrote into the working directory: {list(cwd.iterdir())}"
+
+
+def _write(path, content) -> None:
+    """text | bytes | None (a folder) | (content, chmod mode)."""
+    mode = None
+    if isinstance(content, tuple):
+        content, mode = content
+    if content is None:
+        path.mkdir(exist_ok=True)
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    if mode is not None:
+        path.chmod(mode)
 
 
 def test_the_catalogue_is_big_enough():
-    assert len(CASES) >= 30
+    assert len(CASES) >= 178
     assert len({c[0] for c in CASES}) == len(CASES)
 
 
