@@ -63,7 +63,11 @@ def _parser() -> argparse.ArgumentParser:
                    "or one per GPU group)")
     s.add_argument("--gpus", help="GPU indices to use, e.g. 0,1,2,3")
     s.add_argument("--gpus-per-trial", type=int, default=1, help="GPUs per worker (DDP inside a trial)")
-    s.add_argument("--plugin", action="append", default=[])
+    s.add_argument("--plugin", action="append", default=[], help="import a module that registers "
+                   "routers/losses (repeatable)")
+    s.add_argument("--extend", action="store_true", help="the sweep file or overrides changed "
+                   "what the stored study measures: record it as the study's next revision "
+                   "(ablate compare keeps revisions apart) instead of refusing")
     s.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)  # set by the parent
 
     u = sub.add_parser("ui", help="MLflow UI for the default store, on 127.0.0.1")
@@ -125,12 +129,9 @@ def _train(a) -> int:
 
 
 def _sweep(a) -> int:
-    from rich.console import Console
-
-    from ablate.registry import load_plugins
-    from ablate.reporting.table import trials_table
-    from ablate.sweep.runner import Sweep
     from ablate.errors import ConfigError
+    from ablate.registry import load_plugins
+    from ablate.sweep.runner import Sweep
     from ablate.sweep.spec import check_study_name, load_sweep
     from ablate.sweep.workers import parse_gpus, plan_devices
 
@@ -144,7 +145,8 @@ def _sweep(a) -> int:
     if a.gpus:  # the trials use the GPUs they were handed
         a.overrides += ["trainer.accelerator=gpu", f"trainer.devices={a.gpus_per_trial}"]
     sweep = Sweep(spec, a.overrides, storage=a.storage, tracking_uri=a.tracking_uri,
-                  n_trials=a.n_trials, timeout=a.timeout, worker=a.worker_index or 0, workers=n)
+                  n_trials=a.n_trials, timeout=a.timeout, worker=a.worker_index or 0, workers=n,
+                  extend=a.extend)
     _hub_mode(sweep.base_cfg.data.source)
     from ablate.sweep import ddp
 
@@ -156,30 +158,66 @@ def _sweep(a) -> int:
     if a.worker_index is not None:
         sweep.run_worker()
         return 0
-    console = Console()
-    if n > 1 or a.gpus_per_trial > 1:
-        def worker_argv(i: int) -> list[str]:
-            launch = [sys.executable, "-m", "ablate"]
-            if a.gpus_per_trial > 1:  # each worker is a torchrun group: DDP inside its trials
-                from ablate.tracking.server import free_port
+    return _run_sweep(a, sweep, n, envs)
 
-                launch = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node",
-                          str(a.gpus_per_trial), "--master-port", str(free_port()), "-m", "ablate"]
-            argv = [*launch, "sweep", a.sweep, *a.overrides,
-                    "--study", spec.study, "--n-trials", str(sweep.n_trials),
-                    "--worker-index", str(i), "--workers", str(n)]
-            argv += ["--timeout", str(a.timeout)] if a.timeout else []
-            for plugin in a.plugin:
-                argv += ["--plugin", plugin]
-            return argv
 
-        study = sweep.run_parallel(worker_argv, lambda i: envs[i])
-    else:
-        study = sweep.run()
+def _run_sweep(a, sweep, n: int, envs: list[dict[str, str]]) -> int:
+    """This process trains (one worker) or watches N workers; then the table and the verdict:
+    exit 0 only when every point of the budget is done."""
+    from rich.console import Console
+
+    from ablate.cli_progress import SweepDisplay
+    from ablate.reporting.table import trials_table
+
+    console, spec = Console(), sweep.spec
+    rc = 0
+    with SweepDisplay(Console(stderr=True), spec.study) as display:
+        if n > 1 or a.gpus_per_trial > 1:
+            state = {}
+
+            def tick(study) -> None:
+                if not state:
+                    state.update(total=sweep.n_trials, done0=sum(
+                        t.state.name in ("COMPLETE", "PRUNED") for t in study.get_trials(deepcopy=False)))
+                display.tick(study, **state)
+
+            study, revision, rc = sweep.run_parallel(lambda i: _worker_argv(a, sweep, n, i),
+                                                     lambda i: envs[i], tick)
+        else:
+            study, revision = sweep.run(display.events, display)
+    if rc:
+        console.print(f"[yellow]a worker exited with code {rc}; see {_logs(spec.study)}[/]")
     console.print(trials_table(study, [o.metric for o in spec.objectives]))
     console.print(f"MLflow: experiment [bold]{sweep.experiment}[/], parent run "
                   f"{study.user_attrs.get('mlflow_parent_run_id')}.  Open it with: [bold]ablate ui[/]")
-    return 0
+    report = sweep.report(study, revision)
+    if report.ok:
+        console.print(report.last_line(spec.study))
+        return 0
+    print(f"ablate: {report.last_line(spec.study)}", file=sys.stderr, flush=True)
+    return 1
+
+
+def _logs(study: str):
+    from ablate import paths
+
+    return paths.home() / "logs" / study
+
+
+def _worker_argv(a, sweep, n: int, i: int) -> list[str]:
+    launch = [sys.executable, "-m", "ablate"]
+    if a.gpus_per_trial > 1:  # each worker is a torchrun group: DDP inside its trials
+        from ablate.tracking.server import free_port
+
+        launch = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node",
+                  str(a.gpus_per_trial), "--master-port", str(free_port()), "-m", "ablate"]
+    argv = [*launch, "sweep", a.sweep, *a.overrides, "--study", sweep.spec.study,
+            "--n-trials", str(sweep.n_trials), "--worker-index", str(i), "--workers", str(n)]
+    argv += ["--timeout", str(a.timeout)] if a.timeout else []
+    argv += ["--extend"] if a.extend else []
+    for plugin in a.plugin:
+        argv += ["--plugin", plugin]
+    return argv
 
 
 def _ui(a) -> int:

@@ -20,6 +20,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                    "config key, e.g. model.moe.top_k); repeatable or comma-separated "
                    "(default: the `arm` param, else all search-space params)")
     p.add_argument("--metric", help="metric to compare (default: the study's first objective)")
+    p.add_argument("--revision", default=None, help="which revision of the study (made by "
+                   "`ablate sweep --extend`) to read: a number or `all` (default: the newest; "
+                   "revisions are never pooled unless asked)")
     add_store_args(p, storage="Optuna storage (default: $ABLATE_HOME/optuna/<study>.journal)")
 
 
@@ -60,7 +63,8 @@ def _compare(a) -> int:
 
     if a.format not in FORMATS:  # before any storage is read
         raise ConfigError("--format", a.format, ", ".join(FORMATS), "unknown format")
-    data = load_study(a.study, storage=a.storage, tracking_uri=a.tracking_uri, by=parse_by(a.by))
+    data = load_study(a.study, storage=a.storage, tracking_uri=a.tracking_uri, by=parse_by(a.by),
+                      revision=a.revision)
     c = compare(data, a.metric, a.baseline)
     out = render(c, a.format)
     if a.format == "table":
@@ -78,7 +82,8 @@ def _dashboard(a) -> int:
     from ablate.reporting.dashboard import build
 
     r = build(a.spec, study=a.study, by=parse_by(a.by), storage=a.storage,
-              tracking_uri=a.tracking_uri, out=a.out, log=not a.no_log, metric=a.metric)
+              tracking_uri=a.tracking_uri, out=a.out, log=not a.no_log, metric=a.metric,
+              revision=a.revision)
     print(f"dashboard: {r.path}  ({len(r.panels)} panels, study {r.study})")
     if r.artifact:
         print(f"MLflow: artifact {r.artifact} of parent run {r.parent_run_id}.  Open it with: ablate ui")

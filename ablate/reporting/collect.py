@@ -238,12 +238,32 @@ def _seed(config: dict[str, str], default: int | None) -> int | None:
         return default
 
 
+def _revision_filter(study, revision: str | int | None):
+    """-> a predicate on trials: the newest revision (default), one revision, or all."""
+    revisions = [int(r["revision"]) for r in study.user_attrs.get("revisions") or []] or [1]
+    if revision in (None, "latest"):
+        wanted = revisions[-1]
+    elif str(revision) == "all":
+        return lambda t: True
+    else:
+        try:
+            wanted = int(revision)
+        except ValueError:
+            wanted = None
+        if wanted not in revisions:
+            raise ConfigError("--revision", revision, ", ".join(map(str, revisions)) + ", all",
+                              "unknown revision")
+    return lambda t: int(t.user_attrs.get("revision", 1)) == wanted
+
+
 def load_study(name: str, storage: str | None = None, tracking_uri: str | None = None,
-               by: list[str] | None = None) -> StudyData:
-    """Read study `name` (Optuna storage + its MLflow parent's child runs) into rows."""
+               by: list[str] | None = None, revision: str | int | None = None) -> StudyData:
+    """Read study `name` (Optuna storage + its MLflow parent's child runs) into rows: the
+    trials of its newest revision unless `revision` names one (or `all`)."""
     from ablate.tracking.store import client as make_client
 
     study = open_optuna_study(name, storage)
+    keep = _revision_filter(study, revision)
     uri = resolve_tracking_uri(tracking_uri)
     client = make_client(uri)
     parent_id = study.user_attrs.get("mlflow_parent_run_id")
@@ -260,6 +280,8 @@ def load_study(name: str, storage: str | None = None, tracking_uri: str | None =
     rows: list[RunRow] = []
     for t in study.get_trials(deepcopy=False):
         ua = t.user_attrs
+        if not keep(t) or ua.get("duplicate_of") is not None:  # another revision; bookkeeping
+            continue
         ids = list(ua.get("mlflow_run_ids") or ([ua["mlflow_run_id"]] if ua.get("mlflow_run_id") else []))
         per = ua.get("metrics_per_repeat") or []
         common = {"trial": t.number, "state": t.state.name, "params": dict(t.params),

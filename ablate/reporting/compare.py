@@ -47,6 +47,7 @@ class Comparison:
     rows: list[ArmRow]
     not_complete: dict[str, int]  # arm -> runs of pruned/failed/running trials (excluded)
     by: list[str] | None = None
+    duplicates: dict[str, int] = field(default_factory=dict)  # arm -> runs counted once
 
 
 def _mean(xs: list[float]) -> float:
@@ -79,8 +80,12 @@ def compare(data: StudyData, metric: str | None = None, baseline: str | None = N
     order = data.arms(metric)
     rows: dict[str, ArmRow] = {}
     not_complete: dict[str, int] = {}
+    duplicates: dict[str, int] = {}
     for arm in order:
         runs = [r for r in data.complete() if r.arm == arm and r.metrics.get(metric) is not None]
+        runs, dropped = _one_per_config_and_seed(runs)
+        if dropped:
+            duplicates[arm] = dropped
         others = [r for r in data.rows if r.arm == arm and r.state != "COMPLETE"]
         if others:
             not_complete[arm] = len(others)
@@ -106,7 +111,24 @@ def compare(data: StudyData, metric: str | None = None, baseline: str | None = N
         if arm != baseline:
             row.test = _test(row, rows[baseline])
     return Comparison(data.name, metric, data.direction(metric), baseline, list(rows.values()),
-                      not_complete, data.by)
+                      not_complete, data.by, duplicates)
+
+
+def _one_per_config_and_seed(runs: list) -> tuple[list, int]:
+    """Two runs of the same configuration and seed are one sample, not two (they measure the
+    same thing twice: counting both would shrink the CI for nothing). Keeps the first of
+    each (the same run listed by two attempts of a trial is one run)."""
+    kept, seen = [], set()
+    for r in runs:
+        config = {k: v for k, v in r.config.items()} or dict(r.params)
+        key = (r.run_id, ) if not config else (json.dumps(config, sort_keys=True, default=str), r.seed)
+        if key in seen or (r.run_id and (r.run_id,) in seen):
+            continue
+        seen.add(key)
+        if r.run_id:
+            seen.add((r.run_id,))
+        kept.append(r)
+    return kept, len(runs) - len(kept)
 
 
 # -- rendering -----------------------------------------------------------------------------
@@ -187,7 +209,7 @@ def _json_safe(v: Any) -> Any:
 def to_json(c: Comparison) -> str:
     return json.dumps({"study": c.study, "metric": c.metric, "direction": c.direction,
                        "baseline": c.baseline, "by": c.by,
-                       "excluded_runs": c.not_complete,
+                       "excluded_runs": c.not_complete, "duplicate_runs": c.duplicates,
                        "arms": _json_safe(records(c))}, indent=2)
 
 
@@ -240,6 +262,9 @@ def caption(c: Comparison) -> str:
                  "for N seeds per arm.")
     if c.not_complete:
         text += " Excluded (not COMPLETE): " + ", ".join(f"{a}: {n}" for a, n in c.not_complete.items()) + "."
+    if c.duplicates:
+        text += (" Runs of a configuration and seed already counted (counted once): "
+                 + ", ".join(f"{a}: {n}" for a, n in c.duplicates.items()) + ".")
     return text
 
 

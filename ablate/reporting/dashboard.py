@@ -261,7 +261,7 @@ def publish(data, html_text: str, name: str, metric: str | None = None) -> str |
 
 def build(spec_path: str | Path, study: str | None = None, by: list[str] | None = None,
           storage: str | None = None, tracking_uri: str | None = None, out: str | Path | None = None,
-          log: bool = True, metric: str | None = None) -> DashboardResult:
+          log: bool = True, metric: str | None = None, revision: str | int | None = None) -> DashboardResult:
     from ablate.reporting.collect import load_study
 
     spec = load_spec(spec_path)
@@ -269,7 +269,8 @@ def build(spec_path: str | Path, study: str | None = None, by: list[str] | None 
     if not name:
         raise ConfigError("--study", None, "a study name (or `study:` in the dashboard file)",
                           "no study given")
-    data = load_study(name, storage=storage, tracking_uri=tracking_uri, by=by or spec.by)
+    data = load_study(name, storage=storage, tracking_uri=tracking_uri, by=by or spec.by,
+                      revision=revision)
     text = to_html(spec, data, metric)
     path = Path(out) if out else paths.home() / "dashboards" / f"{name}-{spec.name}.html"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ space:
   optim.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
   model.moe.top_k: [1, 2]      # a list is a categorical
 objective: {metric: val/loss, direction: minimize}   # or `objectives: [...]` (Pareto)
-sampler: {name: bruteforce, seed: 0}
+sampler: {name: bruteforce, seed: 0}   # default: bruteforce for a finite space, else tpe
 pruner: {name: none}
 n_trials: 4
 ```
@@ -25,7 +25,7 @@ from typing import Any
 from ablate.config.load import read_yaml
 from ablate.errors import ConfigError
 
-SAMPLERS = ("tpe", "random", "gp", "cmaes", "bruteforce", "grid", "nsga2")
+SAMPLERS = ("auto", "tpe", "random", "gp", "cmaes", "bruteforce", "grid", "nsga2")
 PRUNERS = ("none", "median", "hyperband", "successive_halving", "wilcoxon", "patient", "threshold")
 DIRECTIONS = ("minimize", "maximize")
 TOP_KEYS = ("study", "experiment", "base", "base_config", "space", "objective", "objectives",
@@ -45,7 +45,8 @@ class SweepSpec:
     base: dict[str, Any]
     space: dict[str, Any]
     objectives: list[Objective]
-    sampler: dict[str, Any] = field(default_factory=lambda: {"name": "tpe"})
+    # auto: enumerate a finite space (bruteforce), else TPE (resolved by the Sweep)
+    sampler: dict[str, Any] = field(default_factory=lambda: {"name": "auto"})
     pruner: dict[str, Any] = field(default_factory=lambda: {"name": "none"})
     n_trials: int = 10
     timeout: float | None = None
@@ -132,7 +133,7 @@ def load_sweep(path: str | Path, study: str | None = None) -> SweepSpec:
         base=base,
         space=space,
         objectives=_objectives(raw),
-        sampler=_named(raw.get("sampler"), "sampler", SAMPLERS, "tpe"),
+        sampler=_named(raw.get("sampler"), "sampler", SAMPLERS, "auto"),
         pruner=_named(raw.get("pruner"), "pruner", PRUNERS, "none"),
         n_trials=n_trials,
         timeout=timeout,

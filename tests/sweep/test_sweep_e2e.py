@@ -101,13 +101,15 @@ def test_repeats_and_two_objectives(ablate_home, tiny, tmp_path):
     assert {t.number for t in study.best_trials}  # a Pareto set exists
 
 
-def test_diverging_trial_fails_with_reason_and_sweep_goes_on(ablate_home, tiny, tmp_path):
+def test_diverging_trial_fails_with_reason_and_sweep_goes_on(ablate_home, tiny, tmp_path, capsys):
     spec = dict(SWEEP, study="div", space={"arm": {"sane": {"optim.lr": 0.003},
                                                    "absurd": {"optim.lr": 1.0e6,
                                                               "optim.grad_clip": 0.0}}})
     path = tmp_path / "div.yaml"
     path.write_text(yaml.safe_dump(spec))
-    assert main(["sweep", str(path), *tiny]) == 0
+    assert main(["sweep", str(path), *tiny]) == 1  # a point failed: the study is incomplete
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("ablate: study div: 1 of 2 points done, 1 failed for good (1 diverged)")
     trials = {t.params["arm"]: t for t in
               optuna.load_study(study_name="div", storage=make_storage(None, "div")).trials}
     assert trials["sane"].state.name == "COMPLETE"

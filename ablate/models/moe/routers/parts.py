@@ -44,6 +44,7 @@ class Selection(nn.Module):
     varies_k: ClassVar[bool] = False  # the number of experts per token differs per token
     needs_distribution: ClassVar[bool] = False  # reads the scores as probabilities (softmax)
     learns_from: ClassVar[str] = "lm"  # "policy": the router learns from reward_losses
+    reward_loss_names: ClassVar[tuple[str, ...]] = ()  # the keys reward_losses returns
 
     def __init__(self, cfg: RoutingConfig, n_experts: int, top_k: int):
         super().__init__()

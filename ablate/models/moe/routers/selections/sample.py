@@ -22,6 +22,7 @@ from ablate.registry import SELECTIONS
 class Sample(Selection):
     options = ("baseline_momentum", "policy_weight")
     learns_from = "policy"
+    reward_loss_names = ("reinforce",)
     needs_distribution = True
 
     def __init__(self, cfg, n_experts: int, top_k: int):

@@ -1,0 +1,89 @@
+"""A study is one experiment: what defines it is stored when it is created, and a re-run
+that changes it is refused (or, with --extend, recorded as a new revision).
+
+What defines a study: the resolved base config (sweep `base` + command-line overrides,
+defaults, presets and derived sizes filled in), the search space, the objective(s) and
+`repeats`. Not: the budget (`n_trials`, `timeout`), the sampler and pruner (they choose
+which points run, not what a point means), where runs are logged (`tracking.*`) and how
+progress is shown (`trainer.progress`, `data.num_workers`).
+
+The definition is kept on the Optuna study as user attributes: `revisions`, a list of
+{"revision", "fingerprint", "definition"}; each trial records the revision it ran under
+(`revision`), and so does its MLflow run (tag `ablate.revision`). `ablate compare` reads
+the newest revision unless told otherwise, so two revisions are never pooled silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from ablate.config.load import flatten, to_dict
+from ablate.errors import AblateError
+
+NOT_DEFINING = ("tracking.", "trainer.progress", "data.num_workers")
+
+
+class StudyChanged(AblateError):
+    """The sweep file or overrides changed what a stored study measures."""
+
+
+def definition(spec, base_cfg) -> dict[str, Any]:
+    base = {k: v for k, v in flatten(to_dict(base_cfg)).items()
+            if not k.startswith(NOT_DEFINING)}
+    return json.loads(json.dumps({  # plain JSON types: what the storage keeps and returns
+        "base": base,
+        "space": spec.space,
+        "objectives": [f"{o.metric}:{o.direction}" for o in spec.objectives],
+        "repeats": spec.repeats,
+    }, sort_keys=True, default=str))
+
+
+def fingerprint(defn: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(defn, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def changes(old: dict[str, Any], new: dict[str, Any], limit: int = 3) -> str:
+    """What differs, in a few words: `trainer.max_steps 4 -> 8; space.arm: + big`."""
+    out = []
+    for key in ("base", "space"):
+        a, b = flatten(old.get(key, {})), flatten(new.get(key, {}))
+        prefix = "" if key == "base" else "space."
+        for k in sorted(set(a) | set(b)):
+            if a.get(k, "<unset>") != b.get(k, "<unset>"):
+                out.append(f"{prefix}{k} {a.get(k, '<unset>')!r} -> {b.get(k, '<unset>')!r}")
+    for key in ("objectives", "repeats"):
+        if old.get(key) != new.get(key):
+            out.append(f"{key} {old.get(key)} -> {new.get(key)}")
+    more = f" (+{len(out) - limit} more)" if len(out) > limit else ""
+    return "; ".join(out[:limit]) + more
+
+
+def current_revision(study) -> dict[str, Any] | None:
+    revisions = study.user_attrs.get("revisions") or []
+    return revisions[-1] if revisions else None
+
+
+def check_or_record(study, defn: dict[str, Any], extend: bool, study_name: str) -> int:
+    """-> the revision number trials of this run belong to. A new study records revision 1;
+    an unchanged one goes on; a changed one stops (StudyChanged) unless `extend`, which
+    records the new definition as the next revision."""
+    fp = fingerprint(defn)
+    revisions = list(study.user_attrs.get("revisions") or [])
+    if not revisions:  # a new study (or one from before fingerprints: adopted as it is)
+        revisions.append({"revision": 1, "fingerprint": fp, "definition": defn})
+        study.set_user_attr("revisions", revisions)
+        return 1
+    last = revisions[-1]
+    if last["fingerprint"] == fp:
+        return last["revision"]
+    if not extend:
+        raise StudyChanged(
+            f"study {study_name}: the sweep no longer matches the stored study (revision "
+            f"{last['revision']}): {changes(last['definition'], defn)} (allowed: the same sweep "
+            f"file and overrides; a new --study NAME; or --extend to add this as revision "
+            f"{last['revision'] + 1}, kept apart from the old one in ablate compare)")
+    revisions.append({"revision": last["revision"] + 1, "fingerprint": fp, "definition": defn})
+    study.set_user_attr("revisions", revisions)
+    return revisions[-1]["revision"]

@@ -1,0 +1,267 @@
+"""The trial loop: Optuna's ask/tell, one point at a time, every point once.
+
+    under the per-study lock:  reap dead workers, plan the next point, ask for it
+    outside the lock:          train it (objective.run_trial)
+    then:                      tell Optuna how it ended
+
+Points, not attempts. A *point* is one configuration (the trial's params); `n_trials`
+counts points of the study's current revision. A point is *done* when a trial of it is
+COMPLETE or PRUNED, *failed for good* when its last attempt failed deterministically or
+used the last of MAX_ATTEMPTS, *in flight* while a trial of it is RUNNING or queued
+(WAITING). A transient failure leaves the point to be queued again (same params, the
+seeds already finished carried over), also when a worker died before it could.
+
+Finite spaces are enumerated: the next point is the first of the space (in sweep-file
+order) that is neither done, failed for good nor in flight; it is queued and asked, so no
+sampler can repeat it or skip it (Optuna's BruteForceSampler counts failed trials as
+explored: PITFALLS #25). Other spaces ask the sampler; a proposal equal to a point the
+study already has is told FAIL as `duplicate_of` (bookkeeping, never trained) and asked
+again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from optuna.trial import TrialState
+
+from ablate.sweep import space as sp
+from ablate.sweep.objective import Outcome, run_trial
+from ablate.sweep.reaper import reap_dead_trials
+
+MAX_ATTEMPTS = 4  # the first try and 3 retries
+MAX_CONSECUTIVE_FAILURES = 3  # a worker stops rather than spin on a broken setup
+MAX_DUPLICATE_ASKS = 50
+
+
+def point_key(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+@dataclass
+class PointStates:
+    done: set[str]
+    failed: dict[str, str]  # point -> reason (failed for good)
+    in_flight: set[str]
+    retry: dict[str, Any]  # point -> its last FAIL trial, to be queued again
+
+    @property
+    def taken(self) -> set[str]:
+        return self.done | set(self.failed) | self.in_flight
+
+
+def point_states(study, revision: int) -> PointStates:
+    """The points of `revision` and where each stands (trials of other revisions and
+    duplicate bookkeeping are not points)."""
+    by_point: dict[str, list] = {}
+    for t in study.get_trials(deepcopy=False):
+        if t.user_attrs.get("duplicate_of") is not None or int(t.user_attrs.get("revision", 1)) != revision:
+            continue
+        if t.state == TrialState.WAITING and not t.params:
+            params = t.system_attrs.get("fixed_params") or {}
+        else:
+            params = t.params
+        by_point.setdefault(point_key(params), []).append(t)
+    done, failed, in_flight, retry = set(), {}, set(), {}
+    for key, trials in by_point.items():
+        states = {t.state for t in trials}
+        if states & {TrialState.COMPLETE, TrialState.PRUNED}:
+            done.add(key)
+        elif states & {TrialState.RUNNING, TrialState.WAITING}:
+            in_flight.add(key)
+        else:  # every attempt failed: the last one decides
+            last = max(trials, key=lambda t: t.number)
+            if last.user_attrs.get("final") or int(last.user_attrs.get("attempt", 1)) >= MAX_ATTEMPTS:
+                failed[key] = last.user_attrs.get("fail_reason", "failed")
+            else:
+                retry[key] = last
+    return PointStates(done, failed, in_flight, retry)
+
+
+class Heartbeat:
+    """RDB storages only: record a heartbeat for the running trial, as `study.optimize` would
+    (ask/tell does not), so other machines can fail it if this one disappears."""
+
+    def __init__(self, storage, trial_id: int):
+        self.stop = threading.Event()
+        self.thread = None
+        interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+        if interval:
+
+            def beat() -> None:
+                while not self.stop.wait(interval):
+                    storage.record_heartbeat(trial_id)
+
+            storage.record_heartbeat(trial_id)
+            self.thread = threading.Thread(target=beat, daemon=True)
+            self.thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+
+
+class TrialLoop:
+    """Runs trials of `sweep` in this process until the budget, the space or the time is
+    used up. `events(kind, **info)` is told of each start and end (the CLI renders it)."""
+
+    def __init__(self, sweep, study, storage, client, parent: str, revision: int,
+                 events: Callable[..., None] | None = None, progress=None):
+        self.sweep, self.study, self.storage, self.client = sweep, study, storage, client
+        self.parent, self.revision, self.progress = parent, revision, progress
+        self.events = events or (lambda kind, **info: None)
+        self.params, self.arms = sweep.params, sweep.arms
+        self.finite = sp.grid_size(self.params) is not None and sweep.enumerate
+        self.distributions = sp.fixed_distributions(self.params)
+        self.last_failure = ""
+
+    # -- budget ---------------------------------------------------------------------------
+    def points_left(self, states: PointStates | None = None) -> int:
+        states = states or point_states(self.study, self.revision)
+        left = self.sweep.n_trials - len(states.taken)
+        grid = sp.grid_size(self.params)
+        if grid is not None:
+            left = min(left, grid - len(states.taken))
+        return left
+
+    # -- one step of the loop, under the lock ---------------------------------------------
+    def _next_trial(self):
+        """-> a Trial to train, "wait" (others still train) or None (nothing left)."""
+        import warnings
+
+        import optuna
+
+        with warnings.catch_warnings():  # "experimental" since optuna 2.9
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(self.study)  # RDB: trials of vanished machines
+        reap_dead_trials(self.study, self.client, self.storage)
+        states = point_states(self.study, self.revision)
+        for key, trial in states.retry.items():  # transient failures: queue them again
+            requeue(self.study, trial)
+            states.in_flight.add(key)
+        waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        if not waiting:
+            if self.points_left(states) <= 0:
+                running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                return "wait" if running else None
+            if self.finite:
+                point = next((p for p in sp.points(self.params) if point_key(p) not in states.taken), None)
+                if point is None:
+                    return None
+                self.study.enqueue_trial(point, user_attrs={"revision": self.revision, "attempt": 1})
+        for _ in range(MAX_DUPLICATE_ASKS):
+            trial = self.study.ask(self.distributions)
+            key = point_key(trial.params)
+            twin = None if self.finite else self._twin(key, trial.number)
+            if twin is None:
+                trial.set_user_attr("revision", self.revision)
+                frozen = self.study.get_trials(deepcopy=False)[trial.number]
+                if "retry_of" not in frozen.user_attrs and _rdb_original(frozen) != trial.number:
+                    trial.set_user_attr("retry_of", _rdb_original(frozen))  # an RDB heartbeat retry
+                return trial
+            trial.set_user_attr("duplicate_of", twin)  # not a point: bookkeeping only
+            trial.set_user_attr("fail_reason", f"the sampler proposed trial {twin}'s point again")
+            self.study.tell(trial, state=TrialState.FAIL)
+        return None  # the sampler keeps proposing trained points: the space is used up for it
+
+    def _twin(self, key: str, number: int) -> int | None:
+        for t in self.study.get_trials(deepcopy=False):
+            if (t.number != number and t.user_attrs.get("duplicate_of") is None
+                    and int(t.user_attrs.get("revision", 1)) == self.revision
+                    and t.state != TrialState.FAIL and point_key(t.params) == key):
+                return t.number
+        return None
+
+    # -- the loop -------------------------------------------------------------------------
+    def run(self, lock) -> None:
+        deadline = time.monotonic() + self.sweep.timeout if self.sweep.timeout else None
+        failures = 0
+        while deadline is None or time.monotonic() < deadline:
+            if failures >= MAX_CONSECUTIVE_FAILURES:
+                self.events("stopping", failures=failures, last=self.last_failure)
+                break
+            with lock:
+                trial = self._next_trial()
+            if trial is None:
+                break
+            if trial == "wait":  # others still train: stay to retry them if their worker dies
+                time.sleep(2.0)
+                continue
+            outcome = self._train(trial)
+            failures = failures + 1 if outcome.state == "FAIL" else 0
+
+    def _train(self, trial) -> Outcome:
+        from ablate.sweep.objective import deterministic, reason_of
+        from ablate.tracking.naming import arm_name
+
+        values = dict(trial.params)
+        trial.set_user_attr("pid", os.getpid())  # pid before host: the reaper needs both
+        trial.set_user_attr("host", socket.gethostname())
+        label = values.get("arm") or arm_name(self.sweep.config_for(values))
+        trial.set_user_attr("run_name", f"t{trial.number:03d}-{label}")
+        tags = {"ablate.study": self.sweep.spec.study, "ablate.trial": str(trial.number),
+                "ablate.revision": str(self.revision)}
+        self.events("start", trial=trial, values=values)
+        beat = Heartbeat(self.storage, _trial_id(self.storage, self.study, trial.number))
+        try:
+            outcome = run_trial(self.sweep, trial, values, self.parent, tags, self.progress)
+        except Exception as e:  # noqa: BLE001 - outside training (a store, a config): recorded
+            outcome = Outcome("FAIL", reason=reason_of(e), retry=not deterministic(e))
+        except KeyboardInterrupt:  # Ctrl-C / SIGTERM: FAIL now, the next run resumes it
+            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C or SIGTERM)")
+            self.study.tell(trial, state=TrialState.FAIL)
+            raise
+        finally:
+            beat.close()
+        self._tell(trial, outcome)
+        self.events("end", trial=trial, outcome=outcome)
+        return outcome
+
+    def _tell(self, trial, outcome: Outcome) -> None:
+        if outcome.state == "COMPLETE":
+            self.study.tell(trial, outcome.values)
+            return
+        if outcome.state == "PRUNED":
+            self.study.tell(trial, state=TrialState.PRUNED)
+            return
+        self.last_failure = outcome.reason
+        trial.set_user_attr("fail_reason", outcome.reason)
+        if not outcome.retry:
+            trial.set_user_attr("final", True)  # deterministic: retrying fails the same way
+        self.study.tell(trial, state=TrialState.FAIL)
+
+
+def requeue(study, trial) -> None:
+    """Queue a copy of a trial whose last attempt failed transiently (or whose worker died):
+    the same point, its finished seeds and the first attempt's checkpoint directory carried
+    over; nothing once the attempts are used up."""
+    attempt = int(trial.user_attrs.get("attempt", 1))
+    if attempt < MAX_ATTEMPTS:
+        study.enqueue_trial(trial.params, user_attrs={
+            "retry_of": trial.user_attrs.get("retry_of", _rdb_original(trial)),
+            "attempt": attempt + 1, "revision": int(trial.user_attrs.get("revision", 1)),
+            "repeats_done": trial.user_attrs.get("repeats_done") or {}})
+
+
+def _trial_id(storage, study, number: int) -> int:
+    from ablate.sweep.reaper import trial_id
+
+    return trial_id(storage, study, number)
+
+
+def _rdb_original(trial) -> int:
+    """The first attempt's number of a trial that RDB heartbeats retried, else its own."""
+    import warnings
+
+    import optuna
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    with warnings.catch_warnings():  # "experimental" since optuna 2.8
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        rdb = RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
+    return trial.number if rdb is None else rdb

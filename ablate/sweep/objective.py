@@ -1,0 +1,153 @@
+"""One trial of a sweep: train its point once per seed, and say how it ended.
+
+A point (one configuration) is trained with `repeats` seeds (seed, seed+1, ...): the same
+seeds in every arm, so arms compare paired. Every (configuration, seed) is trained once in
+a study: a finished seed is recorded on the trial as it ends (`repeats_done`), and a retry
+of the trial (a queued copy, see `loop.py`) inherits that record and trains only the
+seeds still missing. A seed that diverges is a result (it is not trained again); the other
+seeds still train, and the point then fails for good with the divergence as its reason.
+
+How a trial ends (`Outcome`):
+  COMPLETE  every seed finished: the objective is the mean over seeds;
+  PRUNED    the pruner stopped it (on the first seed's curve);
+  FAIL      deterministic (a config error, a divergence): the point has failed for good;
+            transient (anything else: a full disk, a lost connection): `retry`, the loop
+            queues the point again, up to MAX_ATTEMPTS attempts in all.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import socket
+from dataclasses import dataclass, field
+
+from ablate import paths
+from ablate.errors import AblateError
+from ablate.sweep import ddp
+from ablate.tracking import runs, store
+
+SUMMARY_METRICS = ("val/loss", "val/ppl", "train/loss", "train/lm_loss", "perf/tokens_per_s",
+                   "perf/step_ms", "params_active", "params_total", "flops_per_token")
+
+
+@dataclass
+class Outcome:
+    state: str  # COMPLETE | PRUNED | FAIL
+    values: list[float] | None = None
+    reason: str = ""
+    retry: bool = False  # a transient failure: train the point again
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def deterministic(e: BaseException) -> bool:
+    """The same config and seed would fail the same way: retrying wastes the compute."""
+    from ablate.training.module import DivergenceError
+
+    return isinstance(e, (AblateError, DivergenceError))
+
+
+def reason_of(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}"[:500]
+
+
+def run_trial(sweep, trial, values: dict, parent: str, trial_tags: dict[str, str],
+              progress=None) -> Outcome:
+    """Train `values` for every seed not yet done; never raises except KeyboardInterrupt."""
+    from ablate.training.run import train
+
+    cfg = sweep.config_for(values)
+    if progress is None:
+        cfg.trainer.progress = False  # worker processes log lines, not live bars
+    name = trial.user_attrs.get("run_name") or f"t{trial.number:03d}-{values.get('arm', 'trial')}"
+    first = int(trial.user_attrs.get("retry_of", trial.number))
+    done: dict[str, dict] = dict(trial.user_attrs.get("repeats_done") or {})
+    prune = None if sweep.spec.multi_objective or sweep.spec.pruner["name"] == "none" else trial
+    repeats = sweep.spec.repeats
+    for r in range(repeats):
+        seed = cfg.trainer.seed + r
+        if str(seed) in done:
+            continue
+        cfg_r = copy.deepcopy(cfg)
+        cfg_r.trainer.seed = seed
+        ckpt = paths.checkpoint_dir(sweep.spec.study, f"trial-{first:05d}", f"seed-{seed}")
+        run_ids: list[str] = []
+
+        def on_run(run_id: str, run_ids=run_ids) -> None:  # recorded at once: the reaper reads it
+            run_ids.append(run_id)
+            ids = [d["run_id"] for d in done.values() if d.get("run_id")] + run_ids
+            trial.set_user_attr("mlflow_run_ids", ids)
+            trial.set_user_attr("mlflow_run_id", ids[0])
+        if progress is not None:
+            progress.start(trial.number, values, cfg.trainer.max_steps, r, repeats)
+        if ddp.active():  # DDP peers train the same run
+            ddp.share({"values": values, "seed": seed, "ckpt": str(ckpt), "prune": prune is not None and r == 0})
+        try:
+            result = train(cfg_r, experiment=sweep.experiment, tracking_uri=sweep.tracking_uri,
+                           run_name=name if repeats == 1 else f"{name}-r{r}", parent_run_id=parent,
+                           tags={**trial_tags, "ablate.repeat": str(r)},
+                           trial=prune if r == 0 else None,  # prune on the first seed's curve
+                           progress=progress.hook() if progress is not None else None,
+                           on_run=on_run, ckpt_dir=ckpt)
+        except Exception as e:  # noqa: BLE001 - every failure is recorded, none aborts the sweep
+            reason = reason_of(e)
+            if not run_ids:  # failed before its run existed: leave a FAILED run with the reason
+                run_ids.append(_failed_run(sweep, parent, name, trial_tags, r, reason))
+            if not deterministic(e):
+                return Outcome("FAIL", reason=reason, retry=True)
+            from ablate.training.module import DivergenceError
+
+            if not isinstance(e, DivergenceError):  # a config error fails every seed alike
+                return Outcome("FAIL", reason=reason)
+            done[str(seed)] = {"run_id": run_ids[0], "diverged": reason}
+        else:
+            done[str(seed)] = {"run_id": result.run_id, "metrics": _summary(result, sweep.spec)}
+            if result.pruned:
+                trial.set_user_attr("repeats_done", done)
+                return Outcome("PRUNED", reason=f"pruned at step {result.extra.get('pruned_at')}")
+        finally:
+            if progress is not None:
+                progress.stop()
+        trial.set_user_attr("repeats_done", done)
+    return _conclude(sweep, trial, done, cfg.trainer.seed)
+
+
+def _summary(result, spec) -> dict[str, float]:
+    """The metrics a trial keeps in Optuna: the summary ones and the objectives."""
+    merged = {**{k: float(v) for k, v in result.sizes.items()}, **result.metrics}
+    keep = set(SUMMARY_METRICS) | {o.metric for o in spec.objectives}
+    return {k: merged[k] for k in sorted(merged) if k in keep}
+
+
+def _conclude(sweep, trial, done: dict[str, dict], seed0: int) -> Outcome:
+    seeds = [str(seed0 + r) for r in range(sweep.spec.repeats)]
+    diverged = [f"seed {s}: {done[s]['diverged']}" for s in seeds if "diverged" in done[s]]
+    if diverged:
+        return Outcome("FAIL", reason="diverged (" + "; ".join(diverged) + ")"[:500])
+    per_seed = [done[s]["metrics"] for s in seeds]
+    metrics = {k: sum(m[k] for m in per_seed) / len(per_seed)
+               for k in per_seed[0] if all(k in m for m in per_seed)}
+    trial.set_user_attr("metrics", {k: v for k, v in metrics.items() if k in SUMMARY_METRICS})
+    if sweep.spec.repeats > 1:
+        trial.set_user_attr("metrics_per_repeat", per_seed)
+    out = []
+    for obj in sweep.spec.objectives:
+        v = metrics.get(obj.metric)
+        if v is None or not math.isfinite(v):
+            return Outcome("FAIL", reason=f"objective {obj.metric} is {v}: not logged or not finite")
+        out.append(v)
+    return Outcome("COMPLETE", values=out, metrics=metrics)
+
+
+def _failed_run(sweep, parent: str, name: str, trial_tags: dict[str, str], repeat: int,
+                reason: str) -> str:
+    """A FAILED child run for a trial that failed before training logged one, so the
+    reason is in MLflow too."""
+    client = store.client(sweep.tracking_uri)
+    exp = store.ensure_experiment(client, sweep.experiment)
+    tags = runs.standard_tags(**trial_tags, **{"ablate.repeat": str(repeat), "ablate.state": "FAILED",
+                                              "ablate.fail_reason": store.mask(reason),
+                                              "ablate.host": socket.gethostname()})
+    run_id = runs.create_run(client, exp, name, tags, parent)
+    runs.end_run(client, run_id, "FAILED")
+    return run_id

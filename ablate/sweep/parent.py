@@ -1,0 +1,67 @@
+"""The study's MLflow parent run: one per study, reopened when the sweep is re-run, ended
+with the study's summary (`summary.json`, `best/<objective>`) and an honest status."""
+
+from __future__ import annotations
+
+import contextlib
+
+import yaml
+
+from ablate.tracking import runs, store
+
+
+def open_parent(sweep, study, client) -> str:
+    """The parent run's id: the stored one, reopened, or a new one."""
+    exp_id = store.ensure_experiment(client, sweep.experiment)
+    parent = study.user_attrs.get("mlflow_parent_run_id")
+    if parent:
+        try:
+            if client.get_run(parent).info.lifecycle_stage == "active":
+                client.update_run(parent, status="RUNNING")
+                return parent
+        except Exception:  # noqa: BLE001 - deleted from the store: make a new one
+            pass
+    spec = sweep.spec
+    tags = runs.standard_tags(**{"ablate.study": spec.study, "ablate.kind": "study"})
+    parent = runs.create_run(client, exp_id, spec.study, tags)
+    runs.log_params(client, parent, {
+        "study": spec.study, "sampler": spec.sampler["name"], "pruner": spec.pruner["name"],
+        "n_trials": sweep.n_trials, "repeats": spec.repeats,
+        "objectives": ",".join(f"{o.metric}:{o.direction}" for o in spec.objectives),
+    })
+    client.log_text(parent, store.mask(yaml.safe_dump(spec.source, sort_keys=False)), "sweep.yaml")
+    study.set_user_attr("mlflow_parent_run_id", parent)
+    return parent
+
+
+@contextlib.contextmanager
+def parent_open(sweep, study, client, parent: str, revision: int):
+    """The parent run stays RUNNING while trials run; then the summary, then its end."""
+    status = "FINISHED"
+    try:
+        yield
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        summarise(sweep, study, client, parent, revision)
+        client.set_terminated(parent, status=status)
+
+
+def summarise(sweep, study, client, parent: str, revision: int) -> None:
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        rows.append({"trial": t.number, "state": t.state.name, "params": t.params,
+                     "values": t.values, "metrics": t.user_attrs.get("metrics", {}),
+                     "revision": t.user_attrs.get("revision", 1),
+                     "run_ids": t.user_attrs.get("mlflow_run_ids", []),
+                     "fail_reason": t.user_attrs.get("fail_reason")})
+    client.log_dict(parent, {"study": sweep.spec.study, "revision": revision, "trials": rows},
+                    "summary.json")
+    done = [t for t in study.get_trials(deepcopy=False)
+            if t.state.name == "COMPLETE" and int(t.user_attrs.get("revision", 1)) == revision]
+    if done and not sweep.spec.multi_objective:
+        best = min if sweep.spec.directions[0] == "minimize" else max
+        client.log_metric(parent, f"best/{sweep.spec.objectives[0].metric}", best(t.values[0] for t in done))
+    client.log_metric(parent, "trials/complete", len(done))
+    client.set_tag(parent, "ablate.revision", str(revision))

@@ -1,0 +1,93 @@
+"""Everything a sweep can check before it creates anything (study, parent run, cache):
+one ConfigError (one line, exit 2) for the first problem found.
+
+- the spec's objectives are metrics a run logs (`ablate.tracking.metrics`), and a `moe/`
+  metric is not asked of a dense arm;
+- the sampler and pruner options fit their constructors;
+- no `key=value` override sets a key the space sweeps (MLflow would record the override
+  while Optuna records the sampled value);
+- an exhaustive sampler (bruteforce, grid) gets a finite space;
+- the base config and every value each parameter can take (each arm, each choice, every
+  value of an int range or a stepped float range, the ends of a continuous one) resolve
+  to a valid config, including the router check;
+- the data and devices those configs need exist (`check_environment`, when available).
+"""
+
+from __future__ import annotations
+
+from ablate.errors import ConfigError
+from ablate.sweep import space as sp
+from ablate.tracking.metrics import check_metric
+
+EXHAUSTIVE = ("bruteforce", "grid")
+
+
+def check_overrides(overrides: list[str], params, arms) -> None:
+    swept = sp.swept_keys(params, arms)
+    for item in overrides:
+        key = item.split("=", 1)[0]
+        clash = next((s for s in sorted(swept) if s == key or s.startswith(key + ".")
+                      or key.startswith(s + ".")), None)
+        if clash is not None:
+            raise ConfigError(key, item.split("=", 1)[1], "a key the sweep's space does not set",
+                              f"the space sets {clash} in every trial; change the sweep file, "
+                              "or sweep it in a new study")
+
+
+def check_objectives(spec, configs: list) -> None:
+    for i, obj in enumerate(spec.objectives):
+        key = "objective.metric" if len(spec.objectives) == 1 else f"objectives[{i}].metric"
+        check_metric(obj.metric, key)
+        if obj.metric.startswith("moe/") and any(c.model.ffn != "moe" for c in configs):
+            raise ConfigError(key, obj.metric, "a metric every arm logs (a dense arm logs no moe/ "
+                              "metric)", "not logged by the dense arms")
+
+
+def check_sampler_fits_space(spec, params) -> None:
+    name = spec.sampler["name"]
+    if name in EXHAUSTIVE:
+        continuous = [p.key for p in params if not p.finite]
+        if continuous:
+            raise ConfigError("sampler.name", name, "tpe, random, gp, cmaes, nsga2 for a continuous "
+                              f"range, or give space.{continuous[0]} a step or choices",
+                              f"space.{continuous[0]} is continuous: it cannot be enumerated")
+    try:  # the part-A checks (options against the constructors), where they exist
+        from ablate.sweep.study import check_pruner, check_sampler
+    except ImportError:
+        return
+    check_sampler(spec.sampler, len(spec.objectives))
+    check_pruner(spec.pruner)
+
+
+def check_configs(sweep) -> list:
+    """Resolve every value a trial can take; -> the distinct configs (for the env checks)."""
+    configs, seen = [sweep.base_cfg], set()
+    for point in sp.check_points(sweep.params):
+        cfg = sweep.config_for(point)
+        key = repr(cfg)
+        if key not in seen:
+            seen.add(key)
+            configs.append(cfg)
+    return configs
+
+
+def check_environment(configs: list) -> None:
+    try:
+        from ablate.config.preflight import check_environment as check
+    except ImportError:
+        return
+    seen = set()
+    for cfg in configs:  # data and devices: the same for most arms, check each once
+        key = (repr(cfg.data), cfg.trainer.accelerator, cfg.trainer.devices)
+        if key not in seen:
+            seen.add(key)
+            check(cfg)
+
+
+def preflight(sweep) -> None:
+    spec = sweep.spec
+    check_overrides(sweep.overrides, sweep.params, sweep.arms)
+    check_sampler_fits_space(spec, sweep.params)
+    configs = check_configs(sweep)
+    check_objectives(spec, configs)
+    check_environment(configs)
