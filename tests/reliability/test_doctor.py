@@ -5,6 +5,7 @@ lost), and re-running the sweep completes the study."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
@@ -333,23 +334,30 @@ def test_a_signal_during_training_ends_the_trial_fail_its_run_killed_exit_130(si
     assert f"trial-{t.number:05d}" in resumed[0].data.tags["ablate.resumed_from"]
 
 
-@pytest.mark.slow
-def test_real_full_disk_for_checkpoints(ablate_home, tiny, tmp_path):
-    """A real ENOSPC: the checkpoint folder is a 32 KiB tmpfs (needs root and mount)."""
-    ckpt = ablate_home / "checkpoints"
-    ckpt.mkdir(parents=True)
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32k", "tmpfs", str(ckpt)],
+@contextlib.contextmanager
+def small_tmpfs(folder, size: str):
+    """`folder` on a tmpfs of `size` (e.g. "32k") while the block runs: a real ENOSPC when it
+    fills. Skips the test where it cannot be mounted (needs root and mount)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
                                            capture_output=True, check=False).returncode:
         pytest.skip("cannot mount a small tmpfs here")
     try:
-        path = _sweep_file(tmp_path, "full", 2)
+        yield folder
+    finally:
+        subprocess.run(["umount", "--lazy", str(folder)], check=False)
+
+
+@pytest.mark.slow
+def test_real_full_disk_for_checkpoints(ablate_home, tiny, tmp_path):
+    """A real ENOSPC: the checkpoint folder is a 32 KiB tmpfs (needs root and mount)."""
+    path = _sweep_file(tmp_path, "full", 2)
+    with small_tmpfs(ablate_home / "checkpoints", "32k"):
         assert main(["sweep", path, *tiny]) == 0
         trials = _study("full").get_trials()
         assert trials and all(t.state.name == "FAIL" for t in trials)
         assert all("No space left" in t.user_attrs["fail_reason"] for t in trials)
         assert fix("full").ok
-    finally:
-        subprocess.run(["umount", str(ckpt)], check=False)
     assert main(["sweep", path, *tiny]) == 0
     _assert_consistent("full", ablate_home, 2)
 
