@@ -24,7 +24,9 @@ SNIFF_BYTES = 16 * 1024
 # compressed files `datasets` opens transparently: sniffed through the stdlib decoders
 _DECOMPRESSORS = {b"\x1f\x8b": gzip.open, b"BZh": bz2.open, b"\xfd7zXZ\x00": lzma.open}
 _OPAQUE = (b"PK\x03\x04", b"\x28\xb5\x2f\xfd")  # zip, zstd: not sniffed (no stdlib decoder)
-_BINARY_SHARE = 0.1  # more undecodable bytes than this in the head: not text
+_CONTROL = bytes(set(range(32)) - set(b"\t\n\v\f\r\x1b")) + b"\x7f"  # not in any text
+_BINARY_SHARE = 0.1  # more control bytes than this in the head (or a NUL): binary
+_UNDECODABLE_SHARE = 0.5  # more than this not UTF-8: every character would become U+FFFD
 
 
 def check_data(cfg: DataConfig) -> None:
@@ -98,18 +100,21 @@ def _head(path: str, key: str) -> tuple[bytes | None, bool]:
 
 
 def _decode(head: bytes, complete: bool, path: str, key: str, strict: bool) -> str:
-    """The head as text; binary data (NUL bytes, mostly undecodable) is refused. The text
-    builder replaces odd bytes (latin-1 files are fine), JSON must be UTF-8."""
-    if b"\x00" in head:
+    """The head as text. Binary data (a NUL, many control bytes) is refused; so is text
+    that is mostly not UTF-8. The text builder replaces a few odd bytes (a latin-1 file
+    is fine), JSON must be UTF-8."""
+    controls = sum(head.count(c) for c in _CONTROL)
+    if b"\x00" in head or controls > _BINARY_SHARE * len(head):
         raise ConfigError(key, path, "text files", "binary data, not text")
     if not complete:  # the head may end inside a multi-byte character
         head = head[: len(head) - _cut_tail(head)]
     text = head.decode("utf-8", errors="replace")
     bad = text.count("\ufffd") - head.decode("utf-8", errors="ignore").count("\ufffd")
-    if bad > _BINARY_SHARE * max(1, len(text)):
-        raise ConfigError(key, path, "text files", "binary data, not text")
     if strict and bad:
         raise ConfigError(key, path, "UTF-8 JSON files", "not UTF-8")
+    if bad > _UNDECODABLE_SHARE * max(1, len(text)):
+        raise ConfigError(key, path, "UTF-8 text files", "mostly not UTF-8 (every odd byte "
+                          "would be read as U+FFFD)")
     return text.removeprefix("\ufeff")
 
 

@@ -447,3 +447,94 @@ def test_a_real_process_prints_one_line(argv, names, ablate_home, tmp_path):
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and names in proc.stderr
     assert SECRET not in proc.stderr
     assert not ablate_home.exists(), f"created {sorted(p.name for p in ablate_home.iterdir())}"
+
+
+# -- plugins come from the working directory --------------------------------------------------
+def test_a_plugin_is_imported_from_the_working_directory(tmp_path, monkeypatch):
+    from ablate.registry import load_plugins
+
+    (tmp_path / "cwd_plugin_probe.py").write_text("LOADED = True\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    load_plugins(["cwd_plugin_probe"])
+    assert sys.modules.pop("cwd_plugin_probe").LOADED
+    assert sys.path[-1] == str(tmp_path), "the working directory goes last: it shadows nothing"
+
+
+def test_the_readme_plugin_example_works_as_written(ablate_home, tmp_path):
+    """`ablate train --plugin myrouters` with myrouters.py in the working directory, through
+    the installed `ablate` script (its sys.path[0] is the script's folder, not the cwd). A nan
+    option of the plugin's router stops it at the door: the router was found, nothing ran."""
+    import subprocess
+
+    from tests.plugin_example import readme_plugin_source
+
+    (tmp_path / "myrouters.py").write_text(readme_plugin_source())
+    script = os.path.join(os.path.dirname(sys.executable), "ablate")
+    env = {**os.environ, "ABLATE_HOME": str(ablate_home), "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = subprocess.run([script, "train", "--plugin", "myrouters", "model.ffn=moe",
+                           "model.moe.router.name=cosine", "model.moe.router.temperature=nan"],
+                          check=False, capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: model.moe.router.temperature=nan"), proc.stderr
+    assert not ablate_home.exists()
+
+
+# -- sampler and pruner options against the Optuna constructors ------------------------------
+@pytest.mark.parametrize("spec, n_obj", [
+    ({"name": "tpe", "seed": 0, "options": {"n_startup_trials": 3, "multivariate": True}}, 1),
+    ({"name": "random", "seed": 3, "options": {}}, 2),
+    ({"name": "gp", "seed": None, "options": {"n_startup_trials": 4, "deterministic_objective": True}}, 1),
+    ({"name": "cmaes", "seed": 1, "options": {"sigma0": 0.5, "restart_strategy": None}}, 1),
+    ({"name": "nsga2", "seed": 1, "options": {"population_size": 8, "crossover_prob": 0.8}}, 2),
+    ({"name": "bruteforce", "seed": 0, "options": {"avoid_premature_stop": True}}, 1),
+    ({"name": "grid", "seed": None, "options": {}}, 1),
+])
+def test_sampler_options_that_fit_pass(spec, n_obj):
+    from ablate.sweep.study import check_sampler
+
+    check_sampler(spec, n_obj)
+
+
+@pytest.mark.parametrize("spec", [
+    {"name": "none", "options": {}},
+    {"name": "median", "options": {"n_startup_trials": 2, "n_warmup_steps": 10, "n_min_trials": 2}},
+    {"name": "hyperband", "options": {"min_resource": 2, "max_resource": "auto", "reduction_factor": 3}},
+    {"name": "successive_halving", "options": {"min_resource": 5}},
+    {"name": "wilcoxon", "options": {"p_threshold": 0.05}},
+    {"name": "threshold", "options": {"upper": 8.0}},
+    {"name": "patient", "options": {"patience": 3, "min_delta": 0.01, "n_startup_trials": 2}},
+])
+def test_pruner_options_that_fit_pass(spec):
+    from ablate.sweep.study import check_pruner
+
+    check_pruner({"seed": None, **spec})
+
+
+@pytest.mark.parametrize("kind, spec, key", [
+    ("sampler", {"name": "tpe", "options": {"n_startup": 5}}, "sampler.options.n_startup"),
+    ("sampler", {"name": "random", "options": {"n_startup_trials": 5}}, "sampler.options.n_startup_trials"),
+    ("sampler", {"name": "tpe", "options": {"constant_liar": "yes"}}, "sampler.options.constant_liar"),
+    ("sampler", {"name": "tpe", "options": {"weights": [1, 2]}}, "sampler.options.weights"),
+    ("sampler", {"name": "nsga2", "options": {"population_size": 1}}, "sampler.options.population_size"),
+    ("sampler", {"name": "gp", "options": {"seed": 3}}, "sampler.options.seed"),
+    ("sampler", {"name": "tpe", "seed": -1, "options": {}}, "sampler.seed"),
+    ("sampler", {"name": "tpe", "seed": True, "options": {}}, "sampler.seed"),
+    ("sampler", {"name": "tpe", "options": [1]}, "sampler.options"),
+    ("sampler", {"name": "annealing", "options": {}}, "sampler.name"),
+    ("pruner", {"name": "median", "options": {"n_warmup_steps": -2}}, "pruner.options.n_warmup_steps"),
+    ("pruner", {"name": "hyperband", "options": {"reduction_factor": 2.5}}, "pruner.options.reduction_factor"),
+    ("pruner", {"name": "patient", "options": {"patience": -1}}, "pruner.options.patience"),
+    ("pruner", {"name": "patient", "options": {"wrapped_pruner": "median"}}, "pruner.options.wrapped_pruner"),
+    ("pruner", {"name": "threshold", "options": {}}, "pruner.options"),
+    ("pruner", {"name": "wilcoxon", "options": {"p_threshold": "low"}}, "pruner.options.p_threshold"),
+])
+def test_sampler_and_pruner_options_that_do_not_fit_name_the_key(kind, spec, key):
+    from ablate.errors import ConfigError
+    from ablate.sweep.study import check_pruner, check_sampler
+
+    spec = {"seed": None, **spec}
+    with pytest.raises(ConfigError) as e:
+        check_sampler(spec, 1) if kind == "sampler" else check_pruner(spec)
+    assert e.value.key == key and "\n" not in str(e.value), str(e.value)
