@@ -121,11 +121,17 @@ def _decode(head: bytes, complete: bool, path: str, key: str, strict: bool) -> s
 def _cut_tail(head: bytes) -> int:
     """Bytes of an unfinished UTF-8 character at the end of `head` (0..3)."""
     for n in range(1, min(4, len(head)) + 1):
-        b = head[-n]
-        if b & 0xC0 != 0x80:  # a lead byte (or ASCII): unfinished if it wants more bytes
-            want = 2 if b >> 5 == 0b110 else 3 if b >> 4 == 0b1110 else 4 if b >> 3 == 0b11110 else 1
-            return n if want > n else 0
+        if head[-n] & 0xC0 != 0x80:  # a lead byte (or ASCII): unfinished if it wants more
+            return n if _char_len(head[-n]) > n else 0
     return 0
+
+
+def _char_len(lead: int) -> int:
+    """Bytes of the UTF-8 character that starts with byte `lead`."""
+    for n, mask, value in ((2, 0xE0, 0xC0), (3, 0xF0, 0xE0), (4, 0xF8, 0xF0)):
+        if lead & mask == value:
+            return n
+    return 1
 
 
 def _check_json(body: str, complete: bool, path: str, text_field: str, key: str) -> None:

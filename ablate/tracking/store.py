@@ -106,13 +106,15 @@ def check_db_driver(url: str, key: str, allowed: str) -> None:
 
 
 def check_reachable(uri: str | None, timeout: float = 5.0, key: str = "--tracking-uri") -> None:
-    """Fail fast, in one line, when an http(s) tracking server does not answer: MLflow's own
-    client would retry for minutes and then print a traceback."""
+    """Fail fast, in one line, when the tracking URI cannot work (`check_tracking_uri`) or an
+    http(s) tracking server does not answer: MLflow's own client would retry for minutes
+    and then print a traceback."""
     import urllib.parse
     import urllib.request
 
     from ablate.errors import ConfigError
 
+    check_tracking_uri(uri, key)
     if not uri or not uri.startswith(("http://", "https://")):
         return
     parts = urllib.parse.urlsplit(uri)

@@ -56,6 +56,8 @@ def test_good_text_files_pass(tmp_path, name, content):
     json.dumps([{"text": "a"}, {"text": "b"}], indent=2),  # one pretty-printed document
     '[{"text": "a"}, {"text": "b"}]',
     "".join(json.dumps({"text": "x" * 100, "i": i}) + "\n" for i in range(400)),  # longer than the sniff
+    # 111-byte lines of two-byte characters: the sniff ends inside one (byte 66 of line 148)
+    "".join(json.dumps({"text": "é" * 49}, ensure_ascii=False) + "\n" for _ in range(400)),
 ])
 def test_good_json_files_pass(tmp_path, content):
     check_data(_cfg("json", _write(tmp_path / "a.json", content)))

@@ -313,6 +313,12 @@ CASES = [
      "tracking.tracking_uri"),
     ("env-tracking-unknown-scheme", {}, ["env:ABLATE_TRACKING_URI=ftp://h/x", "train"],
      "ABLATE_TRACKING_URI (as --tracking-uri)"),
+    ("sw-tracking-unknown-scheme", {"s.yaml": SWEEP}, ["sweep", "{d}/s.yaml", "--tracking-uri", "ftp://h/x"],
+     "--tracking-uri"),
+    ("sw-tracking-unknown-driver", {"s.yaml": SWEEP},
+     ["sweep", "{d}/s.yaml", "--tracking-uri", "postgresql+nodriver://h/x"], "--tracking-uri"),
+    ("env-sw-tracking-unknown-scheme", {"s.yaml": SWEEP}, ["env:ABLATE_TRACKING_URI=ftp://h/x", "sweep", "{d}/s.yaml"],
+     "ABLATE_TRACKING_URI (as --tracking-uri)"),
     ("sw-storage-missing-driver", {"s.yaml": SWEEP}, ["sweep", "{d}/s.yaml", "--storage", f"mysql://u:{SECRET}@h/db"],
      "--storage", NO_MYSQLDB),
     ("sw-storage-unknown-driver", {"s.yaml": SWEEP}, ["sweep", "{d}/s.yaml", "--storage", "postgresql+nodriver://h/x"],
@@ -417,7 +423,7 @@ def _write(path, content) -> None:
 
 
 def test_the_catalogue_is_big_enough():
-    assert len(CASES) >= 178
+    assert len(CASES) >= 181
     assert len({c[0] for c in CASES}) == len(CASES)
 
 

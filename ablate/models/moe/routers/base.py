@@ -32,7 +32,8 @@ class RouterConfig:
     name: str = one_of("softmax_topk", ROUTERS.names)
     init: str = one_of("normal", INITS)  # Switch: small-variance init for stability
     init_std: float = non_negative(0.02)
-    jitter: float = below_one(0.0)  # multiplicative input noise x * U(1-eps, 1+eps) while training (Switch)
+    # multiplicative input noise x * U(1-eps, 1+eps) while training (Switch)
+    jitter: float = below_one(0.0)
 
 
 @dataclass

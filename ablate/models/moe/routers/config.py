@@ -29,14 +29,19 @@ GROUP_SCORES = ("max", "top2sum")
 class RoutingConfig(RouterConfig):
     name: str = one_of("softmax_topk", ROUTERS.names)
     # -- the parts ---------------------------------------------------------------------
-    score: str = one_of("softmax", SCORES.names)  # softmax | sigmoid | none (no learned router: hash)
-    noise: str = one_of("none", NOISES)  # none | learned: logits + N(0,1) * softplus(x W_noise) while training
-    select: str = one_of("topk", SELECTIONS.names)  # topk | group_limited | top_p | hash | expert_choice | sinkhorn | sample | soft
-    gate: str = one_of("auto", GATES.names)  # auto | prob | straight_through | uniform (see gates/)
+    # softmax | sigmoid | none (no learned router: hash)
+    score: str = one_of("softmax", SCORES.names)
+    # none | learned: logits + N(0,1) * softplus(x W_noise) while training
+    noise: str = one_of("none", NOISES)
+    # topk | group_limited | top_p | hash | expert_choice | sinkhorn | sample | soft
+    select: str = one_of("topk", SELECTIONS.names)
+    gate: str = one_of("auto", GATES.names)  # auto | prob | straight_through | uniform (gates/)
     normalize: bool = True  # renormalise the kept gates to sum to 1 over the token's slots
     scale: float = positive(1.0)  # routed scaling factor on every gate (DeepSeek-V3: 2.5)
-    balance: str = one_of("none", BALANCES)  # none | bias: aux-loss-free balancing (DeepSeek-V3), selection only
-    bias_update_rate: float = non_negative(0.001)  # balance=bias: b_i += rate * sign(mean load - load_i)
+    # none | bias: aux-loss-free balancing (DeepSeek-V3), selection only
+    balance: str = one_of("none", BALANCES)
+    # balance=bias: b_i += rate * sign(mean load - load_i)
+    bias_update_rate: float = non_negative(0.001)
     # -- options of the selections ---------------------------------------------------------
     n_groups: int = positive(4)  # group_limited: G groups of contiguous experts ("devices")
     topk_groups: int = positive(2)  # group_limited: M groups a token may reach
@@ -46,7 +51,7 @@ class RoutingConfig(RouterConfig):
     capacity_factor: float = positive(1.0)  # expert_choice: c, experts per token on average
     sinkhorn_iters: int = non_negative(8)  # sinkhorn (BASE layers): balancing iterations
     baseline_momentum: float = below_one(0.9)  # sample (REINFORCE): EMA of the mean reward
-    policy_weight: float = non_negative(1.0)  # sample (REINFORCE): weight of the policy-gradient loss
+    policy_weight: float = non_negative(1.0)  # sample (REINFORCE): policy-gradient loss weight
 
 
 # keys read by the router whatever its parts (the rest belong to one part each)
