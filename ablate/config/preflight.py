@@ -8,27 +8,53 @@ and the sweep's pre-flight calls it for every distinct arm. Each check is also u
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
-from ablate.config.schema import RunConfig, TrainerConfig
+from ablate.config.schema import InitConfig, RunConfig, TrainerConfig
 from ablate.data.checks import check_data
 from ablate.paths import check_home
 from ablate.tracking.store import check_tracking_uri
 
-__all__ = ["check_data", "check_devices", "check_environment", "check_home", "check_tracking_uri"]
+__all__ = ["check_data", "check_devices", "check_environment", "check_home", "check_init",
+           "check_tracking_uri"]
 
 CUDA = ("gpu", "cuda")
+TORCH_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive (since torch 1.6)
 
 
 def check_environment(cfg: RunConfig, tracking_uri: str | None = None) -> None:
     """ABLATE_HOME, the tracking URI (`tracking_uri`: the --tracking-uri flag, else the
-    config's), the data files and the devices of `cfg`."""
+    config's), the data files, the checkpoint to start from and the devices of `cfg`."""
     check_home()
     if tracking_uri:
         check_tracking_uri(tracking_uri, "--tracking-uri")
     else:
         check_tracking_uri(cfg.tracking.tracking_uri, "tracking.tracking_uri")
     check_data(cfg.data)
+    check_init(cfg.init)
     check_devices(cfg.trainer)
+
+
+def check_init(i: InitConfig) -> None:
+    """`init.from_checkpoint` is a file torch.save wrote (a zip archive): its weights are
+    loaded by `ablate.training.upcycle` only after the data is prepared and cached."""
+    from ablate.errors import ConfigError
+
+    if not i.from_checkpoint:
+        return
+    path = Path(i.from_checkpoint).expanduser()
+    allowed = "a weights file written by ablate (.../weights.pt)"
+    if not path.is_file():
+        why = "a directory, not a file" if path.is_dir() else "file not found"
+        raise ConfigError("init.from_checkpoint", str(path), allowed, why)
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise ConfigError("init.from_checkpoint", str(path), allowed,
+                          f"cannot read it ({e.strerror or type(e).__name__})") from None
+    if magic != TORCH_MAGIC:
+        raise ConfigError("init.from_checkpoint", str(path), allowed, "not a file torch.save wrote")
 
 
 def check_devices(t: TrainerConfig) -> None:

@@ -283,6 +283,10 @@ CASES = [
      "at least 2 documents"),
     ("sw-data-empty-file", {"s.yaml": SWEEP, "a.txt": ""},
      ["sweep", "{d}/s.yaml", "data.source=text", "data.files=[{d}/a.txt]"], "empty file"),
+    ("cfg-missing-checkpoint", {}, ["train", "init.from_checkpoint={d}/nope.pt"], "init.from_checkpoint"),
+    ("cfg-checkpoint-is-a-folder", {"w/": None}, ["train", "init.from_checkpoint={d}/w"], "init.from_checkpoint"),
+    ("cfg-checkpoint-not-torch", {"w.pt": "not weights\n"}, ["train", "init.from_checkpoint={d}/w.pt"],
+     "init.from_checkpoint"),
     # -- devices -------------------------------------------------------------------------------------
     ("dev-gpu-without-gpu", {}, ["train", "trainer.accelerator=gpu"], "trainer.accelerator", NO_GPU),
     ("dev-cuda-without-gpu", {}, ["train", "trainer.accelerator=cuda"], "trainer.accelerator", NO_GPU),
@@ -423,7 +427,7 @@ def _write(path, content) -> None:
 
 
 def test_the_catalogue_is_big_enough():
-    assert len(CASES) >= 181
+    assert len(CASES) >= 184
     assert len({c[0] for c in CASES}) == len(CASES)
 
 
