@@ -91,4 +91,7 @@ def _dashboard(a) -> int:
 
 
 def run(a) -> int:
+    from ablate.paths import check_home
+
+    check_home()  # an empty or odd ABLATE_HOME is named, not read as the working directory
     return {"compare": _compare, "dashboard": _dashboard}[a.command](a)

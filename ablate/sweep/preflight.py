@@ -71,17 +71,17 @@ def check_configs(sweep) -> list:
     return configs
 
 
-def check_environment(configs: list) -> None:
+def check_environment(configs: list, tracking_uri: str | None = None) -> None:
     try:
         from ablate.config.preflight import check_environment as check
     except ImportError:
         return
     seen = set()
-    for cfg in configs:  # data and devices: the same for most arms, check each once
-        key = (repr(cfg.data), cfg.trainer.accelerator, cfg.trainer.devices)
+    for cfg in configs:  # data, devices, stores: the same for most arms, check each once
+        key = repr((cfg.data, cfg.trainer, cfg.init, cfg.tracking))
         if key not in seen:
             seen.add(key)
-            check(cfg)
+            check(cfg, tracking_uri)
 
 
 def preflight(sweep) -> None:
@@ -90,4 +90,4 @@ def preflight(sweep) -> None:
     check_sampler_fits_space(spec, sweep.params)
     configs = check_configs(sweep)
     check_objectives(spec, configs)
-    check_environment(configs)
+    check_environment(configs, sweep.tracking_uri_flag)

@@ -79,6 +79,7 @@ class Sweep:
                  extend: bool = False):
         self.spec, self.overrides, self.extend = spec, list(overrides), extend
         self.storage_url, self.worker, self.workers = storage, worker, workers
+        self.tracking_uri_flag = tracking_uri  # as given (None: the default store)
         self.tracking_uri = store.resolve_tracking_uri(tracking_uri)
         self.n_trials = n_trials or spec.n_trials
         self.timeout = timeout or spec.timeout
@@ -121,6 +122,11 @@ class Sweep:
         except ValueError as e:  # the directions differ from the stored study's
             raise ConfigError("objective.direction", self.spec.directions,
                               "the directions the stored study was created with", str(e)) from None
+        stored = [d.name.lower() for d in study.directions]
+        if stored != self.spec.directions:  # Optuna loads it anyway; its values would be read
+            key = "objective.direction" if len(stored) == 1 else "objectives"  # the wrong way
+            raise ConfigError(key, ",".join(self.spec.directions), f"{','.join(stored)} (the "
+                              "stored study's), or a new --study NAME", "the direction changed")
         if not self.enumerate and study.trials:  # resumed: a sampler seeded as before would
             # propose the first run's points again; offset the seed by the trials so far
             study.sampler = make_sampler(self.spec.sampler, len(self.spec.objectives),

@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ablate.config.load import read_yaml
+from omegaconf import OmegaConf
+
+from ablate.config.load import expand_dotted, read_yaml
 from ablate.errors import ConfigError
 
 SAMPLERS = ("auto", "tpe", "random", "gp", "cmaes", "bruteforce", "grid", "nsga2")
@@ -111,11 +113,12 @@ def load_sweep(path: str | Path, study: str | None = None) -> SweepSpec:
         if key not in TOP_KEYS:
             raise ConfigError(key, raw[key], ", ".join(TOP_KEYS), "unknown sweep key")
     base = raw.get("base") or {}
-    if raw.get("base_config"):
-        base_file = Path(path).parent / raw["base_config"]
-        base = {**read_yaml(base_file), **base} if base else read_yaml(base_file)
     if not isinstance(base, dict):
         raise ConfigError("base", base, "a mapping of config keys")
+    base = expand_dotted(base, "base")
+    if raw.get("base_config"):  # the file first, `base:` over it, key by key
+        base_file = expand_dotted(read_yaml(Path(path).parent / raw["base_config"]), "base_config")
+        base = OmegaConf.to_container(OmegaConf.merge(base_file, base))
     space = raw.get("space") or {}
     if not isinstance(space, dict) or not space:
         raise ConfigError("space", space, "a non-empty mapping of dotted keys to choices")
