@@ -63,7 +63,7 @@ def line(exc: BaseException) -> str:
     else:
         what = next((t for t in FULL_TEXTS if t in str(cause)), "no space left on device")
     return (f"error: the disk is full ({what}); finished trials are kept: free space under "
-            f"{paths.home()}, then re-run the same command to resume")
+            f"{paths.home()}, run `ablate doctor --study NAME --fix`, then the same command again")
 
 
 class _DropFullDiskReports(logging.Filter):

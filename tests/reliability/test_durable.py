@@ -21,6 +21,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
 from ablate.cli import main
+from ablate.doctor import diagnose
 from ablate.sweep.journal import DurableJournalBackend, repair
 from ablate.sweep.study import make_storage
 from tests.mlflow_helpers import all_runs, store
@@ -193,7 +194,7 @@ def _one_error_line(err: str) -> str:
 
 
 @pytest.mark.slow
-def test_full_disk_under_the_stores_stops_in_one_line_and_the_study_resumes(ablate_home, tmp_path):
+def test_full_disk_under_the_stores_stops_in_one_line_and_the_study_resumes(ablate_home, tmp_path, capsys):
     """ABLATE_HOME (journal, mlflow.db, checkpoints) on a 16 MiB tmpfs that fills up while a
     trial trains: the sweep ends with one line and a non-zero code, the finished trial stays
     readable and unchanged, a re-run on the full disk says the same, and once space is freed
@@ -225,20 +226,31 @@ def test_full_disk_under_the_stores_stops_in_one_line_and_the_study_resumes(abla
         again = _run(["sweep", path, *LONG], ablate_home)  # still full
         assert again.returncode == 1 and _one_error_line(again.stderr).startswith("error: the disk is full")
 
-        (ablate_home / "filler").unlink()  # space again
+        (ablate_home / "filler").unlink()  # space again: the README's steps
+        left = sorted({p.kind for p in diagnose("full").problems})
+        reasons = sorted({t.user_attrs.get("fail_reason", "")[:90] for t in _study("full").get_trials()
+                          if t.state.name == "FAIL"})
+        doctor = _run(["doctor", "--study", "full", "--fix"], ablate_home)
+        assert doctor.returncode == 0, doctor.stdout[-3000:]
         rerun = _run(["sweep", path, *LONG], ablate_home)
         assert rerun.returncode == 0, rerun.stderr[-3000:]
-    after = _snapshot("full", ablate_home)
-    assert len(after) == 3 and {n: after[n] for n in before} == before
+        after = _snapshot("full", ablate_home)
+        assert len(after) == 3 and {n: after[n] for n in before} == before
+        assert diagnose("full").ok
+        with capsys.disabled():  # what the fault left, for the record
+            print(f"\nfull disk: {err.strip().splitlines()[-1]}\n  then: "
+                  f"{again.stderr.strip().splitlines()[-1]}\n  kept {len(before)} finished "
+                  f"trial(s); failed trials: {reasons or 'none'}; doctor found {left or 'nothing'}")
 
 
 @pytest.mark.slow
 def test_sigkill_mid_trial_keeps_the_curve_up_to_the_last_checkpoint(ablate_home, tmp_path):
     """SIGKILL of a real sweep right after a trial's checkpoint appears: its MLflow run's
-    train/loss history reaches the step that checkpoint holds (no flush after the kill)."""
+    train/loss history reaches the step that checkpoint holds (no flush after the kill). A
+    dense model logs a few metrics a step: far from any batch-size flush."""
     path = _sweep_file(tmp_path, "kill", 1)
     env = {**os.environ, "ABLATE_HOME": str(ablate_home)}
-    proc = subprocess.Popen([sys.executable, "-m", "ablate", "sweep", path, *LONG], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "ablate", "sweep", path, *LONG, "model.ffn=dense"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 300
