@@ -42,12 +42,25 @@ CASES = [
     ("float-range-with-a-nan-end", _spec(space={"optim.lr": {"type": "float", "low": float("nan"),
                                                              "high": 0.1}}), [], "space.optim.lr.low"),
     ("repeated-choice", _spec(space={"optim.lr": [0.001, 0.001]}), [], "space.optim.lr"),
+    ("gpus-on-a-machine-without-them", _spec(), ["--gpus", "0"], "trainer.accelerator"),
+    ("missing-data-files", _spec(), ["data.source=text", "data.files=[/nonexistent/*.txt]"], "data.files"),
+    ("arm-with-missing-data-files",
+     _spec(space={"arm": {"ok": {}, "other": {"data.source": "text", "data.files": ["/nope/x.txt"]}}}),
+     [], "data.files"),
     ("range-unknown-option", _spec(space={"optim.lr": {"type": "float", "low": 0.001, "high": 0.01,
                                                        "lg": True}}), [], "space.optim.lr.lg"),
 ]
 
 
-@pytest.mark.parametrize("spec, overrides, names", [pytest.param(*c[1:], id=c[0]) for c in CASES])
+def _cases():
+    import torch
+
+    for c in CASES:
+        gpu = c[0].startswith("gpus-") and torch.cuda.is_available()
+        yield pytest.param(*c[1:], id=c[0], marks=[pytest.mark.skip("this machine has a GPU")] if gpu else [])
+
+
+@pytest.mark.parametrize("spec, overrides, names", list(_cases()))
 def test_preflight_one_line_exit_2_nothing_created(spec, overrides, names, ablate_home, tiny, tmp_path,
                                                    capsys):
     path = tmp_path / "s.yaml"
