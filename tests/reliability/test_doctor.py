@@ -334,13 +334,19 @@ def test_a_signal_during_training_ends_the_trial_fail_its_run_killed_exit_130(si
     assert f"trial-{t.number:05d}" in resumed[0].data.tags["ablate.resumed_from"]
 
 
+def mount_tmpfs(folder, size: str) -> bool:
+    """Mount a tmpfs of `size` (e.g. "32k") on `folder`: a real ENOSPC when it fills. False
+    where it cannot be mounted (needs root and mount)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return os.geteuid() == 0 and not subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+        capture_output=True, check=False).returncode
+
+
 @contextlib.contextmanager
 def small_tmpfs(folder, size: str):
-    """`folder` on a tmpfs of `size` (e.g. "32k") while the block runs: a real ENOSPC when it
-    fills. Skips the test where it cannot be mounted (needs root and mount)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                                           capture_output=True, check=False).returncode:
+    """`folder` on a tmpfs of `size` while the block runs; skips the test where it cannot."""
+    if not mount_tmpfs(folder, size):
         pytest.skip("cannot mount a small tmpfs here")
     try:
         yield folder

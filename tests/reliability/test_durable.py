@@ -6,6 +6,7 @@ under a running `ablate sweep`, SIGKILL of a real sweep process."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -152,10 +153,10 @@ def test_an_append_that_fills_the_disk_takes_its_half_record_back(tmp_path):
 
 
 # -- real sweeps ----------------------------------------------------------------------------------
-def _run(argv: list[str], home, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "ABLATE_HOME": str(home)}
+def _run(argv: list[str], home, extra_env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ABLATE_HOME": str(home), **(extra_env or {})}
     return subprocess.run([sys.executable, "-m", "ablate", *argv], env=env, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+                          text=True, timeout=600, check=False)
 
 
 def _snapshot(name: str, home) -> dict:
@@ -193,15 +194,68 @@ def _one_error_line(err: str) -> str:
     return errors[0]
 
 
+# where a tmpfs cannot be mounted: Python's file writes and SQLite's growth under ABLATE_HOME
+# fail as on a full disk while the file $ABLATE_TEST_FULL exists (loaded by every process)
+SHIM = """
+import builtins, errno, os, sqlite3
+
+_HOME = os.path.realpath(os.environ["ABLATE_HOME"]) + os.sep
+_FLAG = os.environ["ABLATE_TEST_FULL"]
+_open = builtins.open
+
+
+def _full(file, mode) -> bool:
+    return (isinstance(file, (str, bytes, os.PathLike)) and any(c in mode for c in "wax+")
+            and os.path.exists(_FLAG) and os.path.realpath(os.fsdecode(file)).startswith(_HOME))
+
+
+def open(file, mode="r", *args, **kwargs):
+    if _full(file, mode):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fsdecode(file))
+    return _open(file, mode, *args, **kwargs)
+
+
+def _no_growth(dbapi_connection, record, proxy=None):  # SQLite's own SQLITE_FULL
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        pages = dbapi_connection.execute("PRAGMA page_count").fetchone()[0]
+        limit = pages if os.path.exists(_FLAG) else 2147483646
+        dbapi_connection.execute(f"PRAGMA max_page_count = {limit}")
+
+
+builtins.open = open
+from sqlalchemy import event  # noqa: E402
+from sqlalchemy.pool import Pool  # noqa: E402
+
+event.listen(Pool, "checkout", _no_growth)
+"""
+
+
+@contextlib.contextmanager
+def _disk_that_fills(home, tmp_path, how: str):
+    """-> (env for the processes, fill(), free()): `home` on a 16 MiB tmpfs, or the SHIM."""
+    if how == "tmpfs":
+        with small_tmpfs(home, "16m"):
+            yield {}, lambda: _fill(home), lambda: (home / "filler").unlink()
+        return
+    (tmp_path / "shim").mkdir()
+    (tmp_path / "shim" / "sitecustomize.py").write_text(SHIM)
+    flag = tmp_path / "disk-is-full"
+    path = os.pathsep.join(p for p in (str(tmp_path / "shim"), os.environ.get("PYTHONPATH")) if p)
+    yield {"PYTHONPATH": path, "ABLATE_TEST_FULL": str(flag)}, flag.touch, flag.unlink
+
+
 @pytest.mark.slow
-def test_full_disk_under_the_stores_stops_in_one_line_and_the_study_resumes(ablate_home, tmp_path, capsys):
-    """ABLATE_HOME (journal, mlflow.db, checkpoints) on a 16 MiB tmpfs that fills up while a
-    trial trains: the sweep ends with one line and a non-zero code, the finished trial stays
+@pytest.mark.parametrize("how", ["tmpfs", "shim"])
+def test_full_disk_under_the_stores_stops_in_one_line_and_the_study_resumes(how, ablate_home, tmp_path,
+                                                                          capsys):
+    """ABLATE_HOME (journal, mlflow.db, checkpoints) on a disk that fills up while a trial
+    trains: the sweep ends with one line and a non-zero code, the finished trial stays
     readable and unchanged, a re-run on the full disk says the same, and once space is freed
-    the same command completes the study."""
+    (and `ablate doctor --fix` tidied up, as the README says) the same command completes the
+    study."""
     path = _sweep_file(tmp_path, "full", 3)
-    with small_tmpfs(ablate_home, "16m"):
-        env = {**os.environ, "ABLATE_HOME": str(ablate_home)}
+    with _disk_that_fills(ablate_home, tmp_path, how) as (shim_env, fill, free):
+        env = {**os.environ, "ABLATE_HOME": str(ablate_home), **shim_env}
         proc = subprocess.Popen([sys.executable, "-m", "ablate", "sweep", path, *LONG], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True)
@@ -213,7 +267,7 @@ def test_full_disk_under_the_stores_stops_in_one_line_and_the_study_resumes(abla
                 if journal.exists() and any(t.state.name == "COMPLETE" for t in _plain(journal, "full").trials) \
                         and any((ablate_home / "checkpoints").glob("full/trial-*/*/last.ckpt")):
                     break  # the first trial is done, the next one is training
-            _fill(ablate_home)
+            fill()
             err = proc.communicate(timeout=300)[1]
         finally:
             _reap(proc)
@@ -223,22 +277,22 @@ def test_full_disk_under_the_stores_stops_in_one_line_and_the_study_resumes(abla
         assert len(before) >= 1 and all(s[3] == "FINISHED" for s in before.values())
         assert _plain(ablate_home / "optuna" / "full.journal", "full").get_trials()  # readable
 
-        again = _run(["sweep", path, *LONG], ablate_home)  # still full
+        again = _run(["sweep", path, *LONG], ablate_home, shim_env)  # still full
         assert again.returncode == 1 and _one_error_line(again.stderr).startswith("error: the disk is full")
 
-        (ablate_home / "filler").unlink()  # space again: the README's steps
+        free()  # space again: the README's steps
         left = sorted({p.kind for p in diagnose("full").problems})
         reasons = sorted({t.user_attrs.get("fail_reason", "")[:90] for t in _study("full").get_trials()
                           if t.state.name == "FAIL"})
-        doctor = _run(["doctor", "--study", "full", "--fix"], ablate_home)
+        doctor = _run(["doctor", "--study", "full", "--fix"], ablate_home, shim_env)
         assert doctor.returncode == 0, doctor.stdout[-3000:]
-        rerun = _run(["sweep", path, *LONG], ablate_home)
+        rerun = _run(["sweep", path, *LONG], ablate_home, shim_env)
         assert rerun.returncode == 0, rerun.stderr[-3000:]
         after = _snapshot("full", ablate_home)
         assert len(after) == 3 and {n: after[n] for n in before} == before
         assert diagnose("full").ok
         with capsys.disabled():  # what the fault left, for the record
-            print(f"\nfull disk: {err.strip().splitlines()[-1]}\n  then: "
+            print(f"\nfull disk ({how}): {err.strip().splitlines()[-1]}\n  then: "
                   f"{again.stderr.strip().splitlines()[-1]}\n  kept {len(before)} finished "
                   f"trial(s); failed trials: {reasons or 'none'}; doctor found {left or 'nothing'}")
 
