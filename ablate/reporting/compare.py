@@ -153,6 +153,8 @@ def _si(v: float | None) -> str:
 def _pm(s: Summary, d: int = 4) -> str:
     if s.n == 0:
         return "–"
+    if s.n > 1 and not math.isfinite(s.half):  # equal values: refused (see stats.mean_ci)
+        return f"{s.mean:.{d}f} (no spread: identical runs?)"
     return f"{s.mean:.{d}f} ± {s.half:.{d}f}" if s.n > 1 else f"{s.mean:.{d}f}"
 
 

@@ -6,6 +6,10 @@
   the per-seed differences, its t-interval, and a two-sided p-value with n-1 d.o.f.
 - `welch_test`: Welch's unequal-variance t-test, used when no seeds can be matched.
 
+Each refuses what it cannot honestly compute: one value has no interval, and values that
+are all equal (runs of different seeds never are, unless they are the same run counted
+twice) get no interval and no p-value rather than a zero-width one (NaN, shown as –).
+
 scipy is a runtime dependency of mlflow, so `scipy.stats.t` is always importable here.
 """
 
@@ -71,6 +75,8 @@ def mean_ci(xs: Sequence[float], level: float = 0.95) -> Summary:
     if n < 2:
         return Summary(1, mean, NAN, NAN)
     std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
+    if std == 0:  # n equal values from different seeds: not repeats (one run counted n
+        return Summary(n, mean, 0.0, NAN)  # times?) -- a zero-width interval would be a lie
     return Summary(n, mean, std, t_quantile((1 + level) / 2, n - 1) * std / math.sqrt(n))
 
 
@@ -81,12 +87,9 @@ def paired_test(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> 
     d = [x - y for x, y in zip(a, b) if x is not None and y is not None
          and math.isfinite(x) and math.isfinite(y)]
     s = mean_ci(d, level)
-    if s.n < 2:
-        return TestResult("paired-t" if s.n else "", s.n, s.mean, NAN, NAN)
-    if s.std == 0:
-        p = 1.0 if s.mean == 0 else 0.0
-    else:
-        p = _t_sf2(s.mean / (s.std / math.sqrt(s.n)), s.n - 1)
+    if s.n < 2 or s.std == 0:  # one pair, or identical differences: no honest interval
+        return TestResult("", s.n, s.mean, NAN, NAN)
+    p = _t_sf2(s.mean / (s.std / math.sqrt(s.n)), s.n - 1)
     return TestResult("paired-t", s.n, s.mean, s.half, p)
 
 
@@ -98,8 +101,8 @@ def welch_test(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> T
         return TestResult("", sa.n + sb.n, diff, NAN, NAN)
     va, vb = sa.std ** 2 / sa.n, sb.std ** 2 / sb.n
     se = math.sqrt(va + vb)
-    if se == 0:
-        return TestResult("welch-t", sa.n + sb.n, diff, 0.0, 1.0 if diff == 0 else 0.0)
+    if se == 0:  # no spread in either arm: nothing to test honestly
+        return TestResult("", sa.n + sb.n, diff, NAN, NAN)
     df = (va + vb) ** 2 / (va ** 2 / (sa.n - 1) + vb ** 2 / (sb.n - 1))
     half = t_quantile((1 + level) / 2, df) * se
     return TestResult("welch-t", sa.n + sb.n, diff, half, _t_sf2(diff / se, df))

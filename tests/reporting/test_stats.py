@@ -45,9 +45,20 @@ def test_paired_t_by_hand_and_scipy():
     assert r.p == pytest.approx(1 - abs(t) / math.sqrt(t * t + 2)) == pytest.approx(0.0741799, abs=1e-7)
     scipy_stats = pytest.importorskip("scipy.stats")
     assert r.p == pytest.approx(scipy_stats.ttest_rel(A, B).pvalue)
-    same = paired_test([1.0, 2.0], [1.0, 2.0])
-    assert same.diff == 0 and same.p == 1.0
+    same = paired_test([1.0, 2.0], [1.0, 2.0])  # identical differences: refused, not p = 1
+    assert same.diff == 0 and same.test == "" and math.isnan(same.p) and math.isnan(same.half)
     assert math.isnan(paired_test([1.0], [2.0]).p)
+
+
+def test_equal_values_get_no_interval():
+    """Three equal numbers from three 'repeats' are one result counted three times: no
+    zero-width interval, no p = 0 (the issue's `dense 3 5.482 ± 0.000`)."""
+    s = mean_ci([5.482, 5.482, 5.482])
+    assert s.n == 3 and s.mean == 5.482 and s.std == 0 and math.isnan(s.half)
+    shifted = paired_test([1.0, 2.0, 3.0], [0.5, 1.5, 2.5])  # the same difference every time
+    assert shifted.test == "" and math.isnan(shifted.p)
+    flat = welch_test([1.0, 1.0], [2.0, 2.0])
+    assert flat.test == "" and math.isnan(flat.half) and math.isnan(flat.p)
 
 
 def test_welch_matches_scipy():
