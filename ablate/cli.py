@@ -190,12 +190,27 @@ def _run_sweep(a, sweep, n: int, envs: list[dict[str, str]]) -> int:
     console.print(trials_table(study, [o.metric for o in spec.objectives]))
     console.print(f"MLflow: experiment [bold]{sweep.experiment}[/], parent run "
                   f"{study.user_attrs.get('mlflow_parent_run_id')}.  Open it with: [bold]ablate ui[/]")
+    _verdicts(console, spec.study, sweep.storage_url, sweep.tracking_uri)
     report = sweep.report(study, revision)
     if report.ok:
         console.print(report.last_line(spec.study))
         return 0
     print(f"ablate: {report.last_line(spec.study)}", file=sys.stderr, flush=True)
     return 1
+
+
+def _verdicts(console, study: str, storage: str | None, tracking_uri: str) -> None:
+    """The study's expectations judged on what it measured: printed, and logged to the parent
+    run (tags ablate.claim.<i>, claims.json, the run's description)."""
+    from ablate.reporting.collect import load_study
+    from ablate.reporting.verdicts import judge_all, log_verdicts, to_rich
+
+    data = load_study(study, storage=storage, tracking_uri=tracking_uri)
+    verdicts = judge_all(data)
+    if verdicts:
+        console.print(to_rich(verdicts, data.metric))
+        if data.parent_run_id:
+            log_verdicts(data.client, data.parent_run_id, verdicts, data.metric)
 
 
 def _logs(study: str):

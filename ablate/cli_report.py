@@ -71,9 +71,17 @@ def _compare(a) -> int:
         Console().print(out if c.rows else f"study {a.study}: no completed run yet")
     else:
         sys.stdout.write(out if out.endswith("\n") else out + "\n")
+    from ablate.reporting import verdicts as v
+
+    verdicts = v.judge_all(data) if a.metric is None else []
+    if verdicts and a.format == "table":
+        Console().print(v.to_rich(verdicts, data.metric))
+    elif verdicts and a.format == "markdown":
+        sys.stdout.write("\n" + v.to_markdown(verdicts, data.metric))
     if a.log and data.parent_run_id and c.rows:
         data.client.log_text(data.parent_run_id, to_csv(c), "summary/arms.csv")
         data.client.log_text(data.parent_run_id, to_markdown(c), "summary/arms.md")
+        v.log_verdicts(data.client, data.parent_run_id, verdicts, data.metric)
     return 0
 
 

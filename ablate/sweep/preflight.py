@@ -85,7 +85,10 @@ def check_environment(configs: list, tracking_uri: str | None = None) -> None:
 
 
 def preflight(sweep) -> None:
+    from ablate.sweep.expect import check_expectations
+
     spec = sweep.spec
+    check_expectations(spec.expect, sweep.arms, spec.objectives[0].metric)
     check_overrides(sweep.overrides, sweep.params, sweep.arms)
     check_sampler_fits_space(spec, sweep.params)
     configs = check_configs(sweep)

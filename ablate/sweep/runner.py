@@ -139,6 +139,7 @@ class Sweep:
         study, storage = self.open_study()  # a bad storage fails here, before anything is written:
         revision = fp.check_or_record(study, fp.definition(self.spec, self.base_cfg), self.extend,
                                       self.spec.study)
+        study.set_user_attr("expect", [e.as_dict() for e in self.spec.expect])  # the hypothesis
         quiet_libraries()  # importing lightning builds matplotlib's font cache in ABLATE_HOME
         client = store.client(self.tracking_uri)
         parent = open_parent(self, study, client)

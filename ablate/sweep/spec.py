@@ -13,6 +13,8 @@ objective: {metric: val/loss, direction: minimize}   # or `objectives: [...]` (P
 sampler: {name: bruteforce, seed: 0}   # default: bruteforce for a finite space, else tpe
 pruner: {name: none}
 n_trials: 4
+repeats: 3                     # seeds per point (paired across arms)
+expect: [{better: moe-E8-k1, than: dense}]   # the hypothesis: a verdict per line (expect.py)
 ```
 """
 
@@ -26,12 +28,13 @@ from omegaconf import OmegaConf
 
 from ablate.config.load import expand_dotted, read_yaml
 from ablate.errors import ConfigError
+from ablate.sweep.expect import Expectation, parse_expect
 
 SAMPLERS = ("auto", "tpe", "random", "gp", "cmaes", "bruteforce", "grid", "nsga2")
 PRUNERS = ("none", "median", "hyperband", "successive_halving", "wilcoxon", "patient", "threshold")
 DIRECTIONS = ("minimize", "maximize")
 TOP_KEYS = ("study", "experiment", "base", "base_config", "space", "objective", "objectives",
-            "sampler", "pruner", "n_trials", "timeout", "repeats")
+            "sampler", "pruner", "n_trials", "timeout", "repeats", "expect")
 STUDY_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 
 
@@ -55,6 +58,7 @@ class SweepSpec:
     repeats: int = 1
     experiment: str | None = None
     source: dict[str, Any] = field(default_factory=dict)  # the file as read, for the artifact
+    expect: list[Expectation] = field(default_factory=list)  # the study's hypothesis
 
     @property
     def directions(self) -> list[str]:
@@ -143,6 +147,7 @@ def load_sweep(path: str | Path, study: str | None = None) -> SweepSpec:
         repeats=repeats,
         experiment=raw.get("experiment"),
         source=raw,
+        expect=parse_expect(raw.get("expect")),
     )
     if spec.multi_objective and spec.pruner["name"] != "none":
         raise ConfigError("pruner.name", spec.pruner["name"], "none for multi-objective studies",

@@ -1,5 +1,6 @@
 """`summary`: the `ablate compare` table: arms, mean ± 95% CI, difference to the baseline
-with a paired test's p-value, sizes, throughput."""
+with a paired test's p-value, sizes, throughput; and a verdict for each expectation of the
+sweep file (`expect:`)."""
 
 from __future__ import annotations
 
@@ -28,5 +29,13 @@ def summary(cfg: SummaryConfig, ctx):
     for r, row in zip(c.rows, rows):
         if r.arm == c.baseline:
             row[0] += " (baseline)"
-    return [table(columns(c), rows, numeric_from=1, cls="runs summary"),
-            Html(f'<p class="caption">{html.escape(caption(c))}</p>')]
+    out = [table(columns(c), rows, numeric_from=1, cls="runs summary"),
+           Html(f'<p class="caption">{html.escape(caption(c))}</p>')]
+    from ablate.reporting.verdicts import judge_all
+
+    verdicts = judge_all(ctx.data)  # the sweep file's `expect:`: a verdict per line
+    if verdicts:
+        out.append(table(["expectation", "Δ (arm − other) ± 95% CI", "n", "verdict", ""],
+                         [[v.expectation.text(ctx.metric), v.delta, str(v.test.n), v.verdict, v.note]
+                          for v in verdicts], numeric_from=1, cls="runs verdicts"))
+    return out
