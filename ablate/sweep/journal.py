@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -127,7 +128,8 @@ def _record(text: bytes) -> dict[str, Any] | None:
 
 
 def _glued_record_start(line: bytes) -> int | None:
-    start = line.rfind(b"{", 0, len(line))
+    """Where the complete record of a line starts after a fragment (None: no record)."""
+    start = line.rfind(b"{")
     while start > 0:
         if _record(line[start:]) is not None:
             return start
@@ -164,6 +166,7 @@ def _rewrite(path: Path, data: bytes, kept: bytes) -> None:
         return
     tmp = path.with_name(path.name + ".repairing")
     _write_synced(tmp, kept)
+    shutil.copymode(path, tmp)  # a journal shared by several users stays shared
     os.replace(tmp, path)
 
 
