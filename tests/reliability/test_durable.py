@@ -152,6 +152,29 @@ def test_an_append_that_fills_the_disk_takes_its_half_record_back(tmp_path):
         assert _finished(_plain(path, "f")) == finished
 
 
+# -- the metrics logger: a real MLflow store ----------------------------------------------------
+def test_metrics_reach_mlflow_every_few_seconds_without_a_flush(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from ablate.tracking.logger import FLUSH_SECS, MlflowRunLogger
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run = client.create_run(client.create_experiment("x")).info.run_id
+    logger = MlflowRunLogger(client, run, flush_secs=0.5)
+
+    def steps() -> list[int]:
+        return [m.step for m in client.get_metric_history(run, "train/loss")]
+
+    logger.log_metrics({"train/loss": 1.0}, step=1)
+    assert steps() == []  # batched: a step costs no MLflow call
+    time.sleep(0.6)
+    logger.log_metrics({"train/loss": 0.9}, step=2)
+    assert steps() == [1, 2]  # due: written on this call, no flush() needed
+    logger.log_metrics({"train/loss": 0.9}, step=2)  # the same point again (FlushMetrics)
+    logger.flush()
+    assert steps() == [1, 2] and FLUSH_SECS <= 10
+
+
 # -- real sweeps ----------------------------------------------------------------------------------
 def _run(argv: list[str], home, extra_env: dict | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "ABLATE_HOME": str(home), **(extra_env or {})}
