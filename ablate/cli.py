@@ -7,7 +7,7 @@ import atexit
 import os
 import sys
 
-from ablate import cli_doctor, cli_report
+from ablate import cli_claims, cli_doctor, cli_report
 from ablate.cli_stores import add_store_args, apply_env, name_the_source
 from ablate.tracking import full_disk  # (its import quiets MLflow's own full-disk traceback)
 
@@ -80,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("rest", nargs=argparse.REMAINDER)
     cli_report.add_parsers(sub)
     cli_doctor.add_parsers(sub)
+    cli_claims.add_parsers(sub)
     return p
 
 
@@ -205,12 +206,16 @@ def _verdicts(console, study: str, storage: str | None, tracking_uri: str) -> No
     from ablate.reporting.collect import load_study
     from ablate.reporting.verdicts import judge_all, log_verdicts, to_rich
 
+    from ablate.reporting.compare import compare, to_markdown
+
     data = load_study(study, storage=storage, tracking_uri=tracking_uri)
     verdicts = judge_all(data)
     if verdicts:
         console.print(to_rich(verdicts, data.metric))
         if data.parent_run_id:
-            log_verdicts(data.client, data.parent_run_id, verdicts, data.metric)
+            c = compare(data)
+            log_verdicts(data.client, data.parent_run_id, verdicts, data.metric,
+                         to_markdown(c) if c.rows else "")
 
 
 def _logs(study: str):
@@ -314,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     a, extra = parser.parse_known_args(argv)
     bad = [x for x in extra if "=" not in x or x.startswith("-")]
-    if bad or (extra and a.command not in ("train", "sweep")):
+    if bad or (extra and a.command not in ("train", "sweep", "claims")):
         parser.error(f"unrecognized arguments: {' '.join(bad or extra)}")
     if extra:  # key=value overrides given after --options
         if a.command == "train":
@@ -328,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         commands = {"train": _train, "sweep": _sweep, "ui": _ui, "bench": _bench,
                     **dict.fromkeys(cli_report.COMMANDS, cli_report.run),
-                    **dict.fromkeys(cli_doctor.COMMANDS, cli_doctor.run)}
+                    **dict.fromkeys(cli_doctor.COMMANDS, cli_doctor.run),
+                    **dict.fromkeys(cli_claims.COMMANDS, cli_claims.run)}
         with _GracefulSignals():
             return commands[a.command](a)
     except AblateError as e:

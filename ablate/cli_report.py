@@ -81,7 +81,7 @@ def _compare(a) -> int:
     if a.log and data.parent_run_id and c.rows:
         data.client.log_text(data.parent_run_id, to_csv(c), "summary/arms.csv")
         data.client.log_text(data.parent_run_id, to_markdown(c), "summary/arms.md")
-        v.log_verdicts(data.client, data.parent_run_id, verdicts, data.metric)
+        v.log_verdicts(data.client, data.parent_run_id, verdicts, data.metric, to_markdown(c))
     return 0
 
 

@@ -253,9 +253,12 @@ def publish(data, html_text: str, name: str, metric: str | None = None) -> str |
         client.log_text(parent, md, "summary/arms.md")
         note = client.get_run(parent).data.tags.get("mlflow.note.content", "")
         if not note or note.startswith(NOTE_MARKER):
+            from ablate.reporting.verdicts import judge_all, verdicts_md
+
             client.set_tag(parent, "mlflow.note.content",
                            f"{NOTE_MARKER}\n**study {data.name}** (written by `ablate dashboard`; "
-                           f"plots: artifact `{artifact}`)\n\n{md}")
+                           f"plots: artifact `{artifact}`)\n\n{md}\n"
+                           + verdicts_md(judge_all(data), c.metric))
     return artifact
 
 

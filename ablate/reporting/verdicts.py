@@ -133,15 +133,25 @@ def to_markdown(verdicts: list[Verdict], metric: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def log_verdicts(client, parent_run_id: str, verdicts: list[Verdict], metric: str) -> None:
-    """Tags `ablate.claim.<i>` (the verdict), `claims.json`, and the run description."""
+def log_verdicts(client, parent_run_id: str, verdicts: list[Verdict], metric: str,
+                 arms_md: str = "") -> None:
+    """Tags `ablate.claim.<i>` (the verdict), `claims.json`, and the run description (unless
+    a person wrote one: see dashboard.NOTE_MARKER)."""
+    from ablate.reporting.dashboard import NOTE_MARKER
+
     if not verdicts:
         return
     for i, v in enumerate(verdicts):
         client.set_tag(parent_run_id, f"ablate.claim.{i}", v.verdict)
     client.log_dict(parent_run_id, {"verdicts": [v.as_dict() for v in verdicts]}, "claims.json")
-    client.set_tag(parent_run_id, "mlflow.note.content",
-                   "**Expectations** (`expect:` of the sweep file)\n\n" + to_markdown(verdicts, metric))
+    note = client.get_run(parent_run_id).data.tags.get("mlflow.note.content", "")
+    if not note or note.startswith(NOTE_MARKER):
+        client.set_tag(parent_run_id, "mlflow.note.content", f"{NOTE_MARKER}\n" + verdicts_md(verdicts, metric)
+                       + (f"\n{arms_md}" if arms_md else ""))
+
+
+def verdicts_md(verdicts: list[Verdict], metric: str) -> str:
+    return "**Expectations** (`expect:` of the sweep file)\n\n" + to_markdown(verdicts, metric) if verdicts else ""
 
 
 def to_rich(verdicts: list[Verdict], metric: str):

@@ -90,3 +90,16 @@ def test_soft_moe_mix_is_not_causal():
     x3 = x_BSD.clone()
     x3[1] += 1.0
     torch.testing.assert_close(soft_moe_forward(experts, x3, logits_BSE)[0], y_BSD[0])
+
+
+def test_expert_choice_evaluates_without_the_leak_when_asked():
+    """eval_token_choice: training still leaks (expert choice over the batch), evaluation
+    routes each token by its own scores and leaks nothing."""
+    torch.manual_seed(0)
+    cfg = MoEConfig(n_experts=E, top_k=2, aux={}, router={"name": "expert_choice", "init_std": 0.5,
+                                                            "capacity_factor": 2.0, "eval_token_choice": True})
+    layer = MoELayer(cfg, D, D_FF)
+    assert max(max_leak(layer, training=False)) < 1e-5
+    assert max(max_leak(layer, training=True)) > 1e-2
+    plain = layer_for("expert_choice")  # without it, evaluation leaks too
+    assert max(max_leak(plain, training=False)) > 1e-2

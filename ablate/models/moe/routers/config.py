@@ -49,6 +49,9 @@ class RoutingConfig(RouterConfig):
     p: float = in_range(0.5, 0, 1, low_open=True)  # top_p: cumulative probability to reach
     max_k: int = non_negative(0)  # top_p: at most this many experts per token (0 = all E)
     capacity_factor: float = positive(1.0)  # expert_choice: c, experts per token on average
+    # expert_choice: at eval each token takes its own top-round(c) experts (causal), so the
+    # validation loss is free of the training-time leak of future tokens
+    eval_token_choice: bool = False
     sinkhorn_iters: int = non_negative(8)  # sinkhorn (BASE layers): balancing iterations
     baseline_momentum: float = below_one(0.9)  # sample (REINFORCE): EMA of the mean reward
     policy_weight: float = non_negative(1.0)  # sample (REINFORCE): policy-gradient loss weight

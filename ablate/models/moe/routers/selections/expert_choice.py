@@ -4,7 +4,9 @@ Each expert e keeps its top-C tokens by score, C = ceil(T * capacity_factor / E)
 paper's k = n*c/e; c = top_k matches the compute of top-K token choice). A token may be
 taken by 0..E experts. Output: k_out = E slots per token, slot e holds expert e if e took
 the token, else -1. Non-causal: whether expert e takes token t depends on every other
-token of the batch, later positions included.
+token of the batch, later positions included. With `eval_token_choice`, evaluation routes
+each token to its own top-round(c) experts by the same scores: causal, so the validation
+loss measures the model without the leak (training still sees it).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from ablate.registry import SELECTIONS
 
 @SELECTIONS.register("expert_choice")
 class ExpertChoice(Selection):
-    options = ("capacity_factor",)
+    options = ("capacity_factor", "eval_token_choice")
     causal = False
     varies_k = True
 
@@ -32,6 +34,11 @@ class ExpertChoice(Selection):
 
     def forward(self, sel_TE: torch.Tensor, **ctx: torch.Tensor | None) -> torch.Tensor:
         T, E = sel_TE.shape
+        if not self.training and self.cfg.eval_token_choice:  # leak-free evaluation
+            k = max(1, min(E, round(self.cfg.capacity_factor)))
+            top_TK = sel_TE.topk(k, dim=-1).indices
+            took_TE = torch.zeros(T, E, dtype=torch.bool, device=sel_TE.device).scatter_(1, top_TK, True)
+            return torch.where(took_TE, torch.arange(E, device=sel_TE.device).expand(T, E), -1)
         C = min(T, math.ceil(T * self.cfg.capacity_factor / E))
         tok_EC = sel_TE.t().topk(C, dim=-1).indices  # (E, C) the tokens each expert takes
         took_ET = torch.zeros(E, T, dtype=torch.bool, device=sel_TE.device)
