@@ -114,68 +114,86 @@ FINITE = Range()  # what an undeclared float field must be
 
 
 # -- the helpers a schema uses: each returns a dataclass field with its domain ------------------
-def declare(default: Any, domain: Domain, **kwargs: Any) -> Any:
-    """field(default=...) carrying `domain`; a list/dict default goes through kwargs."""
+# `help` is the key's one line in `ablate config keys` (a test requires it of every key).
+def declare(default: Any, domain: Domain | None, help: str = "", **kwargs: Any) -> Any:
+    """field(default=...) carrying `domain` and `help`; a list/dict default goes through kwargs."""
+    metadata = {"domain": domain} if domain is not None else {}
+    if help:
+        metadata["help"] = help
     if "default_factory" in kwargs:
-        return field(metadata={"domain": domain}, **kwargs)
-    return field(default=default, metadata={"domain": domain}, **kwargs)
+        return field(metadata=metadata, **kwargs)
+    return field(default=default, metadata=metadata, **kwargs)
 
 
-def finite(default: Any) -> Any:
-    return declare(default, FINITE)
+def described(default: Any, help: str, **kwargs: Any) -> Any:
+    """A field whose type says it all (a bool, a list of paths): help only, no domain."""
+    return declare(default, None, help, **kwargs)
 
 
-def positive(default: Any) -> Any:
+def finite(default: Any, help: str = "") -> Any:
+    return declare(default, FINITE, help)
+
+
+def positive(default: Any, help: str = "") -> Any:
     """> 0 (for an int field: >= 1)."""
-    return declare(default, Range(0, low_open=True))
+    return declare(default, Range(0, low_open=True), help)
 
 
-def non_negative(default: Any) -> Any:
-    return declare(default, Range(0))
+def non_negative(default: Any, help: str = "") -> Any:
+    return declare(default, Range(0), help)
 
 
-def unit_interval(default: Any) -> Any:
+def unit_interval(default: Any, help: str = "") -> Any:
     """0 <= x <= 1."""
-    return declare(default, Range(0, 1))
+    return declare(default, Range(0, 1), help)
 
 
-def below_one(default: Any) -> Any:
+def below_one(default: Any, help: str = "") -> Any:
     """0 <= x < 1: probabilities that must leave something (dropout, jitter, momentum)."""
-    return declare(default, Range(0, 1, high_open=True))
+    return declare(default, Range(0, 1, high_open=True), help)
 
 
-def fraction(default: Any) -> Any:
+def fraction(default: Any, help: str = "") -> Any:
     """0 < x < 1: a share where both sides must be non-empty."""
-    return declare(default, Range(0, 1, low_open=True, high_open=True))
+    return declare(default, Range(0, 1, low_open=True, high_open=True), help)
 
 
 def in_range(default: Any, low: float | None, high: float | None, *, low_open: bool = False,
-             high_open: bool = False) -> Any:
-    return declare(default, Range(low, high, low_open, high_open))
+             high_open: bool = False, help: str = "") -> Any:
+    return declare(default, Range(low, high, low_open, high_open), help)
 
 
-def one_of(default: Any, choices: Choices) -> Any:
-    return declare(default, OneOf(choices))
+def one_of(default: Any, choices: Choices, help: str = "") -> Any:
+    return declare(default, OneOf(choices), help)
 
 
-def text(default: Any) -> Any:
-    return declare(default, Text())
+def text(default: Any, help: str = "") -> Any:
+    return declare(default, Text(), help)
 
 
 def weights(default_factory: Callable[[], dict], names: Callable[[], Iterable[str]],
-            kind: str) -> Any:
+            kind: str, help: str = "") -> Any:
     """{name: weight}, each weight finite and >= 0 (0 turns a term off; nan must not)."""
-    return declare(None, Weights(names, Range(0), kind), default_factory=default_factory)
+    return declare(None, Weights(names, Range(0), kind), help, default_factory=default_factory)
 
 
 # -- the walker -------------------------------------------------------------------------------
 def domain_of(cls: type, name: str) -> Domain | None:
     """The domain declared for field `name` of dataclass `cls`, or of the nearest base class
     that declares it (a subclass may redefine a field only to change its default)."""
+    return _declared(cls, name, "domain")
+
+
+def help_of(cls: type, name: str) -> str:
+    """The one line of help declared for field `name` (inherited like its domain), or ""."""
+    return _declared(cls, name, "help") or ""
+
+
+def _declared(cls: type, name: str, what: str) -> Any:
     for klass in cls.__mro__:
         f = getattr(klass, "__dataclass_fields__", {}).get(name)
-        if f is not None and "domain" in f.metadata:
-            return f.metadata["domain"]
+        if f is not None and what in f.metadata:
+            return f.metadata[what]
     return None
 
 
