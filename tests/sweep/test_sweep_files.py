@@ -16,3 +16,19 @@ def test_sweep_file_validates(path, ablate_home):
     assert spec.study == path.stem
     Sweep(spec)  # validates the base and every arm / choice / endpoint
     assert not ablate_home.exists()  # validation creates nothing
+
+
+CLAIMS = sorted((Path(__file__).resolve().parents[2] / "sweeps" / "claims").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CLAIMS, ids=lambda p: p.stem)
+def test_claim_file_validates(path, ablate_home):
+    """A claim: paired seeds (repeats >= 3), at least one expectation with its source, a
+    comment citing where the claim comes from, and every option valid."""
+    spec = load_sweep(path)
+    assert spec.study == "claim-" + path.stem.replace("_", "-")
+    assert spec.repeats >= 3 and spec.expect
+    assert all(e.source and e.claim for e in spec.expect)
+    assert "et al." in path.read_text().split("study:")[0]  # the header cites the source
+    Sweep(spec)
+    assert not ablate_home.exists()
