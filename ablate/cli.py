@@ -7,7 +7,7 @@ import atexit
 import os
 import sys
 
-from ablate import cli_claims, cli_doctor, cli_report
+from ablate import cli_claims, cli_config, cli_doctor, cli_report
 from ablate.cli_stores import add_store_args, apply_env, name_the_source
 from ablate.tracking import full_disk  # (its import quiets MLflow's own full-disk traceback)
 
@@ -44,7 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train one model, logged as one MLflow run",
                        description="Train one model and log it to MLflow. CONFIG.yaml and "
                        "key=value overrides are layered over the defaults.")
-    t.add_argument("args", nargs="*", metavar="[CONFIG.yaml] [key=value ...]")
+    t.add_argument("args", nargs="*", metavar="[CONFIG.yaml] [key=value ...]",
+                   help="a config file first (optional), then dotted overrides "
+                   "(see `ablate config keys`)")
     t.add_argument("--experiment", help="MLflow experiment (default: ablate-train)")
     add_store_args(t, storage=None)
     t.add_argument("--plugin", action="append", default=[], help="import a module that registers "
@@ -53,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sweep", help="run (or resume) an Optuna study from a sweep file",
                        description="Run an Optuna study defined in SWEEP.yaml: one MLflow parent "
                        "run, one child run per trial. Re-running the same command resumes it.")
-    s.add_argument("sweep", metavar="SWEEP.yaml")
+    s.add_argument("sweep", metavar="SWEEP.yaml", help="the sweep file (docs/sweep-files.md)")
     s.add_argument("overrides", nargs="*", metavar="key=value", help="applied to every trial")
     s.add_argument("--study", help="study name (default: the file's `study:`)")
     s.add_argument("--n-trials", type=int, help="total trial budget of the study")
@@ -72,15 +74,18 @@ def _parser() -> argparse.ArgumentParser:
 
     u = sub.add_parser("ui", help="MLflow UI for the default store, on 127.0.0.1")
     u.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: local only)")
-    u.add_argument("--port", type=int, default=5000)
+    u.add_argument("--port", type=int, default=5000, help="port (default 5000)")
     add_store_args(u, storage=None)
 
     b = sub.add_parser("bench", help="benchmarks (`ablate bench moe`)")
-    b.add_argument("what", choices=["moe"])
-    b.add_argument("rest", nargs=argparse.REMAINDER)
+    b.add_argument("what", choices=["moe"], help="what to time: moe (the MoE layer vs its "
+                   "dense equivalent)")
+    b.add_argument("rest", nargs=argparse.REMAINDER, metavar="...",
+                   help="the benchmark's own options (e.g. `ablate bench moe --help`)")
     cli_report.add_parsers(sub)
     cli_doctor.add_parsers(sub)
     cli_claims.add_parsers(sub)
+    cli_config.add_parsers(sub)
     return p
 
 
@@ -334,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
         commands = {"train": _train, "sweep": _sweep, "ui": _ui, "bench": _bench,
                     **dict.fromkeys(cli_report.COMMANDS, cli_report.run),
                     **dict.fromkeys(cli_doctor.COMMANDS, cli_doctor.run),
-                    **dict.fromkeys(cli_claims.COMMANDS, cli_claims.run)}
+                    **dict.fromkeys(cli_claims.COMMANDS, cli_claims.run),
+                    **dict.fromkeys(cli_config.COMMANDS, cli_config.run)}
         with _GracefulSignals():
             return commands[a.command](a)
     except AblateError as e:

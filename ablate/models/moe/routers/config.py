@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ablate.config.domains import below_one, in_range, non_negative, one_of, positive
+from ablate.config.domains import below_one, described, in_range, non_negative, one_of, positive
 from ablate.models.moe.routers.base import RouterConfig
 from ablate.registry import GATES, ROUTERS, SCORES, SELECTIONS
 
@@ -27,34 +27,43 @@ GROUP_SCORES = ("max", "top2sum")
 
 @dataclass
 class RoutingConfig(RouterConfig):
-    name: str = one_of("softmax_topk", ROUTERS.names)
+    name: str = one_of("softmax_topk", ROUTERS.names,
+                       help="the named router: a bundle of parts (each key below can override it)")
     # -- the parts ---------------------------------------------------------------------
-    # softmax | sigmoid | none (no learned router: hash)
-    score: str = one_of("softmax", SCORES.names)
-    # none | learned: logits + N(0,1) * softplus(x W_noise) while training
-    noise: str = one_of("none", NOISES)
-    # topk | group_limited | top_p | hash | expert_choice | sinkhorn | sample | soft
-    select: str = one_of("topk", SELECTIONS.names)
-    gate: str = one_of("auto", GATES.names)  # auto | prob | straight_through | uniform (gates/)
-    normalize: bool = True  # renormalise the kept gates to sum to 1 over the token's slots
-    scale: float = positive(1.0)  # routed scaling factor on every gate (DeepSeek-V3: 2.5)
-    # none | bias: aux-loss-free balancing (DeepSeek-V3), selection only
-    balance: str = one_of("none", BALANCES)
-    # balance=bias: b_i += rate * sign(mean load - load_i)
-    bias_update_rate: float = non_negative(0.001)
+    score: str = one_of("softmax", SCORES.names, help="how logits become per-expert affinities: "
+                        "softmax | sigmoid | none (no learned router: hash)")
+    noise: str = one_of("none", NOISES, help="none | learned: logits + N(0,1) * softplus(x "
+                        "W_noise) while training (Shazeer et al. 2017)")
+    select: str = one_of("topk", SELECTIONS.names, help="which experts each token goes to "
+                         "(topk, group_limited, top_p, hash, expert_choice, sinkhorn, ...)")
+    gate: str = one_of("auto", GATES.names, help="how much of each chosen expert's output a "
+                       "token takes: auto | prob | straight_through | uniform")
+    normalize: bool = described(True, "renormalise the kept gates to sum to 1 over the "
+                                "token's slots")
+    scale: float = positive(1.0, help="routed scaling factor on every gate (DeepSeek-V3: 2.5)")
+    balance: str = one_of("none", BALANCES, help="none | bias: aux-loss-free balancing "
+                          "(DeepSeek-V3), steers selection only")
+    bias_update_rate: float = non_negative(0.001, help="balance=bias only: b_i += rate * "
+                                           "sign(mean load - load_i) after each step")
     # -- options of the selections ---------------------------------------------------------
-    n_groups: int = positive(4)  # group_limited: G groups of contiguous experts ("devices")
-    topk_groups: int = positive(2)  # group_limited: M groups a token may reach
-    group_score: str = one_of("max", GROUP_SCORES)  # group_limited: max (V2) | top2sum (V3)
-    p: float = in_range(0.5, 0, 1, low_open=True)  # top_p: cumulative probability to reach
-    max_k: int = non_negative(0)  # top_p: at most this many experts per token (0 = all E)
-    capacity_factor: float = positive(1.0)  # expert_choice: c, experts per token on average
-    # expert_choice: at eval each token takes its own top-round(c) experts (causal), so the
-    # validation loss is free of the training-time leak of future tokens
-    eval_token_choice: bool = False
-    sinkhorn_iters: int = non_negative(8)  # sinkhorn (BASE layers): balancing iterations
-    baseline_momentum: float = below_one(0.9)  # sample (REINFORCE): EMA of the mean reward
-    policy_weight: float = non_negative(1.0)  # sample (REINFORCE): policy-gradient loss weight
+    n_groups: int = positive(4, help="G groups of contiguous experts (\"devices\")")
+    topk_groups: int = positive(2, help="M groups a token may reach")
+    group_score: str = one_of("max", GROUP_SCORES, help="a group's score: max (DeepSeek-V2) | "
+                              "top2sum (V3)")
+    p: float = in_range(0.5, 0, 1, low_open=True, help="cumulative probability a token's "
+                        "experts must reach")
+    max_k: int = non_negative(0, help="at most this many experts per token (0 = all E)")
+    capacity_factor: float = positive(1.0, help="c: experts per token on average (each expert "
+                                      "takes c*T/E tokens)")
+    # at eval each token takes its own top-round(c) experts (causal), so the validation loss
+    # is free of the training-time leak of future tokens
+    eval_token_choice: bool = described(False, "at evaluation each token takes its own "
+                                        "top-round(c) experts (causal: no leak of later tokens)")
+    sinkhorn_iters: int = non_negative(8, help="balancing iterations (BASE layers)")
+    baseline_momentum: float = below_one(0.9, help="EMA momentum of the mean reward "
+                                         "(REINFORCE baseline)")
+    policy_weight: float = non_negative(1.0, help="weight of the policy-gradient loss "
+                                        "(REINFORCE)")
 
 
 # keys read by the router whatever its parts (the rest belong to one part each)
