@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 from ablate.config.domains import (
     below_one,
+    described,
     fraction,
     in_range,
     non_negative,
@@ -53,18 +54,27 @@ def _presets() -> list[str]:
 class DataConfig:
     """Where text comes from and how it becomes (B, block_size) token blocks."""
 
-    source: str = one_of("stdlib", DATA_SOURCES)  # stdlib | text | json | parquet | hub
-    files: list[str] = field(default_factory=list)  # local files or globs (text/json/parquet)
-    validation_files: list[str] = field(default_factory=list)  # else split by file
-    name: Optional[str] = text(None)  # hub dataset name (needs internet)
-    subset: Optional[str] = text(None)  # hub dataset config name
-    text_field: str = text("text")  # the JSON/Parquet column read as text
-    val_fraction: float = fraction(0.02)  # fraction of files held out, chosen by a hash of the path
-    max_docs: Optional[int] = positive(None)  # keep the first N documents (sorted): quick runs, tests
-    tokenizer: str = one_of("byte", _tokenizers)
-    block_size: int = positive(128)
-    batch_size: int = positive(16)
-    num_workers: int = non_negative(0)
+    source: str = one_of("stdlib", DATA_SOURCES, help="where text comes from: stdlib (Python's "
+                                                      "own source) | text | json | parquet | hub")
+    files: list[str] = described(  # noqa: RUF009 - returns a field()
+        None, default_factory=list, help="local files or globs (data.source=text, json, parquet)")
+    validation_files: list[str] = described(  # noqa: RUF009 - returns a field()
+        None, default_factory=list, help="validation files or globs (default: data.files split by "
+                                         "file, or one file by document)")
+    name: Optional[str] = text(None, help="Hugging Face Hub dataset name (data.source=hub; needs "
+                                          "internet)")
+    subset: Optional[str] = text(None, help="Hub dataset config name")
+    text_field: str = text("text", help="the JSON/Parquet column read as text")
+    val_fraction: float = fraction(0.02, help="share held out for validation: files by a stable "
+                                              "hash of the path (one file: its last documents)")
+    max_docs: Optional[int] = positive(None, help="keep the first N documents (stdlib: files, "
+                                                  "sorted): quick runs, tests")
+    tokenizer: str = one_of("byte", _tokenizers, help="byte-level (vocabulary 256) or a "
+                                                      "registered tokenizer")
+    block_size: int = positive(128, help="tokens per training sequence (documents packed into "
+                                         "fixed blocks)")
+    batch_size: int = positive(16, help="sequences per optimizer micro-batch")
+    num_workers: int = non_negative(0, help="DataLoader worker processes")
 
 
 @dataclass
@@ -73,82 +83,110 @@ class MoEConfig:
     `granularity` m the layer has m*n_experts experts of width d_expert/m and routes each
     token to m*top_k of them (DeepSeekMoE segmentation: total and active params fixed)."""
 
-    n_experts: int = positive(8)
-    top_k: int = positive(2)  # <= n_experts: validate.py
-    d_expert: Optional[int] = positive(None)  # default: model.d_ff
-    granularity: int = positive(1)
-    n_shared: int = non_negative(0)
-    d_shared: Optional[int] = positive(None)  # default: the routed expert width
-    shared_gate: bool = False
-    moe_every: int = positive(1)  # every n-th block is MoE (hybrid dense/MoE when > 1)
-    first_dense: int = non_negative(0)  # the first n blocks stay dense (DeepSeek)
-    capacity_factor: Optional[float] = positive(None)  # None = dropless (training)
-    eval_capacity_factor: Optional[float] = positive(None)  # None = dropless (evaluation)
-    drop_priority: str = one_of("position", DROP_PRIORITIES)  # who survives when capacity overflows
-    expert_dropout: float = below_one(0.0)
-    router_lr_mult: float = positive(1.0)
-    dispatch: str = one_of("grouped", DISPATCHES)  # grouped (sorted tokens, one grouped GEMM) | loop (reference)
-    allow_noncausal_routing: bool = False
-    allow_frozen_router: bool = False  # train even if the LM loss cannot reach the router
-    preset: Optional[str] = one_of(None, _presets)  # a model's MoE block: switch, mixtral, deepseek_v3, ... (presets/moe/)
-    expert_parallel: bool = False  # shard experts across the ranks of a DDP trial (all_to_all)
-    n_devices: Optional[int] = positive(None)  # expert groups for the device/comm losses (default: the
-    #                                  router's device groups if it has them, else 1)
-    router: dict[str, Any] = field(default_factory=dict)  # {name: ..., parts and options}
+    n_experts: int = positive(8, help="routed experts per MoE layer (before granularity)")
+    top_k: int = positive(2, help="experts per token (before granularity; <= n_experts)")
+    d_expert: Optional[int] = positive(None, help="hidden width of a routed expert (default: "
+                                                  "model.d_ff; set by budget.ffn_active)")
+    granularity: int = positive(1, help="m: split each expert in m (m*n_experts experts of "
+                                        "d_expert/m, m*top_k per token; DeepSeekMoE)")
+    n_shared: int = non_negative(0, help="shared experts every token goes through (DeepSeekMoE, "
+                                         "Qwen)")
+    d_shared: Optional[int] = positive(None, help="hidden width of a shared expert (default: the "
+                                                  "routed expert width)")
+    shared_gate: bool = described(False, "scale the shared experts' output by a learned sigmoid "
+                                         "gate (Qwen)")
+    moe_every: int = positive(1, help="every n-th block is MoE (hybrid dense/MoE when > 1)")
+    first_dense: int = non_negative(0, help="the first n blocks stay dense (DeepSeek)")
+    capacity_factor: Optional[float] = positive(
+        None, help="expert capacity while training, x the mean load; null = dropless")
+    eval_capacity_factor: Optional[float] = positive(
+        None, help="expert capacity at evaluation; null = dropless")
+    drop_priority: str = one_of(
+        "position", DROP_PRIORITIES, help="who survives when capacity overflows: position "
+                                          "(earlier tokens) | score")
+    expert_dropout: float = below_one(0.0, help="dropout on the experts' hidden units while "
+                                                "training (Switch)")
+    router_lr_mult: float = positive(1.0, help="the router's learning rate is optim.lr times this")
+    dispatch: str = one_of("grouped", DISPATCHES, help="grouped (sorted tokens, one grouped GEMM) "
+                                                       "| loop (the reference)")
+    allow_noncausal_routing: bool = described(False, "allow routers whose choice depends on later "
+                                                     "tokens (expert_choice, soft, ...; the run "
+                                                     "is tagged)")
+    allow_frozen_router: bool = described(False, "train even if the LM loss cannot reach the "
+                                                 "router")
+    preset: Optional[str] = one_of(None, _presets, help="a model's MoE block (presets/moe/): sets "
+                                                        "the keys below; any key you set wins")
+    expert_parallel: bool = described(False, "shard the experts across the ranks of a DDP trial "
+                                             "(all_to_all)")
+    n_devices: Optional[int] = positive(None, help="expert groups for the device/comm losses "
+                                                   "(default: the router's device groups if it "
+                                                   "has them, else 1)")
+    router: dict[str, Any] = described(  # noqa: RUF009 - returns a field()
+        None, default_factory=dict, help="the router: a name and its parts and options "
+                                         "(model.moe.router.*)")
     aux: dict[str, float] = weights(  # noqa: RUF009 - returns a field(), like the others
-        lambda: {"switch": 0.01, "z": 0.001}, AUX_LOSSES.names, "aux loss")  # finite, >= 0
+        lambda: {"switch": 0.01, "z": 0.001}, AUX_LOSSES.names, "aux loss",
+        help="weight of the aux loss (0 or absent: off)")
 
 
 @dataclass
 class ModelConfig:
-    ffn: str = one_of("dense", FFN_KINDS)
-    vocab_size: Optional[int] = positive(None)  # None: taken from the tokenizer
-    d_model: int = positive(128)
-    n_layers: int = positive(4)
-    n_heads: int = positive(4)
-    d_ff: int = positive(512)  # SwiGLU hidden width of the dense FFN
-    rope_theta: float = positive(10000.0)
-    norm_eps: float = positive(1e-5)
-    dropout: float = below_one(0.0)
-    tie_embeddings: bool = True
-    init_std: float = non_negative(0.02)
+    ffn: str = one_of("dense", FFN_KINDS, help="the feed-forward block: dense (SwiGLU) | moe "
+                                               "(model.moe.*)")
+    vocab_size: Optional[int] = positive(None, help="null: taken from the tokenizer")
+    d_model: int = positive(128, help="model width")
+    n_layers: int = positive(4, help="transformer blocks")
+    n_heads: int = positive(4, help="attention heads")
+    d_ff: int = positive(512, help="SwiGLU hidden width of the dense FFN (set by "
+                                   "budget.ffn_active)")
+    rope_theta: float = positive(10000.0, help="RoPE base")
+    norm_eps: float = positive(1e-5, help="RMSNorm epsilon")
+    dropout: float = below_one(0.0, help="dropout on attention and residual outputs")
+    tie_embeddings: bool = described(True, "the output head shares the token embedding")
+    init_std: float = non_negative(0.02, help="std of the weight init")
     moe: MoEConfig = field(default_factory=MoEConfig)
 
 
 @dataclass
 class OptimConfig:
-    lr: float = positive(3e-3)
-    min_lr_ratio: float = unit_interval(0.1)  # cosine decays to lr * min_lr_ratio
-    weight_decay: float = non_negative(0.1)
-    beta1: float = below_one(0.9)
-    beta2: float = below_one(0.95)
-    eps: float = positive(1e-8)
-    warmup_steps: int = non_negative(20)
-    grad_clip: float = non_negative(1.0)  # 0: no clipping
+    lr: float = positive(3e-3, help="peak learning rate (AdamW), after linear warmup, then cosine "
+                                    "decay")
+    min_lr_ratio: float = unit_interval(0.1, help="cosine decays to lr * min_lr_ratio")
+    weight_decay: float = non_negative(0.1, help="AdamW weight decay")
+    beta1: float = below_one(0.9, help="AdamW beta1")
+    beta2: float = below_one(0.95, help="AdamW beta2")
+    eps: float = positive(1e-8, help="AdamW epsilon")
+    warmup_steps: int = non_negative(20, help="linear warmup steps")
+    grad_clip: float = non_negative(1.0, help="gradient norm clip (0: no clipping)")
 
 
 @dataclass
 class TrainerConfig:
-    max_steps: int = positive(200)
-    val_every: int = positive(50)  # validate every n optimizer steps (and always at the end)
-    val_batches: int = positive(20)
-    log_every: int = positive(10)
-    accelerator: str = one_of("cpu", ACCELERATORS)
-    devices: int = positive(1)  # > 1: DDP inside the trial (launch with torchrun / srun; see README)
-    num_nodes: int = positive(1)
-    precision: str = one_of("32-true", PRECISIONS)  # 16-mixed: GPU only
-    accumulate_grad_batches: int = positive(1)
-    deterministic: bool = True
-    seed: int = in_range(0, 0, MAX_SEED)
-    progress: bool = True
+    max_steps: int = positive(200, help="optimizer steps")
+    val_every: int = positive(50, help="validate every n optimizer steps (and always at the end)")
+    val_batches: int = positive(20, help="validation batches per validation")
+    log_every: int = positive(10, help="log training metrics every n steps")
+    accelerator: str = one_of("cpu", ACCELERATORS, help="Lightning accelerator")
+    devices: int = positive(1, help="devices per trial; > 1: DDP inside the trial (launch with "
+                                    "torchrun / srun)")
+    num_nodes: int = positive(1, help="nodes per trial (multi-node DDP)")
+    precision: str = one_of("32-true", PRECISIONS, help="Lightning precision (16-mixed: GPU only)")
+    accumulate_grad_batches: int = positive(1, help="micro-batches per optimizer step")
+    deterministic: bool = described(True, "deterministic algorithms (same seed, same run)")
+    seed: int = in_range(0, 0, MAX_SEED, help="the run's seed (a sweep's repeats use seed, "
+                                              "seed+1, ...)")
+    progress: bool = described(True, "show a progress bar")
 
 
 @dataclass
 class TrackingConfig:
-    experiment: Optional[str] = text(None)  # default: "ablate-train", or the study name for sweeps
-    run_name: Optional[str] = text(None)
-    tracking_uri: Optional[str] = text(None)  # default: sqlite:///$ABLATE_HOME/mlflow.db
-    routing_stats_every: int = positive(10)
+    experiment: Optional[str] = text(None, help="MLflow experiment (default: ablate-train, or the "
+                                                "study name for sweeps)")
+    run_name: Optional[str] = text(None, help="MLflow run name (default: generated from the "
+                                              "config)")
+    tracking_uri: Optional[str] = text(None, help="MLflow tracking URI (default: "
+                                                  "sqlite:///$ABLATE_HOME/mlflow.db)")
+    routing_stats_every: int = positive(10, help="log routing statistics (moe/*) every n steps")
 
 
 @dataclass
@@ -160,18 +198,24 @@ class BudgetConfig:
     solved for (shared experts as wide as a routed one unless d_shared is set). Active
     parameters then match across arms up to the router's E*D per MoE layer."""
 
-    ffn_active: Optional[int] = positive(None)
+    ffn_active: Optional[int] = positive(None, help="hidden units a token activates per FFN "
+                                                    "layer: sets model.d_ff and "
+                                                    "model.moe.d_expert so arms match")
 
 
 @dataclass
 class InitConfig:
     """Where the weights start: scratch, a checkpoint, or an upcycled dense model."""
 
-    from_checkpoint: Optional[str] = text(None)  # weights file written by ablate (dense or same shape)
-    dense_steps: int = non_negative(0)  # > 0: train the dense counterpart this long first (cached), upcycle it
-    upcycle: str = one_of("copy", UPCYCLES)  # copy: every expert = the dense FFN | split: experts = slices of it
-    noise: float = non_negative(0.0)  # relative std of noise added to copied expert weights
-    freeze: str = one_of("none", FREEZES)  # none | moe (train only non-MoE params, Zoph et al.) | non_moe
+    from_checkpoint: Optional[str] = text(None, help="start from a weights file written by ablate "
+                                                     "(dense or same shape)")
+    dense_steps: int = non_negative(0, help="> 0: train the dense counterpart this long first "
+                                            "(cached), then upcycle it")
+    upcycle: str = one_of("copy", UPCYCLES, help="copy: every expert = the dense FFN | split: "
+                                                 "experts = slices of it")
+    noise: float = non_negative(0.0, help="relative std of noise added to copied expert weights")
+    freeze: str = one_of("none", FREEZES, help="none | moe (train only non-MoE params, Zoph et "
+                                               "al.) | non_moe")
 
 
 @dataclass
