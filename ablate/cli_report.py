@@ -46,7 +46,8 @@ def add_parsers(sub) -> None:
         description="Render DASHBOARD.yaml for a study into one self-contained HTML file "
         "(plotly.js embedded: opens offline) and log it to the study's MLflow parent run as "
         "dashboards/<name>.html, with the arm summary as summary/arms.csv and .md.")
-    d.add_argument("spec", metavar="DASHBOARD.yaml")
+    d.add_argument("spec", metavar="DASHBOARD.yaml", help="the dashboard file: which panels, "
+                   "grouped by which params (see dashboards/ and `ablate config keys panels`)")
     d.add_argument("--study", help="study name (default: `study:` in the dashboard file)")
     d.add_argument("--out", help="HTML file to write (default: $ABLATE_HOME/dashboards/"
                    "<study>-<dashboard>.html)")

@@ -194,8 +194,8 @@ def _panels() -> Section:
         opts = ", ".join(f.name for f in dataclasses.fields(e.config))
         rows.append((name, " ".join(filter(None, [e.title + ".", e.description,
                                                   f"(options: {opts})" if opts else ""]))))
-    return Section("panels", "kind", "dashboard panels (dashboard file: panels: [{kind: NAME, "
-                   "...options}])", rows)
+    return Section("panels", "kind", "dashboard panels (dashboard file: panels: [NAME, or {kind: "
+                   "NAME, title: ..., options}])", rows)
 
 
 def _preset_line(name: str) -> str:
