@@ -29,6 +29,7 @@ from ablate.registry import AUX_LOSSES
 # the enum-like keys' values (a registry's names where plugins can add one)
 DATA_SOURCES = ("stdlib", "text", "json", "parquet", "hub")
 FFN_KINDS = ("dense", "moe")
+ATTENTIONS = ("mha", "mla")
 DROP_PRIORITIES = ("position", "score")
 DISPATCHES = ("grouped", "loop")
 ACCELERATORS = ("cpu", "gpu", "cuda", "auto", "mps")
@@ -130,9 +131,39 @@ class MoEConfig:
 
 
 @dataclass
+class MLAConfig:
+    """Multi-head latent attention (DeepSeek-V2 §2.1, `model.attention=mla`). Keys and values
+    are rebuilt per head from a latent of `kv_rank` floats; RoPE acts on a separate
+    `rope_dim`-wide part of each query and on one key part shared by all heads. A token's
+    KV cache is kv_rank + rope_dim floats per layer (MHA: 2 * d_model). The defaults give
+    about the attention parameters of MHA at d_model=128, n_heads=4 (67.6k vs 65.5k)."""
+
+    kv_rank: int = positive(64, help="d_c, the cached KV latent (V2: 4 d_h; here 2 d_h)")
+    q_rank: int = non_negative(0, help="d_c', the query latent; 0: queries straight from x "
+                                       "(V2-Lite)")
+    rope_dim: int = positive(16, help="d_h^R, the decoupled RoPE width per head (even; V2: half "
+                                      "of d_h)")
+    head_dim: Optional[int] = positive(None, help="d_h, the non-RoPE query/key width per head "
+                                                  "(default d_model / n_heads)")
+    v_head_dim: Optional[int] = positive(None, help="value width per head (default head_dim)")
+
+
+@dataclass
+class MTPConfig:
+    """Multi-token prediction (DeepSeek-V3 §2.2): `depth` sequential modules, module k
+    predicting token t+k+1 through the shared embedding and output head; the training loss
+    adds weight / depth * sum_k L_k (V3 eq. 25). Training only: val/loss is next-token."""
+
+    depth: int = non_negative(0, help="D, extra tokens predicted (0: off, the plain model)")
+    weight: float = non_negative(0.3, help="lambda, the MTP loss weight (V3: 0.3 for the first "
+                                           "10T tokens, then 0.1)")
+
+
+@dataclass
 class ModelConfig:
     ffn: str = one_of("dense", FFN_KINDS, help="the feed-forward block: dense (SwiGLU) | moe "
                                                "(model.moe.*)")
+    attention: str = one_of("mha", ATTENTIONS, help="mha | mla (latent KV, model.mla.*)")
     vocab_size: Optional[int] = positive(None, help="null: taken from the tokenizer")
     d_model: int = positive(128, help="model width")
     n_layers: int = positive(4, help="transformer blocks")
@@ -145,6 +176,8 @@ class ModelConfig:
     tie_embeddings: bool = described(True, "the output head shares the token embedding")
     init_std: float = non_negative(0.02, help="std of the weight init")
     moe: MoEConfig = field(default_factory=MoEConfig)
+    mla: MLAConfig = field(default_factory=MLAConfig)
+    mtp: MTPConfig = field(default_factory=MTPConfig)
 
 
 @dataclass

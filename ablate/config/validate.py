@@ -21,10 +21,15 @@ def validate(cfg: RunConfig) -> None:
 
 def _check_model(cfg: RunConfig) -> None:
     m = cfg.model
-    if m.d_model % m.n_heads:
+    mla = m.attention == "mla"
+    if m.d_model % m.n_heads and not (mla and m.mla.head_dim):  # MLA: head_dim may set the width
         raise ConfigError("model.n_heads", m.n_heads, f"a divisor of model.d_model ({m.d_model})")
-    if (m.d_model // m.n_heads) % 2:
+    if not mla and (m.d_model // m.n_heads) % 2:
         raise ConfigError("model.n_heads", m.n_heads, "a head width d_model/n_heads that is even (RoPE)")
+    if mla and m.mla.rope_dim % 2:  # MLA rotates only its decoupled part
+        raise ConfigError("model.mla.rope_dim", m.mla.rope_dim, "an even width (RoPE rotates pairs)")
+    if m.mtp.depth >= cfg.data.block_size:  # depth k trains on the block's first S - k positions
+        raise ConfigError("model.mtp.depth", m.mtp.depth, f"0..data.block_size - 1 ({cfg.data.block_size - 1})")
 
 
 def _check_moe(cfg: RunConfig) -> None:

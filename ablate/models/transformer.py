@@ -1,4 +1,8 @@
-"""Decoder-only transformer (pre-norm, RMSNorm, RoPE, SDPA, SwiGLU or MoE FFN)."""
+"""Decoder-only transformer (pre-norm, RMSNorm, RoPE, SDPA, SwiGLU or MoE FFN), with MHA or
+MLA attention (mla.py) and optional multi-token prediction modules after it (mtp.py).
+
+Legend: B batch, S sequence, D d_model, V vocab.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +13,31 @@ from torch import nn
 
 from ablate.config.schema import ModelConfig
 from ablate.models.attention import CausalSelfAttention, RMSNorm, rope_cache
+from ablate.models.mla import MultiHeadLatentAttention
 from ablate.models.mlp import SwiGLU
 from ablate.models.moe.expert_parallel import init_normal_
 from ablate.models.moe.layer import MoELayer
 from ablate.models.moe.sizes import moe_layer_ids
+from ablate.models.mtp import MTP
+
+
+def attention(cfg: ModelConfig) -> nn.Module:
+    """The block's self-attention: `model.attention` = mha | mla."""
+    if cfg.attention == "mla":
+        return MultiHeadLatentAttention(cfg.mla, cfg.d_model, cfg.n_heads, cfg.dropout, cfg.norm_eps)
+    return CausalSelfAttention(cfg.d_model, cfg.n_heads, cfg.dropout)
+
+
+def rope_width(cfg: ModelConfig) -> int:
+    """The width RoPE rotates: a whole MHA head, or MLA's decoupled part d_h^R."""
+    return cfg.mla.rope_dim if cfg.attention == "mla" else cfg.d_model // cfg.n_heads
 
 
 class Block(nn.Module):
     def __init__(self, cfg: ModelConfig, moe: bool):
         super().__init__()
         self.attn_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
-        self.attn = CausalSelfAttention(cfg.d_model, cfg.n_heads, cfg.dropout)
+        self.attn = attention(cfg)
         self.ffn_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.ffn = MoELayer(cfg.moe, cfg.d_model, cfg.d_ff) if moe else SwiGLU(cfg.d_model, cfg.d_ff)
         self.drop = nn.Dropout(cfg.dropout)
@@ -46,7 +64,12 @@ class Transformer(nn.Module):
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.head.weight = self.embed.weight
-        cos, sin = rope_cache(max_seq_len, cfg.d_model // cfg.n_heads, cfg.rope_theta)
+        self.mtp = None
+        if cfg.mtp.depth:  # built on a forked RNG: the main weights then start as at depth 0
+            with torch.random.fork_rng(devices=[]):  # (reset_parameters draws them first)
+                blocks = [Block(cfg, moe=False) for _ in range(cfg.mtp.depth)]  # dense: see mtp.py
+                self.mtp = MTP(cfg.d_model, cfg.norm_eps, blocks)
+        cos, sin = rope_cache(max_seq_len, rope_width(cfg), cfg.rope_theta)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
         self.reset_parameters()
@@ -68,6 +91,20 @@ class Transformer(nn.Module):
 
     def forward(self, idx_BS: torch.Tensor):
         """token ids (B, S) -> logits (B, S, V), {aux name: mean over MoE layers}."""
+        h_BSD, aux = self.hidden(idx_BS)
+        return self.head(self.norm(h_BSD)), aux
+
+    def forward_mtp(self, idx_BS: torch.Tensor):
+        """forward's (logits, aux) and the MTP modules' logits: [(B, S-k, V) for k = 1..depth],
+        position i of depth k predicting token i+k+1 (mtp.py). Training only."""
+        h_BSD, aux = self.hidden(idx_BS)
+        logits_BSV = self.head(self.norm(h_BSD))
+        if self.mtp is None:
+            return logits_BSV, aux, []
+        return logits_BSV, aux, self.mtp(h_BSD, idx_BS, self.embed, self.head, self.rope_cos, self.rope_sin)
+
+    def hidden(self, idx_BS: torch.Tensor):
+        """token ids (B, S) -> the last block's output (B, S, D) before the final norm, aux."""
         x = self.embed(idx_BS)
         aux_sum: dict[str, torch.Tensor] = {}
         for block in self.blocks:
@@ -75,5 +112,4 @@ class Transformer(nn.Module):
             for k, v in aux.items():
                 aux_sum[k] = aux_sum.get(k, 0.0) + v
         n = max(len(self.moe_layers), 1)
-        logits = self.head(self.norm(x))
-        return logits, {k: v / n for k, v in aux_sum.items()}
+        return x, {k: v / n for k, v in aux_sum.items()}

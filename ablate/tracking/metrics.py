@@ -2,9 +2,9 @@
 them (a typo like `val/los` would train every trial to the end and then fail it).
 
 Fixed names, plus families: `train/aux/<loss>` and `train/aux_weighted/<loss>` for every
-registered aux loss and router reward loss, `moe/<stat>` (mean over MoE layers) and
-`moe/l<i>/<stat>` per MoE layer. A new metric is logged by one place in the code and
-named here.
+registered aux loss and router reward loss, `moe/<stat>` (mean over MoE layers),
+`moe/l<i>/<stat>` per MoE layer, and `train/mtp/d<k>` per multi-token-prediction depth.
+A new metric is logged by one place in the code and named here.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ FIXED = {
     "perf/step_ms": "wall time per optimizer step",
     "params_total": "every parameter", "params_active": "parameters one token touches",
     "params_embedding": "embedding parameters", "flops_per_token": "training FLOPs per token",
+    "kv_cache_bytes_per_token": "inference KV cache per token over all layers (bf16)",
     "n_moe_layers": "MoE blocks in the model",
 }
 MOE_STATS = {
@@ -52,7 +53,8 @@ def patterns() -> list[tuple[str, str]]:
     return [(rf"train/aux/({losses})", "an aux loss, unscaled"),
             (rf"train/aux_weighted/({losses})", "an aux loss times its weight"),
             (rf"moe/({stats})", "a routing statistic, mean over MoE layers"),
-            (rf"moe/l\d+/({stats})", "a routing statistic of one MoE layer")]
+            (rf"moe/l\d+/({stats})", "a routing statistic of one MoE layer"),
+            (r"train/mtp/d[1-9]\d*", "the MTP cross-entropy of depth k (model.mtp.depth >= k), unscaled")]
 
 
 def is_logged(name: str) -> bool:
@@ -67,4 +69,4 @@ def check_metric(name: str, key: str) -> None:
     close = difflib.get_close_matches(str(name), examples, n=3, cutoff=0.6)
     hint = f"did you mean {', '.join(close)}?" if close else "not a metric ablate logs"
     raise ConfigError(key, name, ", ".join(list(FIXED)[:6]) + ", moe/<stat>, moe/l<i>/<stat>, "
-                      "train/aux/<loss> (ablate config keys metrics)", hint)
+                      "train/aux/<loss>, train/mtp/d<k> (ablate config keys metrics)", hint)

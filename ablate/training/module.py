@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from ablate.config.schema import ModelConfig, OptimConfig
 from ablate.models.moe.expert_parallel import clip_grad_norm_, exclude_from_ddp, expert_parallel_modules
 from ablate.training.ep_checkpoint import gather_expert_shards, slice_expert_states
+from ablate.models.mtp import mtp_losses
 from ablate.models.transformer import Transformer
 
 
@@ -50,19 +51,31 @@ class LMModule(L.LightningModule):
         return self.model(idx_BS)
 
     def _losses(self, batch):
+        """(next-token LM loss, unscaled aux losses, weighted aux losses)."""
+        lm, aux, weighted, _ = self._losses_mtp(batch, mtp=False)
+        return lm, aux, weighted
+
+    def _losses_mtp(self, batch, mtp: bool):
+        """_losses and, when `mtp` and model.mtp.depth > 0, the MTP losses [L^1..L^D]
+        (unscaled; mtp.py): one forward of the main model feeds both."""
         x_BS, y_BS = batch
-        logits_BSV, aux = self.model(x_BS)
+        if mtp and self.model.mtp is not None:
+            logits_BSV, aux, mtp_logits = self.model.forward_mtp(x_BS)
+        else:  # depth 0, validation: exactly the plain model's forward
+            (logits_BSV, aux), mtp_logits = self.model(x_BS), []
         lm_T = F.cross_entropy(logits_BSV.float().flatten(0, 1), y_BS.flatten(), reduction="none")
         weights = dict(self.aux_weights)
         if self.training:  # losses a router makes from the reward = -(the token's LM loss)
             for name, (value, weight) in reward_losses(self.model.moe_layers, -lm_T.detach()).items():
                 aux[name], weights[name] = value, weight
         weighted = {k: weights.get(k, 1.0) * v for k, v in aux.items()}
-        return lm_T.mean(), aux, weighted
+        return lm_T.mean(), aux, weighted, mtp_losses(mtp_logits, y_BS)
 
     def training_step(self, batch, batch_idx):
-        lm, aux, weighted = self._losses(batch)
+        lm, aux, weighted, mtp = self._losses_mtp(batch, mtp=True)
         loss = lm + sum(weighted.values()) if weighted else lm
+        if mtp:  # DeepSeek-V3 eq. 25: lambda / D * sum_k L^k
+            loss = loss + self.model_cfg.mtp.weight / len(mtp) * sum(mtp)
         if not bool(torch.isfinite(loss)):  # stop now: every later step would be wasted
             raise DivergenceError(f"the training loss is {float(loss.detach())} at step {self.global_step} "
                                   "(diverged: lower optim.lr or raise model.moe.aux.z)")
@@ -73,6 +86,8 @@ class LMModule(L.LightningModule):
         for k in aux:
             self.log(f"train/aux/{k}", aux[k].detach())
             self.log(f"train/aux_weighted/{k}", weighted[k].detach())
+        for k, l_k in enumerate(mtp, start=1):
+            self.log(f"train/mtp/d{k}", l_k.detach())  # unscaled; val/loss stays next-token only
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:

@@ -13,13 +13,20 @@ CASES = [
     ["model.ffn=moe", "model.moe.n_experts=8", "model.moe.top_k=2", "model.moe.granularity=2"],
     ["model.ffn=moe", "model.moe.n_shared=1", "model.moe.shared_gate=true", "model.moe.moe_every=2"],
     ["model.ffn=moe", "model.moe.first_dense=1", "model.moe.d_expert=32"],
+    ["model.attention=mla", "model.mla.kv_rank=16", "model.mla.rope_dim=8"],
+    ["model.attention=mla", "model.mla.q_rank=24", "model.mla.head_dim=8", "model.mla.v_head_dim=12"],
+    ["model.mtp.depth=2", "model.tie_embeddings=false"],
+    ["model.ffn=moe", "model.attention=mla", "model.mtp.depth=1", "model.moe.n_experts=4"],
 ]
 
 
 def _counted(module) -> tuple[int, int]:
-    """Count from the built model: a layer's routed experts count k/E towards active."""
+    """Count from the built model: a layer's routed experts count k/E towards active, the
+    MTP modules (training only) not at all."""
     total = sum(p.numel() for p in module.parameters())
     active = total
+    if module.model.mtp is not None:
+        active -= sum(p.numel() for p in module.model.mtp.parameters())
     for m in module.modules():
         if isinstance(m, MoELayer):
             routed = sum(p.numel() for p in m.experts.parameters())
@@ -57,3 +64,21 @@ def test_flops_scale_with_active_not_total():
     router_flops = 6 * 4 * 128 * (64 - 8)
     assert f64["flops_per_token"] - f8["flops_per_token"] == router_flops
     assert torch.tensor(f64["params_total"]) > 5 * f8["params_total"] / 2
+
+
+def test_mha_flops_and_cache_are_unchanged_by_the_mla_accounting():
+    """The attention term written per head width still gives MHA's 6 * L * S * D, and the
+    cache 2 * d_model per layer; MLA's scores use its own q/k and v widths."""
+    cfg = load_config(overrides=["model.vocab_size=256"]).model  # D 128, 4 layers, 4 heads
+    c = param_counts(cfg, 128)
+    D, V, L = 128, 256, 4
+    per_layer = 4 * D * D + 2 * D + 3 * D * cfg.d_ff
+    assert c["flops_per_token"] == 6 * (L * per_layer + D + V * D) + 6 * L * 128 * D
+    assert c["kv_cache_bytes_per_token"] == L * 2 * D * 2
+    mla = load_config(overrides=["model.vocab_size=256", "model.attention=mla"]).model
+    m = param_counts(mla, 128)
+    H, N, R, Vh = 4, 32, 16, 32  # defaults: head_dim = D / H, v_head_dim = head_dim
+    attn = D * H * (N + R) + D * (64 + R) + 64 + 64 * H * (N + Vh) + H * Vh * D
+    assert m["params_total"] - c["params_total"] == L * (attn - 4 * D * D)
+    scores = 3 * 128 * H * (N + R + Vh)
+    assert m["flops_per_token"] - c["flops_per_token"] == 6 * L * (attn - 4 * D * D) + L * (scores - 6 * 128 * D)
