@@ -209,9 +209,8 @@ def _verdicts(console, study: str, storage: str | None, tracking_uri: str) -> No
     """The study's expectations judged on what it measured: printed, and logged to the parent
     run (tags ablate.claim.<i>, claims.json, the run's description)."""
     from ablate.reporting.collect import load_study
-    from ablate.reporting.verdicts import judge_all, log_verdicts, to_rich
-
     from ablate.reporting.compare import compare, to_markdown
+    from ablate.reporting.verdicts import judge_all, log_verdicts, to_rich
 
     data = load_study(study, storage=storage, tracking_uri=tracking_uri)
     verdicts = judge_all(data)
@@ -324,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     a, extra = parser.parse_known_args(argv)
     bad = [x for x in extra if "=" not in x or x.startswith("-")]
-    if bad or (extra and a.command not in ("train", "sweep", "claims")):
+    if bad or (extra and a.command not in ("train", "sweep", "claims", "config")):
         parser.error(f"unrecognized arguments: {' '.join(bad or extra)}")
     if extra:  # key=value overrides given after --options
         if a.command == "train":

@@ -125,6 +125,7 @@ def _need(ctx: AuxContext, attr: str, loss: str) -> torch.Tensor:
 @AUX_LOSSES.register("switch")
 @needs("probs_TE")
 def _switch(ctx: AuxContext) -> torch.Tensor:
+    """Switch load balance: E * sum_i f_i P_i (Fedus et al. 2022); 1 at balance."""
     probs = _need(ctx, "probs_TE", "switch")
     return switch_loss(probs_TE=probs, ids_TK=ctx.route.ids_TK, n_experts=ctx.n_experts)
 
@@ -132,18 +133,21 @@ def _switch(ctx: AuxContext) -> torch.Tensor:
 @AUX_LOSSES.register("z")
 @needs("logits_TE")
 def _z(ctx: AuxContext) -> torch.Tensor:
+    """Router z-loss: mean logsumexp(logits)^2 (Zoph et al. 2022); keeps logits small."""
     return z_loss(logits_TE=_need(ctx, "logits_TE", "z"))
 
 
 @AUX_LOSSES.register("importance")
 @needs("probs_TE")
 def _importance(ctx: AuxContext) -> torch.Tensor:
+    """Importance loss: CV(sum_t p(x_t))^2 (Shazeer et al. 2017); 0 at balance."""
     return importance_loss(probs_TE=_need(ctx, "probs_TE", "importance"))
 
 
 @AUX_LOSSES.register("seq_aux")
 @needs("probs_TE")
 def _seq_aux(ctx: AuxContext) -> torch.Tensor:
+    """Switch balance per sequence, averaged (DeepSeek-V3's complementary loss)."""
     probs = _need(ctx, "probs_TE", "seq_aux")
     return seq_aux_loss(probs_TE=probs, ids_TK=ctx.route.ids_TK, n_experts=ctx.n_experts,
                         batch_shape=ctx.batch_shape)
@@ -152,6 +156,7 @@ def _seq_aux(ctx: AuxContext) -> torch.Tensor:
 @AUX_LOSSES.register("device")
 @needs("probs_TE")
 def _device(ctx: AuxContext) -> torch.Tensor:
+    """Switch balance over devices (groups of experts) (DeepSeek-V2 eq. 14-16)."""
     probs = _need(ctx, "probs_TE", "device")
     return device_loss(probs_TE=probs, ids_TK=ctx.route.ids_TK, n_experts=ctx.n_experts,
                        n_devices=ctx.n_devices)
@@ -160,6 +165,7 @@ def _device(ctx: AuxContext) -> torch.Tensor:
 @AUX_LOSSES.register("comm")
 @needs("probs_TE")
 def _comm(ctx: AuxContext) -> torch.Tensor:
+    """Communication balance: tokens received per device (DeepSeek-V2 eq. 17-19)."""
     probs = _need(ctx, "probs_TE", "comm")
     return comm_loss(probs_TE=probs, ids_TK=ctx.route.ids_TK, n_experts=ctx.n_experts,
                      n_devices=ctx.n_devices, max_devices=ctx.max_devices)

@@ -45,12 +45,19 @@ def fingerprint(defn: dict[str, Any]) -> str:
 
 
 def changes(old: dict[str, Any], new: dict[str, Any], limit: int = 3) -> str:
-    """What differs, in a few words: `trainer.max_steps 4 -> 8; space.arm: + big`."""
+    """What differs, in a few words (`trainer.max_steps 4 -> 8; space.arm...`); "" if the
+    two define the same experiment. A key only one side has is a key one version of ablate
+    does not know: at its default it changes nothing (an upgrade must not orphan a study)."""
     out = []
+    defaults = _defaults()
     for key in ("base", "space"):
         a, b = flatten(old.get(key, {})), flatten(new.get(key, {}))
         prefix = "" if key == "base" else "space."
         for k in sorted(set(a) | set(b)):
+            if key == "base" and (k not in a or k not in b):
+                value = b.get(k, a.get(k))
+                if k not in defaults or defaults[k] == value:
+                    continue  # added (or dropped) by another version, at its default
             if a.get(k, "<unset>") != b.get(k, "<unset>"):
                 out.append(f"{prefix}{k} {a.get(k, '<unset>')!r} -> {b.get(k, '<unset>')!r}")
     for key in ("objectives", "repeats"):
@@ -58,6 +65,12 @@ def changes(old: dict[str, Any], new: dict[str, Any], limit: int = 3) -> str:
             out.append(f"{key} {old.get(key)} -> {new.get(key)}")
     more = f" (+{len(out) - limit} more)" if len(out) > limit else ""
     return "; ".join(out[:limit]) + more
+
+
+def _defaults() -> dict[str, Any]:
+    from ablate.config.load import load_config
+
+    return json.loads(json.dumps(flatten(to_dict(load_config())), default=str))
 
 
 def current_revision(study) -> dict[str, Any] | None:
@@ -78,10 +91,15 @@ def check_or_record(study, defn: dict[str, Any], extend: bool, study_name: str) 
     last = revisions[-1]
     if last["fingerprint"] == fp:
         return last["revision"]
+    diff = changes(last["definition"], defn)
+    if not diff:  # the same experiment, written by another version of ablate: adopt the new form
+        revisions[-1] = {**last, "fingerprint": fp, "definition": defn}
+        study.set_user_attr("revisions", revisions)
+        return last["revision"]
     if not extend:
         raise StudyChanged(
             f"study {study_name}: the sweep no longer matches the stored study (revision "
-            f"{last['revision']}): {changes(last['definition'], defn)} (allowed: the same sweep "
+            f"{last['revision']}): {diff} (allowed: the same sweep "
             f"file and overrides; a new --study NAME; or --extend to add this as revision "
             f"{last['revision'] + 1}, kept apart from the old one in ablate compare)")
     revisions.append({"revision": last["revision"] + 1, "fingerprint": fp, "definition": defn})

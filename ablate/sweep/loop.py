@@ -34,6 +34,7 @@ from optuna.trial import TrialState
 from ablate.sweep import space as sp
 from ablate.sweep.objective import Outcome, run_trial
 from ablate.sweep.reaper import reap_dead_trials
+from ablate.tracking.full_disk import StoreFull, is_full
 
 MAX_ATTEMPTS = 4  # the first try and 3 retries
 MAX_CONSECUTIVE_FAILURES = 3  # a worker stops rather than spin on a broken setup
@@ -63,11 +64,7 @@ def point_states(study, revision: int) -> PointStates:
     for t in study.get_trials(deepcopy=False):
         if t.user_attrs.get("duplicate_of") is not None or int(t.user_attrs.get("revision", 1)) != revision:
             continue
-        if t.state == TrialState.WAITING and not t.params:
-            params = t.system_attrs.get("fixed_params") or {}
-        else:
-            params = t.params
-        by_point.setdefault(point_key(params), []).append(t)
+        by_point.setdefault(point_key(_params(t)), []).append(t)
     done, failed, in_flight, retry = set(), {}, set(), {}
     for key, trials in by_point.items():
         states = {t.state for t in trials}
@@ -82,6 +79,13 @@ def point_states(study, revision: int) -> PointStates:
             else:
                 retry[key] = last
     return PointStates(done, failed, in_flight, retry)
+
+
+def _params(t) -> dict[str, Any]:
+    """A trial's point: its params, or for a queued one the params it was queued with."""
+    if t.state == TrialState.WAITING and not t.params:
+        return t.system_attrs.get("fixed_params") or {}
+    return t.params
 
 
 class Heartbeat:
@@ -156,8 +160,8 @@ class TrialLoop:
                 self.study.enqueue_trial(point, user_attrs={"revision": self.revision, "attempt": 1})
         for _ in range(MAX_DUPLICATE_ASKS):
             trial = self.study.ask(self.distributions)
-            key = point_key(trial.params)
-            twin = None if self.finite else self._twin(key, trial.number)
+            key = point_key(trial.params)  # (a queued trial without params got a sampled point)
+            twin = self._twin(key, trial.number)
             if twin is None:
                 trial.set_user_attr("revision", self.revision)
                 frozen = self.study.get_trials(deepcopy=False)[trial.number]
@@ -170,10 +174,11 @@ class TrialLoop:
         return None  # the sampler keeps proposing trained points: the space is used up for it
 
     def _twin(self, key: str, number: int) -> int | None:
+        """Another trial of the same point (done, running or queued), if any."""
         for t in self.study.get_trials(deepcopy=False):
             if (t.number != number and t.user_attrs.get("duplicate_of") is None
                     and int(t.user_attrs.get("revision", 1)) == self.revision
-                    and t.state != TrialState.FAIL and point_key(t.params) == key):
+                    and t.state != TrialState.FAIL and point_key(_params(t)) == key):
                 return t.number
         return None
 
@@ -211,10 +216,19 @@ class TrialLoop:
         try:
             outcome = run_trial(self.sweep, trial, values, self.parent, tags, self.progress)
         except Exception as e:  # noqa: BLE001 - outside training (a store, a config): recorded
+            if is_full(e):  # a full store: stop the sweep (the trial resumes next run)
+                raise StoreFull(reason_of(e)) from e
             outcome = Outcome("FAIL", reason=reason_of(e), retry=not deterministic(e))
         except KeyboardInterrupt:  # Ctrl-C / SIGTERM: FAIL now, the next run resumes it
             trial.set_user_attr("fail_reason", "interrupted (Ctrl-C or SIGTERM)")
             self.study.tell(trial, state=TrialState.FAIL)
+            raise
+        except StoreFull as e:  # the sweep stops; FAIL the trial if the store still takes it
+            try:  # (else it stays RUNNING until the next run reaps it)
+                trial.set_user_attr("fail_reason", f"the disk is full: {e}"[:500])
+                self.study.tell(trial, state=TrialState.FAIL)
+            except Exception:  # noqa: BLE001 - the journal's disk is full too
+                pass
             raise
         finally:
             beat.close()

@@ -26,6 +26,7 @@ from ablate import paths
 from ablate.errors import AblateError
 from ablate.sweep import ddp
 from ablate.tracking import runs, store
+from ablate.tracking.full_disk import StoreFull, is_full
 
 SUMMARY_METRICS = ("val/loss", "val/ppl", "train/loss", "train/lm_loss", "perf/tokens_per_s",
                    "perf/step_ms", "params_active", "params_total", "flops_per_token")
@@ -90,6 +91,8 @@ def run_trial(sweep, trial, values: dict, parent: str, trial_tags: dict[str, str
                            progress=progress.hook() if progress is not None else None,
                            on_run=on_run, ckpt_dir=ckpt)
         except Exception as e:  # noqa: BLE001 - every failure is recorded, none aborts the sweep
+            if is_full(e):  # not the trial's fault: stop the sweep, resume the trial later
+                raise StoreFull(reason_of(e)) from e
             reason = reason_of(e)
             if not run_ids:  # failed before its run existed: leave a FAILED run with the reason
                 run_ids.append(_failed_run(sweep, parent, name, trial_tags, r, reason))

@@ -15,12 +15,15 @@ def open_parent(sweep, study, client) -> str:
     exp_id = store.ensure_experiment(client, sweep.experiment)
     parent = study.user_attrs.get("mlflow_parent_run_id")
     if parent:
+        from mlflow.exceptions import MlflowException
+
         try:
             if client.get_run(parent).info.lifecycle_stage == "active":
                 client.update_run(parent, status="RUNNING")
                 return parent
-        except Exception:  # noqa: BLE001 - deleted from the store: make a new one
-            pass
+        except MlflowException as e:  # deleted from the store: make a new one; else it is
+            if e.error_code != "RESOURCE_DOES_NOT_EXIST":  # a real problem (a full disk...)
+                raise
     spec = sweep.spec
     tags = runs.standard_tags(**{"ablate.study": spec.study, "ablate.kind": "study"})
     parent = runs.create_run(client, exp_id, spec.study, tags)
@@ -37,15 +40,21 @@ def open_parent(sweep, study, client) -> str:
 @contextlib.contextmanager
 def parent_open(sweep, study, client, parent: str, revision: int):
     """The parent run stays RUNNING while trials run; then the summary, then its end."""
+    from ablate.tracking.full_disk import StoreFull
+
     status = "FINISHED"
     try:
         yield
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, StoreFull):
         status = "KILLED"
         raise
     finally:
-        summarise(sweep, study, client, parent, revision)
-        client.set_terminated(parent, status=status)
+        try:
+            summarise(sweep, study, client, parent, revision)
+            client.set_terminated(parent, status=status)
+        except Exception:  # noqa: BLE001 - a full store: doctor --fix closes it later
+            if status == "FINISHED":
+                raise
 
 
 def summarise(sweep, study, client, parent: str, revision: int) -> None:

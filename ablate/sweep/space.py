@@ -89,6 +89,11 @@ def parse_space(space: dict[str, Any]) -> tuple[list[Param], dict[str, dict[str,
             params.append(_typed(key, spec, where))
         else:
             raise ConfigError(where, spec, "a list of choices or {type, low, high} or {type, choices}")
+    for p in params:  # an arm and an entry setting one key: which value wins would be a guess
+        owner = next((a for a, bundle in arms.items() if p.key != ARM and p.key in bundle), None)
+        if owner is not None:
+            raise ConfigError(f"space.{p.key}", list(p.choices) or "a range", "a key no arm sets",
+                              f"arm {owner} sets {p.key} too")
     return params, arms
 
 

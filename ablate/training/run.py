@@ -152,9 +152,11 @@ def train(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = None,
                                          every_n_train_steps=cfg.trainer.val_every))
         callbacks.append(FlushMetrics())  # the curve reaches every checkpoint
         last = Path(ckpt_dir) / "last.ckpt"
-        resume_from = str(last) if last.exists() else None
+        resume_from = _resumable(last)
         if resume_from:
             tracker.set_tag("ablate.resumed_from", resume_from)
+        elif last.exists():  # cut short by a full disk or a crash mid-write: start over
+            tracker.set_tag("ablate.resume_skipped", f"unreadable checkpoint moved to {last}.broken")
     trainer = _trainer(cfg, logger or False, callbacks, bar, checkpointing=ckpt_dir is not None)
     if logger is not None:
         logger.step_source = lambda: trainer.global_step
@@ -208,6 +210,20 @@ def _interrupts_propagate(trainer: L.Trainer):
     finally:
         if sigint is not None and signal.getsignal(signal.SIGINT) is not sigint:
             signal.signal(signal.SIGINT, sigint)
+
+
+def _resumable(last: Path) -> str | None:
+    """The checkpoint to resume from, if it is whole. torch.save writes a zip archive whose
+    directory is at the end, so a file cut short (ENOSPC while Lightning moved it into
+    place, a crash) is no zip: it is moved aside rather than failing every retry."""
+    import zipfile
+
+    if not last.exists():
+        return None
+    if zipfile.is_zipfile(last):
+        return str(last)
+    last.replace(last.with_name(last.name + ".broken"))
+    return None
 
 
 def dict_metrics(trainer) -> dict[str, float]:

@@ -101,6 +101,7 @@ def test_doctor_reports_and_fixes_a_crashed_study(ablate_home, fast, tmp_path, c
     study, client = _study("crash"), store(ablate_home)
     parent = study.user_attrs["mlflow_parent_run_id"]
     exp = client.get_run(parent).info.experiment_id
+    study.enqueue_trial({"optim.lr": LR[2]})  # the point it was training (not done yet)
     t = study.ask()
     t.suggest_categorical("optim.lr", LR)
     tags = {"ablate.study": "crash", "ablate.trial": str(t.number), "mlflow.parentRunId": parent}

@@ -146,3 +146,20 @@ def test_compare_counts_one_configuration_and_seed_once():
     assert a.summary.n == 2 and c.duplicates == {"a": 1}
     assert "counted once" in render(c, "markdown")
     assert json.loads(render(c, "json"))["duplicate_runs"] == {"a": 1}
+
+
+def test_a_key_a_newer_ablate_adds_at_its_default_does_not_change_a_study():
+    """An upgrade that adds config keys (at their defaults) must not orphan stored studies;
+    a key set away from its default still does."""
+    from ablate.config.load import load_config
+    from ablate.sweep.fingerprint import changes, definition
+    from ablate.sweep.spec import SweepSpec, Objective
+
+    spec = SweepSpec("s", {}, {"optim.lr": [0.001]}, [Objective()])
+    new = definition(spec, load_config())
+    old = json.loads(json.dumps(new))
+    for key in [k for k in old["base"] if k.startswith("model.mtp.")]:
+        del old["base"][key]  # as a study stored before MTP existed
+    assert changes(old, new) == ""
+    moved = definition(spec, load_config(overrides=["model.mtp.depth=1"]))
+    assert "model.mtp.depth '<unset>' -> 1" in changes(old, moved)
