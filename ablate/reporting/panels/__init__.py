@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,9 +63,10 @@ class PanelRegistry(Registry):
         return deco
 
 
-_BUILTINS = ("curves", "final", "pareto", "expert_load", "load_over_training", "routing",
-             "optuna_importances", "optuna_parallel", "optuna_history", "runs", "summary")
-PANELS = PanelRegistry("panel", "kind", builtins=tuple(f"ablate.reporting.panels.{m}" for m in _BUILTINS))
+# every module of this package is a panel, imported on the first lookup (a new panel is a new
+# file here); a leading underscore marks a helper shared by panels (`_optuna`)
+_BUILTINS = tuple(f"{__name__}.{m.name}" for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+PANELS = PanelRegistry("panel", "kind", builtins=_BUILTINS)
 
 
 @dataclass
