@@ -34,8 +34,60 @@ def add_parsers(sub) -> None:
 def run(a) -> int:
     from rich.console import Console
 
-    from ablate.doctor import diagnose, fix, render
+    from ablate.sweep.doctor import diagnose, fix
 
     report = (fix if a.fix else diagnose)(a.study, storage=a.storage, tracking_uri=a.tracking_uri)
     render(report, Console())
     return report.exit_code
+
+
+def render(report, console=None) -> None:
+    """Rich tables: the trials (state, worker, runs), then the problems and what was done."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = console or Console()
+    states = "  ".join(f"{k} {v}" for k, v in sorted(report.states.items())) or "no trials"
+    console.print(f"study [bold]{report.study}[/]  ({states})")
+    console.print(f"  Optuna: {report.storage}\n  MLflow: {report.tracking_uri}  parent run "
+                  f"{report.parent_run_id or '-'} {report.parent_status or ''}")
+    if report.trials:
+        console.print(_trials_table(report))
+    for note in report.notes:
+        console.print(f"  note: {note}")
+    for a in report.actions:
+        console.print(f"  fixed: {a}")
+    if report.ok:
+        console.print("[green]consistent[/]: Optuna and MLflow agree"
+                      + (" (after the fixes above)" if report.actions else ""))
+        return
+    from rich.table import Table
+
+    probs = Table(title="problems")
+    for col in ("kind", "detail", "--fix does"):
+        # a kind is a name to search for, a run id one to copy: neither is cut
+        probs.add_column(col, no_wrap=col == "kind", overflow="fold")
+    for p in report.problems:
+        probs.add_row(p.kind, escape(p.detail), p.fix or "nothing (reported only)")
+    console.print(probs)
+    fixable = any(p.fix for p in report.problems)
+    console.print(f"[red]{len(report.problems)} problem(s)[/]"
+                  + ("; run again with --fix to repair" if fixable and not report.actions else ""))
+
+
+def _trials_table(report):
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(show_lines=False)
+    for col in ("trial", "state", "worker", "MLflow runs", "params", "note"):
+        table.add_column(col)
+    colour = {"COMPLETE": "green", "FAIL": "red", "RUNNING": "yellow", "PRUNED": "cyan"}
+    for t in report.trials:
+        runs = ", ".join(f"{rid[:8]} {st}" for rid, st in t.run_status.items()) or "-"
+        params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in t.params.items())
+        worker = t.worker + (f" pid {t.pid}" if t.worker in ("alive", "dead") else "")
+        table.add_row(str(t.number), f"[{colour.get(t.state, 'white')}]{t.state}[/]", worker,
+                      runs, params[:60], escape(t.note))
+    return table

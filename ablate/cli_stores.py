@@ -18,9 +18,12 @@ _ENV_OF = {"storage": ("--storage", STORAGE_ENV), "tracking_uri": ("--tracking-u
 
 
 def add_store_args(p: argparse.ArgumentParser, *, storage: str | None) -> None:
-    """--tracking-uri, and --storage when `storage` (its help text) is given."""
+    """--tracking-uri, and --storage when `storage` (what it is for, and its default) is
+    given; the forms a storage URL may take come from `ablate.sweep.storages.STORAGES`."""
+    from ablate.sweep.storages import storage_help
+
     if storage is not None:
-        p.add_argument("--storage", help=f"{storage}; or set ${STORAGE_ENV}")
+        p.add_argument("--storage", help=f"{storage}. {storage_help()}; or set ${STORAGE_ENV}")
     p.add_argument("--tracking-uri",
                    help=f"MLflow tracking URI (default: sqlite in ABLATE_HOME); or set ${TRACKING_ENV}")
 

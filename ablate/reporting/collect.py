@@ -24,8 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ablate import paths
 from ablate.errors import AblateError, ConfigError
+from ablate.sweep.spec import Objective
+from ablate.sweep.storages import load_study as open_study
+from ablate.tracking.runs import find_runs
 from ablate.tracking.store import mask, resolve_tracking_uri
 
 SKIP_ROLES = ("dense_parent",)
@@ -47,12 +49,6 @@ class RunRow:
     fail_reason: str | None = None
 
 
-@dataclass
-class Objective:
-    metric: str
-    direction: str  # minimize | maximize
-
-
 def fmt_value(v: Any) -> str:
     if v is None:
         return "none"
@@ -72,39 +68,6 @@ def direction_of(metric: str, objectives: list[Objective]) -> str:
         if o.metric == metric:
             return o.direction
     return "maximize" if metric in HIGHER_IS_BETTER else "minimize"
-
-
-def open_optuna_study(name: str, storage: str | None = None):
-    """Load an existing study; ConfigError (one line) naming the known ones if it is absent.
-    Never creates anything: the default journal file must already exist."""
-    import optuna
-
-    from ablate.sweep.study import make_storage
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if storage is None or storage.endswith(".journal") or storage.startswith("journal://"):
-        path = Path(storage.removeprefix("journal://")) if storage else paths.default_storage_path(name)
-        if not path.is_file():
-            folder = path.parent
-            known = sorted(p.stem for p in folder.glob("*.journal")) if storage is None else []
-            raise ConfigError("--study", name, ", ".join(known) or f"a study stored under {folder}",
-                              "unknown study")
-    st = make_storage(storage, name)
-    names = optuna.get_all_study_names(st)
-    if name not in names:
-        raise ConfigError("--study", name, ", ".join(sorted(names)) or "none stored there", "unknown study")
-    return optuna.load_study(study_name=name, storage=st)
-
-
-def _search_children(client, experiment_id: str, parent: str) -> dict[str, Any]:
-    out, token = {}, None
-    while True:
-        page = client.search_runs([experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent}'",
-                                  max_results=1000, page_token=token)
-        out.update({r.info.run_id: r for r in page})
-        token = getattr(page, "token", None)
-        if not token:
-            return out
 
 
 class StudyData:
@@ -262,7 +225,7 @@ def load_study(name: str, storage: str | None = None, tracking_uri: str | None =
     trials of its newest revision unless `revision` names one (or `all`)."""
     from ablate.tracking.store import client as make_client
 
-    study = open_optuna_study(name, storage)
+    study, _ = open_study(name, storage)  # never creates one
     keep = _revision_filter(study, revision)
     uri = resolve_tracking_uri(tracking_uri)
     client = make_client(uri)
@@ -275,7 +238,8 @@ def load_study(name: str, storage: str | None = None, tracking_uri: str | None =
             raise AblateError(f"--tracking-uri={mask(uri)}: study {name!r} logged to parent run "
                               f"{parent_id}, which this MLflow store does not have") from None
         experiment_id = parent.info.experiment_id
-        children = _search_children(client, experiment_id, parent_id)
+        children = {r.info.run_id: r for r in find_runs(
+            client, f"tags.mlflow.parentRunId = '{parent_id}'", [experiment_id])}
 
     rows: list[RunRow] = []
     for t in study.get_trials(deepcopy=False):

@@ -1,8 +1,10 @@
-"""Is a process alive? (Linux /proc; one place for it.)"""
+"""Processes on this machine, read from Linux /proc (one place for it): is a pid alive, and
+what it runs, where, with which environment."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 
 def alive(pid: int | None) -> bool:
@@ -20,3 +22,34 @@ def alive(pid: int | None) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return True
+
+
+def pids() -> list[int]:
+    """Every process id on this machine (one snapshot: some may be gone when read)."""
+    return sorted(int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit())
+
+
+def cmdline(pid: int) -> list[str] | None:
+    """The words a process was started with; None when it is gone (or not readable)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return [a.decode(errors="replace") for a in raw.split(b"\0")]
+
+
+def environ(pid: int) -> dict[bytes, bytes] | None:
+    """A process's environment as it started; None when it is gone or another user's."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    return dict(kv.split(b"=", 1) for kv in raw.split(b"\0") if b"=" in kv)
+
+
+def cwd(pid: int) -> Path | None:
+    """A process's working directory; None when it is gone or another user's."""
+    try:
+        return Path(os.readlink(f"/proc/{pid}/cwd"))
+    except OSError:
+        return None

@@ -1,74 +1,14 @@
-"""Optuna storage, sampler and pruner from the sweep spec and CLI flags.
-
-Storage by deployment (Optuna's own decision graph, PITFALLS #1-3): a journal file for one
-machine (default, safe for many processes), PostgreSQL for many machines (heartbeats +
-retry of stale trials), SQLite for one process only.
-"""
+"""Optuna sampler and pruner from the sweep spec; the storage from `--storage`
+(`ablate.sweep.storages`: one table from a URL's scheme to its opener)."""
 
 from __future__ import annotations
 
 import functools
 import warnings
-from pathlib import Path
 from typing import Any
 
-from ablate import paths
 from ablate.errors import ConfigError
-from ablate.tracking.store import check_db_driver, mask
-
-STORAGE_ALLOWED = ("PATH.journal, journal://PATH, sqlite:///PATH (one worker), "
-                   "postgresql[+driver]://..., mysql[+driver]://...")
-
-
-def check_storage_url(url: str | None, workers: int = 1) -> None:
-    """The Optuna storage `url` can be opened from here: a known scheme, its driver
-    installed, a journal's folder writable, SQLite for one worker only. Nothing is
-    created or contacted (the default journal lives in ABLATE_HOME: `paths.check_home`)."""
-    if url is None:
-        return
-    if url.endswith(".journal") or url.startswith("journal://"):
-        path = Path(url.removeprefix("journal://")).expanduser()
-        if path.is_dir():
-            raise ConfigError("--storage", url, STORAGE_ALLOWED, "a directory, not a journal file")
-        paths.check_writable_dir(path.parent, "--storage", shown=url)
-        return
-    scheme = url.split(":", 1)[0].lower()
-    if scheme == "sqlite" and workers > 1:
-        raise ConfigError("--storage", mask(url), "a journal file or postgresql:// URL for --workers > 1",
-                          "SQLite locks under parallel writers (Optuna FAQ)")
-    if scheme.split("+", 1)[0] in ("sqlite", "postgresql", "mysql"):
-        check_db_driver(_with_driver(url), "--storage", STORAGE_ALLOWED)
-        return
-    raise ConfigError("--storage", mask(url), STORAGE_ALLOWED, f"unsupported scheme {scheme}://")
-
-
-def make_storage(url: str | None, study: str, workers: int = 1):
-    from optuna.exceptions import ExperimentalWarning
-    from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
-
-    check_storage_url(url, workers)
-    if url is None or url.endswith(".journal") or url.startswith("journal://"):
-        path = Path(url.removeprefix("journal://")) if url else paths.default_storage_path(study)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        from ablate.sweep.journal import open_backend
-
-        return JournalStorage(open_backend(path))  # torn records cut first (PITFALLS #27)
-    if url.startswith("sqlite"):
-        return RDBStorage(url)
-    url = _with_driver(url)  # postgresql or mysql (check_storage_url)
-    try:
-        with warnings.catch_warnings():  # heartbeats are "experimental": not the user's concern
-            warnings.simplefilter("ignore", ExperimentalWarning)
-            return RDBStorage(
-                url,
-                heartbeat_interval=60,
-                grace_period=180,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
-                engine_kwargs={"pool_pre_ping": True},
-            )
-    except Exception as e:  # noqa: BLE001 - unreachable server, bad credentials, ...
-        raise ConfigError("--storage", mask(url), "a reachable database URL",
-                          f"cannot connect ({type(e).__name__})") from None
+from ablate.sweep.storages import STORAGE_ALLOWED, check_storage_url, make_storage  # noqa: F401 - imported from here
 
 
 def _quiet_experimental(make):
@@ -233,13 +173,3 @@ def _construct(kind: str, cls, opts: dict[str, Any], **fixed: Any):
                 raise ConfigError(f"{kind}.options.{key}", value, f"what optuna's {cls.__name__} accepts",
                                   why) from None
         raise ConfigError(f"{kind}.options", opts, f"what optuna's {cls.__name__} accepts", why) from None
-
-
-def _with_driver(url: str) -> str:
-    """`postgresql://` means psycopg 3 to SQLAlchemy 2.1; use psycopg2 when only it is here."""
-    import importlib.util
-
-    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None \
-            and importlib.util.find_spec("psycopg2") is not None:
-        return "postgresql+psycopg2://" + url[len("postgresql://"):]
-    return url

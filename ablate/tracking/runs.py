@@ -50,5 +50,19 @@ def end_run(client, run_id: str, status: str) -> None:
     client.set_terminated(run_id, status=status)
 
 
-def find_runs(client, experiment_id: str, filter_string: str) -> list:
-    return client.search_runs([experiment_id], filter_string=filter_string, max_results=10000)
+def find_runs(client, filter_string: str, experiment_ids: list[str] | None = None) -> list:
+    """Every active run matching `filter_string`, read page by page (MLflow caps a page at
+    1000 runs), in `experiment_ids` or, when None, in every active experiment."""
+    from mlflow.entities import ViewType
+
+    if experiment_ids is None:
+        experiment_ids = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)]
+    out, token = [], None
+    while experiment_ids:
+        page = client.search_runs(experiment_ids, filter_string=filter_string, max_results=1000,
+                                  page_token=token, run_view_type=ViewType.ACTIVE_ONLY)
+        out.extend(page)
+        token = getattr(page, "token", None)
+        if not token:
+            break
+    return out

@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-import ablate.losses.aux as aux
+from ablate.losses import aux
 from ablate.registry import AUX_LOSSES
 
 

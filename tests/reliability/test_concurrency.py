@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from ablate.cli import main
-from ablate.doctor import diagnose
+from ablate.sweep.doctor import diagnose
 from ablate.sweep.study import make_storage
 from tests.mlflow_helpers import all_runs
 

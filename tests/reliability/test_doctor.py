@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from ablate.cli import main
-from ablate.doctor import (
+from ablate.sweep.doctor import (
     DEAD_TRIAL,
     DUPLICATE_RUN,
     FINISHED_RUN_FAILED_TRIAL,
@@ -117,7 +117,7 @@ def test_doctor_reports_and_fixes_a_crashed_study(ablate_home, fast, tmp_path, c
     orphan = client.create_run(exp, run_name="orphan", tags={**tags, "ablate.trial": "99"}).info.run_id
     client.update_run(parent, status="RUNNING")
     starting = study.ask()  # a worker that died before it could record its pid
-    monkeypatch.setattr("ablate.doctor.CLOSE_AFTER_S", -1.0)
+    monkeypatch.setattr("ablate.sweep.doctor.diagnosis.CLOSE_AFTER_S", -1.0)
     before = _finished_snapshot("crash", ablate_home)
 
     report = diagnose("crash")

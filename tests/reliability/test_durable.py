@@ -22,7 +22,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
 from ablate.cli import main
-from ablate.doctor import diagnose
+from ablate.sweep.doctor import diagnose
 from ablate.sweep.journal import DurableJournalBackend, repair
 from ablate.sweep.study import make_storage
 from tests.mlflow_helpers import all_runs, store
