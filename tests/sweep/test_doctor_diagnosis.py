@@ -1,10 +1,14 @@
 """The doctor's diagnosis on hand-made inputs: real Optuna FrozenTrials and MLflow Runs, no
-store, no process. Which workers live is what the snapshot says, never what /proc says."""
+store, no process. Which workers live is what the snapshot says, never what /proc says;
+what the snapshot reads from /proc is tested on real processes at the end."""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import subprocess
+import sys
+import time
 
 import optuna
 import pytest
@@ -24,6 +28,7 @@ from ablate.sweep.doctor import (
     Snapshot,
     diagnose_snapshot,
 )
+from ablate.sweep.doctor.read import sweep_processes
 
 HOST, NOW = "here", dt.datetime(2025, 1, 1, 12, 0, 0)
 LR = optuna.distributions.CategoricalDistribution([0.1, 0.2])
@@ -166,3 +171,24 @@ def test_the_revision_names_the_objective_before_the_parent_run():
     report = diagnose_snapshot(snap([t], runs, parent, revisions=revisions))
     assert kinds(report) == [MISSING_OBJECTIVE] and "val/ppl" in report.problems[0].detail
     assert diagnose_snapshot(snap([t], runs, parent)).ok
+
+
+def test_live_sweeps_are_found_by_their_command_line_and_home(tmp_path, monkeypatch):
+    """`ablate sweep` processes of this ABLATE_HOME (their environment, relative to their
+    working directory) keep a parent run RUNNING; another home's do not."""
+    monkeypatch.setenv("ABLATE_HOME", str(tmp_path / "home"))
+    argv = [sys.executable, "-c", "import time; time.sleep(30)", "ablate", "sweep"]
+    ours = subprocess.Popen(argv, cwd=tmp_path, env={**os.environ, "ABLATE_HOME": "home"})
+    theirs = subprocess.Popen(argv, env={**os.environ, "ABLATE_HOME": str(tmp_path / "other")})
+    idle = subprocess.Popen(argv[:3], cwd=tmp_path, env={**os.environ, "ABLATE_HOME": "home"})
+    try:
+        deadline = time.monotonic() + 10
+        while ours.pid not in sweep_processes() and time.monotonic() < deadline:
+            time.sleep(0.05)  # until the child has exec'd its command line
+        found = sweep_processes()
+        assert ours.pid in found and theirs.pid not in found and idle.pid not in found
+    finally:
+        for p in (ours, theirs, idle):
+            p.kill()
+            p.wait()
+    assert ours.pid not in sweep_processes()
