@@ -22,7 +22,7 @@ from ablate.reporting.collect import StudyData
 from ablate.reporting.stats import NAN, Summary, TestResult, mean_ci, paired_test, welch_test
 
 FORMATS = ("table", "csv", "json", "markdown")
-SIZES = ("params_active", "params_total", "flops_per_token")
+SIZES = ("params_active", "params_total", "flops_per_token", "kv_cache_bytes_per_token")
 
 
 @dataclass

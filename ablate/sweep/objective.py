@@ -29,7 +29,8 @@ from ablate.tracking import runs, store
 from ablate.tracking.full_disk import StoreFull, is_full
 
 SUMMARY_METRICS = ("val/loss", "val/ppl", "train/loss", "train/lm_loss", "perf/tokens_per_s",
-                   "perf/step_ms", "params_active", "params_total", "flops_per_token")
+                   "perf/step_ms", "params_active", "params_total", "flops_per_token",
+                   "kv_cache_bytes_per_token")
 
 
 @dataclass

@@ -41,6 +41,11 @@ def check_objectives(spec, configs: list) -> None:
         if obj.metric.startswith("moe/") and any(c.model.ffn != "moe" for c in configs):
             raise ConfigError(key, obj.metric, "a metric every arm logs (a dense arm logs no moe/ "
                               "metric)", "not logged by the dense arms")
+        if obj.metric.startswith("train/mtp/d"):  # depth k is logged only where mtp.depth >= k
+            k = int(obj.metric.rsplit("d", 1)[1])
+            if any(c.model.mtp.depth < k for c in configs):
+                raise ConfigError(key, obj.metric, f"a metric every arm logs (model.mtp.depth >= {k} "
+                                  "in every arm)", "not logged by every arm")
 
 
 def check_sampler_fits_space(spec, params) -> None:
