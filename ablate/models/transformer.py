@@ -15,7 +15,6 @@ from ablate.config.schema import ModelConfig
 from ablate.models.attention import CausalSelfAttention, RMSNorm, rope_cache
 from ablate.models.mla import MultiHeadLatentAttention
 from ablate.models.mlp import SwiGLU
-from ablate.models.moe.expert_parallel import init_normal_
 from ablate.models.moe.layer import MoELayer
 from ablate.models.moe.sizes import moe_layer_ids
 from ablate.models.mtp import MTP
@@ -75,15 +74,19 @@ class Transformer(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        """N(0, init_std) for every matrix, drawn in parameter order (the order fixes what a
+        seed means); residual projections at init_std / sqrt(2 n_layers) (GPT-2). Routers
+        own their init (RouterConfig.init); routed experts draw theirs (w13, then w2 as a
+        residual projection) when their w13 comes up."""
         std = self.cfg.init_std
         out_std = std / math.sqrt(2 * self.cfg.n_layers)  # residual projections (GPT-2)
         for name, p in self.named_parameters():
-            if name.endswith("router.weight"):
-                continue  # routers own their init (RouterConfig.init)
-            if p.dim() >= 2:
-                last = name.endswith(("proj.weight", "w2.weight", "experts.w2"))
-                owner = self.get_submodule(name.rpartition(".")[0])
-                init_normal_(owner, p, std=out_std if last else std)  # EP shards: their slice
+            if name.endswith("router.weight") or p.dim() < 2 or name.endswith("experts.w2"):
+                continue  # experts.w2 was drawn with experts.w13, the parameter before it
+            if name.endswith("experts.w13"):
+                self.get_submodule(name.rpartition(".")[0]).reset_parameters(std, w2_std=out_std)
+            else:
+                nn.init.normal_(p, std=out_std if name.endswith(("proj.weight", "w2.weight")) else std)
 
     @property
     def moe_layers(self) -> list[MoELayer]:

@@ -13,9 +13,12 @@ import datetime
 import os
 from typing import Any
 
+from ablate.parallel.world import world
+
 
 def launched_distributed() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    """Started as one of several ranks (torchrun / srun), joined or not yet."""
+    return world().size > 1
 
 
 def init(accelerator: str) -> int:
@@ -28,7 +31,7 @@ def init(accelerator: str) -> int:
         if gpu:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group("nccl" if gpu else "gloo")
-    return dist.get_rank()
+    return world().rank
 
 
 def finish() -> None:
@@ -49,9 +52,9 @@ def finish() -> None:
 
 
 def active() -> bool:
-    import torch.distributed as dist
-
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    """In a joined process group of more than one rank."""
+    w = world()
+    return w.joined and w.size > 1
 
 
 def share(payload: Any = None) -> Any:

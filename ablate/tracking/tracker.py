@@ -6,20 +6,16 @@ In a DDP trial every rank runs the same training code; only global rank 0 talks 
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
+from ablate.parallel.world import world
 from ablate.tracking import runs, store
 from ablate.tracking.logger import MlflowRunLogger
 
 
-def global_rank() -> int:
-    return int(os.environ.get("RANK", "0"))
-
-
 class RunTracker:
     def __init__(self, tracking_uri: str | None, experiment: str, enabled: bool | None = None):
-        self.enabled = global_rank() == 0 if enabled is None else enabled
+        self.enabled = world().rank == 0 if enabled is None else enabled
         self.run_id: str | None = None
         self.client = store.client(tracking_uri) if self.enabled else None
         self.experiment_id = store.ensure_experiment(self.client, experiment) if self.enabled else None

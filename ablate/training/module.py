@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from ablate.config.schema import ModelConfig, OptimConfig
-from ablate.models.moe.expert_parallel import clip_grad_norm_, exclude_from_ddp, expert_parallel_modules
-from ablate.training.ep_checkpoint import gather_expert_shards, slice_expert_states
 from ablate.models.mtp import mtp_losses
 from ablate.models.transformer import Transformer
+from ablate.parallel.checkpoint import gather_expert_shards, slice_expert_states
+from ablate.parallel.expert_parallel import clip_grad_norm_, expert_param_names
 
 
 class DivergenceError(RuntimeError):
@@ -45,7 +45,6 @@ class LMModule(L.LightningModule):
         self.model = Transformer(model, block_size)
         self.aux_weights = dict(model.moe.aux)
         self._loss_ema: torch.Tensor | None = None
-        exclude_from_ddp(self)  # expert-parallel shards differ per rank: DDP must not average them
 
     def forward(self, idx_BS: torch.Tensor):
         return self.model(idx_BS)
@@ -116,7 +115,7 @@ class LMModule(L.LightningModule):
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None,
                                     gradient_clip_algorithm=None) -> None:
-        if gradient_clip_val and expert_parallel_modules(self):
+        if gradient_clip_val and expert_param_names(self):
             clip_grad_norm_(self, gradient_clip_val)  # one global norm over all ranks' shards
             return
         super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)

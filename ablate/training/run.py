@@ -88,6 +88,7 @@ def train(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = None,
     """Train `cfg` as one MLflow run (rank 0 only under DDP). `trial`: the Optuna trial to
     report to and prune by; `prune_follower`: a DDP rank > 0 of a prunable trial (it
     receives rank 0's pruning decision)."""
+    from ablate.parallel.expert_parallel import parallelize
     from ablate.reporting.heatmap import expert_load_figure
     from ablate.training.module import LMModule
 
@@ -100,6 +101,7 @@ def train(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = None,
         cfg.model.vocab_size = dm.vocab_size
     sizes = param_counts(cfg.model, cfg.data.block_size)
     module = LMModule(cfg.model, cfg.optim, cfg.trainer.max_steps, cfg.data.block_size)
+    parallelize(module, cfg.model.moe.expert_parallel)  # before anything uses the model
     init_tags = {}
     if cfg.init.from_checkpoint or cfg.init.dense_steps or cfg.init.freeze != "none":
         from ablate.training.upcycle import prepare_init

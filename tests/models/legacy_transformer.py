@@ -13,9 +13,14 @@ from torch import nn
 
 from ablate.config.schema import ModelConfig
 from ablate.models.mlp import SwiGLU
-from ablate.models.moe.expert_parallel import init_normal_
 from ablate.models.moe.layer import MoELayer
 from ablate.models.moe.sizes import moe_layer_ids
+
+
+def init_normal_(owner: nn.Module, p: torch.Tensor, std: float) -> None:
+    """expert_parallel.init_normal_ of 4a7dca6 on one process (that module has moved out of
+    ablate/models: ablate/parallel/)."""
+    nn.init.normal_(p, std=std)
 
 
 class RMSNorm(nn.Module):

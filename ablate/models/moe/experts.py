@@ -208,9 +208,10 @@ class RoutedExperts(nn.Module):
         """(E, D, H) view of w13."""
         return self.w13[..., self.d_hidden :]
 
-    def reset_parameters(self, std: float = 0.02) -> None:
-        for w in (self.w13, self.w2):
-            nn.init.normal_(w, std=std)
+    def reset_parameters(self, std: float = 0.02, w2_std: float | None = None) -> None:
+        """N(0, std) weights, w13 then w2; `w2_std` for w2 (a residual projection) if given."""
+        for w, s in ((self.w13, std), (self.w2, std if w2_std is None else w2_std)):
+            nn.init.normal_(w, std=s)
 
     def forward(self, x_TD: torch.Tensor, ids_TK: torch.Tensor, gates_TK: torch.Tensor):
         """x (T, D), ids (T, K) in [0, E) or -1 for a dropped slot, gates (T, K) -> y (T, D)."""

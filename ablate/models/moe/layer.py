@@ -13,6 +13,7 @@ from ablate.config.schema import MoEConfig
 from ablate.losses.aux import AuxContext
 from ablate.models.mlp import SwiGLU
 from ablate.models.moe.capacity import apply_capacity
+from ablate.models.moe.experts import RoutedExperts
 from ablate.models.moe.routers.base import Router, RouterOutput
 from ablate.models.moe.sizes import moe_dims
 from ablate.registry import AUX_LOSSES, ROUTERS
@@ -32,8 +33,9 @@ class MoELayer(nn.Module):
         dims = moe_dims(cfg, d_ff)
         self.cfg, self.dims = cfg, dims
         self.router = build_router(cfg.router, d_model, dims.n_experts, dims.top_k)
-        from ablate.models.moe.expert_parallel import build_experts  # sharded iff EP and W > 1
-        self.experts = build_experts(cfg, d_model, dims, self.router.dense_mixture)
+        # all E experts on this process (expert parallelism shards them from outside:
+        # ablate/parallel/expert_parallel.py)
+        self.experts = RoutedExperts(dims.n_experts, d_model, dims.d_expert, cfg.dispatch)
         self.experts.dropout = cfg.expert_dropout
         # n shared experts of width d_shared == one SwiGLU of width n*d_shared (same function)
         self.shared = SwiGLU(d_model, dims.n_shared * dims.d_shared) if dims.n_shared else None

@@ -17,19 +17,14 @@ import pytest
 import torch
 import torch.distributed as dist
 
+from ablate.config.load import load_config
 from ablate.config.schema import MoEConfig
 from ablate.errors import ConfigError
 from ablate.models.moe.experts import RoutedExperts
-from ablate.models.moe.expert_parallel import (
-    ExpertParallelExperts,
-    clip_grad_norm_,
-    exclude_from_ddp,
-    expert_param_names,
-    groups_per_rank,
-    shard_from_full,
-    shard_range,
-)
 from ablate.models.moe.layer import MoELayer, build_router
+from ablate.models.transformer import Transformer
+from ablate.parallel.expert_parallel import clip_grad_norm_, exclude_from_ddp, expert_param_names, parallelize
+from ablate.parallel.sharded_experts import ExpertParallelExperts, groups_per_rank, shard_from_full, shard_range
 from ablate.sweep.ddp import finish
 from tests.dist_helpers import spawn_ranks
 
@@ -90,6 +85,7 @@ def worker(rank: int, port: int, out: str) -> None:
         except ConfigError as e:
             res["error"] = str(e)
         res["layer"] = layer_case(rank, out)
+        res["init"] = init_case()
     finally:
         torch.save(res, os.path.join(out, f"rank{rank}.pt"))
         finish()  # leave together: a rank exiting first can abort its peer's gloo threads
@@ -99,6 +95,7 @@ def layer_case(rank: int, out: str) -> dict:
     """MoELayer with expert_parallel under DDP (experts excluded) vs the single-process layer."""
     torch.manual_seed(1)
     layer = MoELayer(MoEConfig(**LAYER, expert_parallel=True), D, 4 * H)
+    parallelize(layer, layer.cfg.expert_parallel)
     assert isinstance(layer.experts, ExpertParallelExperts)
     full = torch.load(os.path.join(out, "layer.pt"))
     layer.load_state_dict(full)
@@ -111,6 +108,30 @@ def layer_case(rank: int, out: str) -> dict:
     grads = {n: p.grad.clone() for n, p in layer.named_parameters() if p.grad is not None}
     return {"y": y.detach(), "aux": {k: v.detach() for k, v in aux.items()}, "dx": x.grad,
             "grads": grads, "ignored": names}
+
+
+def model_cfg(*overrides: str):
+    cfg = load_config(overrides=["model.ffn=moe", "model.d_model=16", "model.n_layers=2", "model.n_heads=2",
+                                 "model.d_ff=32", f"model.moe.n_experts={E}", *overrides]).model
+    cfg.vocab_size = 40
+    return cfg
+
+
+def init_case() -> dict:
+    """A model built whole, then sharded; a shard built directly; the dense-mixture error."""
+    torch.manual_seed(3)
+    model = Transformer(model_cfg("model.moe.expert_parallel=true"), S)
+    rng = torch.get_rng_state()
+    names = parallelize(model, True)
+    res = {"model": model.state_dict(), "names": names, "rng_kept": torch.equal(rng, torch.get_rng_state()),
+           "types": [type(m.experts).__name__ for m in model.moe_layers]}
+    torch.manual_seed(5)
+    res["direct"] = ExpertParallelExperts(E, D, H).state_dict()
+    try:
+        parallelize(Transformer(model_cfg("model.moe.router.name=soft", "model.moe.allow_noncausal_routing=true"), S), True)
+    except ConfigError as e:
+        res["soft_error"] = str(e)
+    return res
 
 
 def layer_inputs(rank: int):
@@ -224,4 +245,26 @@ def test_group_limited_groups_are_rank_shards():
 
 def test_single_process_builds_plain_experts():
     layer = MoELayer(MoEConfig(**LAYER, expert_parallel=True), D, 4 * H)
+    parallelize(layer, layer.cfg.expert_parallel)  # no process group: nothing to shard over
     assert type(layer.experts) is RoutedExperts and expert_param_names(layer) == []
+
+
+def test_sharded_init_is_the_single_process_init(ranks):
+    """A model built whole and then sharded starts as the single-process model for the same
+    seed (each rank: its slice), and sharding draws no random number; a shard built directly
+    draws the full tensors and keeps its slice, the same numbers."""
+    _, res = ranks
+    torch.manual_seed(3)
+    ref = Transformer(model_cfg("model.moe.expert_parallel=true"), S).state_dict()
+    torch.manual_seed(5)
+    direct = RoutedExperts(E, D, H).state_dict()
+    for r in range(W):
+        got, (lo, hi) = res[r]["init"], shard_range(E, r, W)
+        assert got["rng_kept"] and got["types"] == ["ExpertParallelExperts"] * 2
+        assert got["names"] == [f"blocks.{i}.ffn.experts.{w}" for i in range(2) for w in ("w13", "w2")]
+        assert got["model"].keys() == ref.keys()
+        for name, t in ref.items():
+            assert torch.equal(got["model"][name], t[lo:hi] if ".experts." in name else t), (r, name)
+        for name, t in direct.items():
+            assert torch.equal(got["direct"][name], t[lo:hi]), (r, name)
+        assert "dense-mixture router" in got["soft_error"]

@@ -11,8 +11,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ablate.models.moe.expert_parallel import ExpertParallelExperts, shard_range
-from ablate.training.ep_checkpoint import gather_expert_shards, slice_expert_states
+from ablate.parallel.checkpoint import gather_expert_shards, slice_expert_states
+from ablate.parallel.sharded_experts import ExpertParallelExperts, shard_range
 from ablate.sweep.ddp import finish
 from tests.dist_helpers import spawn_ranks
 

@@ -1,4 +1,4 @@
-"""Expert parallelism: the E routed experts sharded over the W ranks of a process group.
+"""The E routed experts sharded over the W ranks of a process group (expert parallelism).
 
 Legend: T tokens on this rank, D model width, H expert width, K slots per token, E experts
 in all, El = E/W experts per rank, W ranks, N = T*K assignments, n of them kept (not -1)
@@ -25,7 +25,7 @@ gradients follow the mean of rank losses, like everything else) and the backward
 scales the returning dx by W (the input gradient of each rank stays d(own loss)/dx). This
 lives in the graph instead of a tensor hook on the parameters because hooks do not survive
 pickling (ddp_spawn) and are easy to register twice. The expert parameters must be kept
-out of DDP's all-reduce (they differ per rank): `exclude_from_ddp`.
+out of DDP's all-reduce (they differ per rank): `expert_parallel.exclude_from_ddp`.
 
 The collectives run on a dedicated process group (`ep_group`): in the backward they
 interleave with DDP's asynchronous bucket all-reduces, whose issue order can differ
@@ -40,8 +40,7 @@ ranks a token's rows are sent to (<= M).
 
 from __future__ import annotations
 
-import os
-import warnings
+from collections.abc import Iterator
 
 import torch
 import torch.distributed as dist
@@ -49,6 +48,7 @@ from torch import nn
 
 from ablate.errors import ConfigError
 from ablate.models.moe.experts import RoutedExperts, sort_by_expert
+from ablate.parallel.world import world
 
 KEY = "model.moe.expert_parallel"
 _GROUPS: dict[int, dist.ProcessGroup] = {}  # id(default group) -> its EP group
@@ -68,17 +68,13 @@ def groups_per_rank(groups: int, world: int) -> int | None:
     return groups // world if groups % world == 0 else None
 
 
-def distributed_world() -> int:
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
 def ep_group() -> dist.ProcessGroup:
     """All ranks of the default group, as a group of their own (collective on first call)."""
-    world = dist.group.WORLD
-    if id(world) not in _GROUPS:
+    default = dist.group.WORLD
+    if id(default) not in _GROUPS:
         _GROUPS.clear()  # a re-initialised default group: the old EP group is gone with it
-        _GROUPS[id(world)] = dist.new_group(ranks=list(range(dist.get_world_size())))
-    return _GROUPS[id(world)]
+        _GROUPS[id(default)] = dist.new_group(ranks=list(range(world().size)))
+    return _GROUPS[id(default)]
 
 
 class _AllToAll(torch.autograd.Function):
@@ -116,14 +112,44 @@ class ExpertParallelExperts(RoutedExperts):
         self.n_experts_global, self.rank, self.world, self.group = n_experts, rank, world, group
         super().__init__(n_experts // world, d_model, d_hidden, dispatch)
 
+    @classmethod
+    def from_full(cls, full: RoutedExperts, group: dist.ProcessGroup | None = None):
+        """This rank's slice of `full`'s weights (copies; no random number drawn, so a model
+        built whole and then sharded starts exactly as the single-process one)."""
+        group = group if group is not None else ep_group()  # a collective: not on meta
+        with torch.device("meta"):  # no RNG, no memory: the weights come from `full`
+            ep = cls(full.n_experts, full.w13.shape[1], full.d_hidden, full.dispatch, group)
+        part = shard_from_full(full, ep.rank, ep.world)
+        ep.w13, ep.w2 = part.w13, part.w2
+        for p, q in ((ep.w13, full.w13), (ep.w2, full.w2)):
+            p.requires_grad_(q.requires_grad)
+        ep.dropout = full.dropout
+        return ep.train(full.training)
+
     def reset_parameters(self, std: float = 0.02, w2_std: float | None = None) -> None:
         """Draw the full (E, ...) tensors and keep this rank's slice: the same RNG stream
         as the single-process layer (equal init for equal seeds; shards never repeat)."""
-        for w, s in ((self.w13, std), (self.w2, std if w2_std is None else w2_std)):
-            init_normal_(self, w, s)
+        with torch.no_grad():
+            for w, s in ((self.w13, std), (self.w2, std if w2_std is None else w2_std)):
+                full = torch.empty(self.full_shape(w), dtype=w.dtype, device=w.device)
+                w.copy_(self.local(nn.init.normal_(full, std=s), w))
 
     def full_shape(self, w: torch.Tensor) -> tuple[int, ...]:
         return (self.n_experts_global, *w.shape[1:])
+
+    def local(self, t, like: torch.Tensor):
+        """This rank's rows of `t` when it is a full (E, ...) counterpart of the parameter
+        `like` (its weights, its Adam moments); anything else unchanged."""
+        if isinstance(t, torch.Tensor) and t.dim() == like.dim() and t.shape[0] == self.n_experts_global:
+            return t[self.expert_lo:self.expert_hi]
+        return t
+
+    def gather(self, t: torch.Tensor) -> torch.Tensor:
+        """(El, ...) of every rank -> (E, ...) on every rank (collective)."""
+        t = t.detach().contiguous()
+        parts = [torch.empty_like(t) for _ in range(self.world)]
+        dist.all_gather(parts, t, group=self.group)
+        return torch.cat(parts)
 
     def forward(self, x_TD: torch.Tensor, ids_TK: torch.Tensor, gates_TK: torch.Tensor):
         (T, K), D = ids_TK.shape, x_TD.shape[1]
@@ -149,22 +175,17 @@ class ExpertParallelExperts(RoutedExperts):
         return y_nD.new_zeros(T, D).index_add(0, token_n, y_nD * g_n1)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # a single-process checkpoint holds all E experts: take this rank's slice
+        # a checkpoint holds all E experts (ours gather them, a single-process one has them)
         for name in ("w13", "w2"):
-            w = state_dict.get(prefix + name)
-            if w is not None and w.shape[0] == self.n_experts_global != self.n_experts:
-                state_dict[prefix + name] = w[self.expert_lo:self.expert_hi]
+            if prefix + name in state_dict:
+                state_dict[prefix + name] = self.local(state_dict[prefix + name], getattr(self, name))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()
     def gather_full(self) -> RoutedExperts:
         """All E experts as a single-process `RoutedExperts` on every rank (collective)."""
         full = _empty_like_experts(self.n_experts_global, self)
-        for name in ("w13", "w2"):
-            w = getattr(self, name).detach().contiguous()
-            parts = [torch.empty_like(w) for _ in range(self.world)]
-            dist.all_gather(parts, w, group=self.group)
-            setattr(full, name, nn.Parameter(torch.cat(parts)))
+        full.w13, full.w2 = nn.Parameter(self.gather(self.w13)), nn.Parameter(self.gather(self.w2))
         return full
 
 
@@ -172,18 +193,6 @@ def _empty_like_experts(n_experts: int, like: RoutedExperts) -> RoutedExperts:
     """A RoutedExperts of `like`'s sizes whose weights the caller sets (meta: no RNG used)."""
     with torch.device("meta"):
         return RoutedExperts(n_experts, like.w13.shape[1], like.d_hidden, like.dispatch)
-
-
-@torch.no_grad()
-def init_normal_(owner: nn.Module, p: torch.Tensor, std: float) -> None:
-    """nn.init.normal_(p, std), except that a shard of `ExpertParallelExperts` draws the
-    full (E, ...) tensor and keeps its slice (for `Transformer.reset_parameters`)."""
-    if not isinstance(owner, ExpertParallelExperts):
-        nn.init.normal_(p, std=std)
-        return
-    full = torch.empty(owner.full_shape(p), dtype=p.dtype, device=p.device)
-    nn.init.normal_(full, std=std)
-    p.copy_(full[owner.expert_lo:owner.expert_hi])
 
 
 def shard_from_full(full: RoutedExperts, rank: int, world: int) -> RoutedExperts:
@@ -195,69 +204,9 @@ def shard_from_full(full: RoutedExperts, rank: int, world: int) -> RoutedExperts
     return shard
 
 
-def expert_parallel_modules(module: nn.Module) -> dict[str, ExpertParallelExperts]:
-    return {n: m for n, m in module.named_modules() if isinstance(m, ExpertParallelExperts)}
-
-
-def expert_param_names(module: nn.Module) -> list[str]:
-    """Fully qualified names (relative to `module`) of the sharded expert parameters."""
-    return [f"{n}.{p}" if n else p for n, m in expert_parallel_modules(module).items()
-            for p, _ in m.named_parameters(recurse=False)]
-
-
-def exclude_from_ddp(module: nn.Module) -> list[str]:
-    """Keep the expert shards out of DDP's gradient all-reduce (they differ per rank). Call
-    on the module DDP will wrap (the LightningModule) before it is wrapped; -> the names."""
-    names = expert_param_names(module)
-    if names:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        DDP._set_params_and_buffers_to_ignore_for_model(module, names)
-    return names
-
-
-@torch.no_grad()
-def clip_grad_norm_(module: nn.Module, max_norm: float) -> torch.Tensor:
-    """Global L2 gradient clipping under expert parallelism; collective: every rank calls.
-
-    torch's clip_grad_norm_ on each rank would see different expert shards, so the ranks
-    would clip their (replicated, already all-reduced) grads by different factors and the
-    replicas would drift apart. Here: |g|^2 = |replicated|^2 + sum over ranks |shards|^2,
-    the same on every rank; coef = min(1, max_norm / (|g| + 1e-6)) as in torch."""
-    eps = expert_parallel_modules(module)
-    shard_ids = {id(p) for m in eps.values() for p in m.parameters(recurse=False)}
-    rep, shard = [], []
-    for p in module.parameters():
-        if p.grad is not None:
-            (shard if id(p) in shard_ids else rep).append(p.grad)
-    ref = next(iter(eps.values())).w13 if eps else next(module.parameters())
-    sq_rep, sq_ep = (_sq_sum(gs, ref.device) for gs in (rep, shard))
-    if eps:  # every rank, even one without gradients: it is a collective
-        dist.all_reduce(sq_ep, group=next(iter(eps.values())).group)
-    total = (sq_rep + sq_ep).sqrt()
-    coef = (max_norm / (total + 1e-6)).clamp(max=1.0)
-    for g in rep + shard:
-        g.mul_(coef.to(g.device, g.dtype))
-    return total
-
-
-def _sq_sum(grads: list[torch.Tensor], device) -> torch.Tensor:
-    """sum of squares in fp32 on `device` (on the device: no host sync per tensor)."""
-    if not grads:
-        return torch.zeros((), dtype=torch.float32, device=device)
-    return torch.stack([g.detach().float().pow(2).sum().to(device) for g in grads]).sum()
-
-
-def build_experts(cfg, d_model: int, dims, dense_mixture: bool = False) -> RoutedExperts:
-    """The MoE layer's routed experts: sharded when `cfg.expert_parallel` and the default
-    process group has W > 1 ranks when the layer is built, else all E on this process."""
-    n, h = dims.n_experts, dims.d_expert
-    if not getattr(cfg, "expert_parallel", False) or distributed_world() == 1:
-        if getattr(cfg, "expert_parallel", False) and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            warnings.warn("model.moe.expert_parallel: the process group is not initialised "
-                          "when the model is built; every rank holds all experts", stacklevel=2)
-        return RoutedExperts(n, d_model, h, cfg.dispatch)
-    if dense_mixture:
-        raise ConfigError(KEY, True, "false with a dense-mixture router",
-                          "a dense mixture runs every expert on every slot")
-    return ExpertParallelExperts(n, d_model, h, cfg.dispatch)
+def sharded_params(module: nn.Module) -> Iterator[tuple[str, nn.Parameter, ExpertParallelExperts]]:
+    """(name relative to `module`, parameter, its sharded experts) of every expert shard."""
+    for name, m in module.named_modules():
+        if isinstance(m, ExpertParallelExperts):
+            for p_name, p in m.named_parameters(recurse=False):
+                yield (f"{name}.{p_name}" if name else p_name), p, m

@@ -18,29 +18,9 @@ divides E, or without expert parallelism.
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
-from ablate.models.moe.expert_parallel import ExpertParallelExperts, expert_parallel_modules
-
-
-def _expert_params(module: nn.Module):
-    """(state_dict key, parameter, its ExpertParallelExperts) for every sharded parameter."""
-    for name, m in expert_parallel_modules(module).items():
-        for pname, p in m.named_parameters(recurse=False):
-            yield (f"{name}.{pname}" if name else pname), p, m
-
-
-def _gather(t: torch.Tensor, m: ExpertParallelExperts) -> torch.Tensor:
-    t = t.detach().contiguous()
-    parts = [torch.empty_like(t) for _ in range(m.world)]
-    dist.all_gather(parts, t, group=m.group)
-    return torch.cat(parts)
-
-
-def _is_per_expert(v, p: torch.Tensor) -> bool:
-    """An optimizer state tensor shaped like the parameter (Adam's moments; not `step`)."""
-    return isinstance(v, torch.Tensor) and v.shape == p.shape
+from ablate.parallel.sharded_experts import sharded_params
 
 
 def gather_expert_shards(module: nn.Module, checkpoint: dict, params: list[torch.Tensor]) -> None:
@@ -50,37 +30,30 @@ def gather_expert_shards(module: nn.Module, checkpoint: dict, params: list[torch
     "state"). The per-param state dicts in `checkpoint` are the optimizer's live ones, so they
     are replaced, never changed in place.
     """
-    entries = list(_expert_params(module))
+    entries = list(sharded_params(module))
     if not entries:
         return
     sd = checkpoint["state_dict"]
     for key, p, m in entries:
-        sd[key] = _gather(p, m)
-    index = {id(q): i for i, q in enumerate(params)}
-    for ostate in checkpoint.get("optimizer_states", []):
-        for _, p, m in entries:
-            i = index.get(id(p))
-            state = ostate["state"].get(i) if i is not None else None
-            if state:  # the same keys on every rank: the same collectives in the same order
-                ostate["state"][i] = {k: _gather(v, m) if _is_per_expert(v, p) else v
-                                      for k, v in state.items()}
+        sd[key] = m.gather(p)
+    # the same keys on every rank: the same collectives in the same order
+    _map_states(checkpoint, entries, params,
+                lambda v, p, m: m.gather(v) if isinstance(v, torch.Tensor) and v.shape == p.shape else v)
 
 
 def slice_expert_states(module: nn.Module, checkpoint: dict, params: list[torch.Tensor]) -> None:
     """Full (E, ...) optimizer states in `checkpoint` -> this rank's slice (no collective).
     `params` as for `gather_expert_shards` (on load Lightning has not built the optimizer
     yet: the LightningModule gives the order its `configure_optimizers` will use)."""
-    entries = list(_expert_params(module))
-    if not entries:
-        return
+    _map_states(checkpoint, list(sharded_params(module)), params, lambda v, p, m: m.local(v, p))
+
+
+def _map_states(checkpoint: dict, entries, params: list[torch.Tensor], fn) -> None:
+    """Replace each sharded parameter's optimizer state {k: v} by {k: fn(v, param, experts)}."""
     index = {id(q): i for i, q in enumerate(params)}
     for ostate in checkpoint.get("optimizer_states", []):
         for _, p, m in entries:
             i = index.get(id(p))
             state = ostate["state"].get(i) if i is not None else None
-            if not state:
-                continue
-            ostate["state"][i] = {
-                k: v[m.expert_lo:m.expert_hi] if (isinstance(v, torch.Tensor) and v.dim() == p.dim()
-                                                  and v.shape[0] == m.n_experts_global) else v
-                for k, v in state.items()}
+            if state:
+                ostate["state"][i] = {k: fn(v, p, m) for k, v in state.items()}

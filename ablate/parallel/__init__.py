@@ -1,0 +1,15 @@
+"""Parallelism applied to a built model from outside (torchtitan's `parallelize`).
+
+The model under `ablate/models/` is single-process maths: it never asks which rank it is on.
+This package is the only place (with `sweep/ddp.py`, which joins and leaves the process
+group) that does:
+
+- `world.py`: the one answer to "which rank am I, of how many";
+- `sharded_experts.py`: the routed experts sharded over the ranks, tokens exchanged with
+  all_to_all (the only module that runs collectives inside a forward);
+- `expert_parallel.py`: `parallelize` (swap the sharded experts into a built model, keep them
+  out of DDP's all-reduce) and global gradient clipping;
+- `checkpoint.py`: checkpoints that hold every expert whatever the world size.
+
+A new kind of parallelism is one more file here, applied by `parallelize`.
+"""
