@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--study", help="study name (default: the file's `study:`)")
     s.add_argument("--n-trials", type=int, help="total trial budget of the study")
     s.add_argument("--timeout", type=float, help="stop starting new trials after S seconds")
-    add_store_args(s, storage="Optuna storage: PATH.journal (default), postgresql://...")
+    add_store_args(s, storage="Optuna storage (default: $ABLATE_HOME/optuna/<study>.journal)")
     s.add_argument("--workers", type=int, help="worker processes on this machine (default 1, "
                    "or one per GPU group)")
     s.add_argument("--gpus", help="GPU indices to use, e.g. 0,1,2,3")

@@ -21,10 +21,9 @@ def trial_id(storage, study, number: int) -> int:
     return storage.get_trial_id_from_study_id_trial_number(sid, number)
 
 
-def reap_dead_trials(study, client, storage=None) -> list[int]:
+def reap_dead_trials(study, client, storage) -> list[int]:
     """FAIL the RUNNING trials of this host whose worker is gone; -> their numbers.
     `storage`: the study's storage object (the one it was opened with)."""
-    storage = storage if storage is not None else study._storage  # noqa: SLF001 - old callers
     from optuna.trial import TrialState
 
     host, reaped = socket.gethostname(), []

@@ -30,7 +30,6 @@ from ablate.sweep import space as sp
 from ablate.sweep.loop import TrialLoop, point_states, requeue
 from ablate.sweep.parent import open_parent, parent_open
 from ablate.sweep.preflight import EXHAUSTIVE, preflight
-from ablate.sweep.proc import alive as _alive  # noqa: F401 - kept for `ablate doctor`
 from ablate.sweep.reaper import reap_dead_trials as _reap
 from ablate.sweep.spec import SweepSpec
 from ablate.sweep.study import make_pruner, make_sampler, make_storage
@@ -214,7 +213,7 @@ class Sweep:
         return study, revision, rc
 
 
-def reap_dead_trials(study, client, storage=None) -> list[int]:
+def reap_dead_trials(study, client, storage) -> list[int]:
     """`ablate doctor --fix`: fail the dead workers' trials and queue each point again (a
     re-run of the sweep would do the same; see loop.py)."""
     reaped = _reap(study, client, storage)

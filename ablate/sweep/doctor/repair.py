@@ -94,6 +94,11 @@ class _Guarded:
         except Exception:  # noqa: BLE001 - not in this store
             return False
 
+    def get_run(self, run_id: str):
+        if self._client is None:
+            raise LookupError(run_id)
+        return self._client.get_run(run_id)
+
     def set_tag(self, run_id: str, key: str, value: str) -> None:
         if self._running(run_id):
             self._client.set_tag(run_id, key, value)
