@@ -37,7 +37,7 @@ class RoutingConfig(RouterConfig):
     select: str = one_of("topk", SELECTIONS.names, help="which experts each token goes to "
                          "(topk, group_limited, top_p, hash, expert_choice, sinkhorn, ...)")
     gate: str = one_of("auto", GATES.names, help="how much of each chosen expert's output a "
-                       "token takes: auto | prob | straight_through | uniform")
+                       "token takes: auto | prob | scaled_prob | straight_through | uniform")
     normalize: bool = described(True, "renormalise the kept gates to sum to 1 over the "
                                 "token's slots")
     scale: float = positive(1.0, help="routed scaling factor on every gate (DeepSeek-V3: 2.5)")
