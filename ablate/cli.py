@@ -194,15 +194,38 @@ def _run_sweep(a, sweep, n: int, envs: list[dict[str, str]]) -> int:
     if rc:
         console.print(f"[yellow]a worker exited with code {rc}; see {_logs(spec.study)}[/]")
     console.print(trials_table(study, [o.metric for o in spec.objectives]))
-    console.print(f"MLflow: experiment [bold]{sweep.experiment}[/], parent run "
-                  f"{study.user_attrs.get('mlflow_parent_run_id')}.  Open it with: [bold]ablate ui[/]")
     _verdicts(console, spec.study, sweep.storage_url, sweep.tracking_uri)
+    _next_commands(console, sweep, study)
     report = sweep.report(study, revision)
     if report.ok:
         console.print(report.last_line(spec.study))
         return 0
     print(f"ablate: {report.last_line(spec.study)}", file=sys.stderr, flush=True)
     return 1
+
+
+def _next_commands(console, sweep, study) -> None:
+    """Where to look next: the table, the plots, the MLflow UI (a link to the study's runs)."""
+    from pathlib import Path
+
+    from ablate.tracking import store
+
+    name = sweep.spec.study
+    dashboard = Path("dashboards") / f"{name}.yaml"
+    dashboard = dashboard if dashboard.is_file() else Path("dashboards") / "moe_overview.yaml"
+    parent = study.user_attrs.get("mlflow_parent_run_id")
+    link = ""
+    try:
+        exp = store.client(sweep.tracking_uri).get_run(parent).info.experiment_id if parent else None
+        if exp:
+            link = f"  (then open {store.ui_url(exp)})"
+    except Exception:  # noqa: BLE001 - a link is a courtesy, never a failure
+        pass
+    storage = f" --storage {store.mask(sweep.storage_url)}" if sweep.storage_url else ""
+    console.print("next:\n"
+                  f"  ablate compare --study {name}{storage}          arms: mean ± 95% CI, verdicts\n"
+                  f"  ablate dashboard {dashboard} --study {name}{storage}   plots, one HTML file\n"
+                  f"  ablate ui{link}")
 
 
 def _verdicts(console, study: str, storage: str | None, tracking_uri: str) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
+import time
 from pathlib import Path
 
 import lightning as L
@@ -66,6 +68,7 @@ class LMDataModule(L.LightningDataModule):
     def __init__(self, cfg: DataConfig, cache_dir: str | Path, seed: int = 0):
         super().__init__()
         self.cfg, self.cache_dir, self.seed = cfg, Path(cache_dir), seed
+        self.report = _to_stdout  # where prepare_data says what it is doing
         self.tokenizer = get_tokenizer(cfg.tokenizer)
         self._fingerprint: str | None = None
         self.train_set: BlockDataset | None = None
@@ -104,14 +107,22 @@ class LMDataModule(L.LightningDataModule):
         return all((self.token_dir / f"{s}.npy").exists() for s in SPLITS)
 
     def prepare_data(self) -> None:
-        """Tokenize the corpus once; later calls (and other processes) reuse the files."""
+        """Tokenize the corpus once; later calls (and other processes) reuse the files.
+        Says what it does through `self.report` (stdout by default): the first run of a
+        corpus spends a while here, and a silent bar stuck at 0 looks like a hang."""
         if self._is_prepared():
             return
         self.token_dir.parent.mkdir(parents=True, exist_ok=True)
+        start = time.monotonic()
         # Parallel sweep workers share the cache: one tokenizes, the others wait and reuse.
-        with FileLock(str(self.token_dir) + ".lock"):
+        lock = FileLock(str(self.token_dir) + ".lock")
+        if lock.is_locked:
+            self.report("data: another process is tokenizing this corpus; waiting for it")
+        with lock:
             if self._is_prepared():
                 return
+            self.report(f"data: reading and tokenizing the {self.cfg.source} corpus once (cached "
+                        f"under {self.token_dir.parent})")
             self.token_dir.mkdir(exist_ok=True)
             corpus = load_corpus(self.cfg, self.cache_dir)
             meta = {"fingerprint": self.fingerprint, "tokenizer": self.tokenizer.name}
@@ -121,6 +132,9 @@ class LMDataModule(L.LightningDataModule):
                 _atomic_write(self.token_dir / f"{split}.npy", lambda f, t=tokens: np.save(f, t))
             _atomic_write(self.token_dir / "meta.json",
                           lambda f: f.write(json.dumps(meta, indent=2).encode()))
+        n_tokens = sum(meta[s]["n_tokens"] for s in SPLITS)
+        self.report(f"data: {sum(meta[s]['n_docs'] for s in SPLITS):,} documents, {n_tokens:,} "
+                    f"tokens in {time.monotonic() - start:.1f} s")
 
     def _tokenize(self, docs) -> np.ndarray:
         """Documents -> (T,) uint16: each document followed by "\\n\\n", concatenated."""
@@ -183,6 +197,11 @@ class LMDataModule(L.LightningDataModule):
         if self.train_set is None:
             raise RuntimeError("LMDataModule: call prepare_data() and setup() first")
         return self.train_set
+
+
+def _to_stdout(line: str) -> None:
+    """Progress, not an error: stdout (stderr keeps the one-line error contract)."""
+    print(line, file=sys.stdout, flush=True)
 
 
 def _atomic_write(path: Path, write) -> None:

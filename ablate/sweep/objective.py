@@ -89,7 +89,7 @@ def run_trial(sweep, trial, values: dict, parent: str, trial_tags: dict[str, str
                            run_name=name if repeats == 1 else f"{name}-r{r}", parent_run_id=parent,
                            tags={**trial_tags, "ablate.repeat": str(r)},
                            trial=prune if r == 0 else None,  # prune on the first seed's curve
-                           progress=progress.hook() if progress is not None else None,
+                           progress=progress,
                            on_run=on_run, ckpt_dir=ckpt)
         except Exception as e:  # noqa: BLE001 - every failure is recorded, none aborts the sweep
             if is_full(e):  # not the trial's fault: stop the sweep, resume the trial later

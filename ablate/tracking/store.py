@@ -129,3 +129,12 @@ def check_reachable(uri: str | None, timeout: float = 5.0, key: str = "--trackin
     except (OSError, ValueError) as e:
         raise ConfigError(key, mask(uri), "a reachable MLflow tracking server",
                           f"cannot connect ({type(e).__name__})") from None
+
+
+UI = "http://127.0.0.1:5000"  # where `ablate ui` serves by default
+
+
+def ui_url(experiment_id: str, base: str = UI) -> str:
+    """The MLflow UI's runs table of an experiment, in the classic model-training view
+    (MLflow 3 otherwise opens an experiment on its GenAI overview: PITFALLS #28)."""
+    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"

@@ -95,6 +95,8 @@ def train(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = None,
     cfg = copy.deepcopy(cfg)
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     dm = build_datamodule(cfg)
+    if progress is not None and hasattr(progress, "message"):
+        dm.report = progress.message  # "tokenizing ...": the first run of a corpus takes a while
     dm.prepare_data()
     dm.setup("fit")
     if cfg.model.vocab_size is None:
@@ -139,8 +141,8 @@ def train(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = None,
         callbacks += [routing, RouterHealth(cfg.tracking.routing_stats_every)]
     if pruning:
         callbacks.append(pruning)
-    if progress is not None:
-        callbacks.append(StepProgress(*progress))
+    if progress is not None:  # a sink: step(global_step, loss), validated(global_step, val_loss)
+        callbacks.append(StepProgress(progress))
     bar = cfg.trainer.progress and progress is None
     if bar:
         from lightning.pytorch.callbacks import RichProgressBar

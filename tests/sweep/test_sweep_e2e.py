@@ -119,3 +119,27 @@ def test_diverging_trial_fails_with_reason_and_sweep_goes_on(ablate_home, tiny, 
     bad = runs[str(trials["absurd"].number)]
     assert bad.info.status == "FAILED" and "diverged" in bad.data.tags["ablate.fail_reason"]
     assert "train/loss_spike" in runs[str(trials["sane"].number)].data.metrics
+
+
+def test_off_a_terminal_a_sweep_prints_progress_lines_while_it_runs(ablate_home, tiny, tmp_path):
+    """`ablate sweep ... | cat`: plain lines (trial start, each validation with val/loss and
+    an ETA, trial end) reach the pipe while the sweep still runs, not at its end; and the
+    sweep ends with the commands to look at its results."""
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "lines.yaml"
+    path.write_text(yaml.safe_dump(dict(SWEEP, study="lines")))
+    env = {**os.environ, "ABLATE_HOME": str(ablate_home)}
+    proc = subprocess.Popen([sys.executable, "-m", "ablate", "sweep", str(path), *tiny], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen_while_running = []
+    for line in proc.stderr:  # a pipe, not a terminal
+        if "val/loss" in line and "eta" in line:
+            seen_while_running.append(proc.poll() is None)
+    out = proc.stdout.read()
+    assert proc.wait(timeout=600) == 0
+    assert seen_while_running and seen_while_running[0], "no progress line before the end"
+    assert "next:" in out and "ablate compare --study lines" in out and "ablate dashboard" in out
+    assert "#/experiments/" in out and "workflowType=machine_learning" in out

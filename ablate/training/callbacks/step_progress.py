@@ -1,15 +1,26 @@
-"""Advance a rich progress task with the optimizer step (sweeps show one bar per trial)."""
+"""Tell a progress sink (the CLI's sweep display) about each optimizer step and validation.
+
+The sink is any object with `step(global_step, loss)` and `validated(global_step, val_loss)`
+(`loss`/`val_loss` may be None); the sweep code never decides how progress looks.
+"""
 
 from __future__ import annotations
 
 import lightning as L
 
 
+def _value(trainer, key: str) -> float | None:
+    v = trainer.callback_metrics.get(key)
+    return None if v is None else float(v)
+
+
 class StepProgress(L.Callback):
-    def __init__(self, progress, task_id):
-        self.progress, self.task_id = progress, task_id
+    def __init__(self, sink):
+        self.sink = sink
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        loss = trainer.callback_metrics.get("train/loss")
-        desc = f"  step {trainer.global_step}" + (f"  loss {float(loss):.3f}" if loss is not None else "")
-        self.progress.update(self.task_id, completed=trainer.global_step, info=desc)
+        self.sink.step(trainer.global_step, _value(trainer, "train/loss"))
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self.sink.validated(trainer.global_step, _value(trainer, "val/loss"))
