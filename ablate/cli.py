@@ -103,7 +103,7 @@ def _hub_mode(source: str) -> None:
 
 def _train(a) -> int:
     from ablate.config.load import load_config
-    from ablate.config.preflight import check_environment
+    from ablate.training.preflight import check_environment
     from ablate.registry import load_plugins
 
     load_plugins(a.plugin)

@@ -12,8 +12,8 @@ import os
 
 from ablate.errors import AblateError, ConfigError
 
-STORAGE_ENV = "ABLATE_STORAGE"
-TRACKING_ENV = "ABLATE_TRACKING_URI"
+from ablate.sweep.workers import STORAGE_ENV, TRACKING_ENV
+
 _ENV_OF = {"storage": ("--storage", STORAGE_ENV), "tracking_uri": ("--tracking-uri", TRACKING_ENV)}
 
 
@@ -45,6 +45,4 @@ def name_the_source(e: AblateError, a: argparse.Namespace) -> AblateError:
     return ConfigError(f"{env} (as {e.key})", e.value, e.allowed, e.why)
 
 
-def store_env(storage: str | None, tracking_uri: str | None) -> dict[str, str]:
-    """The environment that hands both URIs to a child `ablate` process."""
-    return {TRACKING_ENV: tracking_uri or "", STORAGE_ENV: storage or ""}
+

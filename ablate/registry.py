@@ -70,8 +70,13 @@ AUX_LOSSES = Registry("aux loss", "model.moe.aux")
 SCORES = Registry("router score", "model.moe.router.score")
 SELECTIONS = Registry("router selection", "model.moe.router.select")
 GATES = Registry("router gate", "model.moe.router.gate")
+# names the config validates against without importing the layer that implements them
+TOKENIZERS = Registry("tokenizer", "data.tokenizer", builtins=("ablate.data.tokenizer",))
+# checks of a resolved config that need a layer above config (e.g. building a router on the
+# meta device): load_config runs every one (`ablate/models/moe/checks.py` registers its own)
+CONFIG_CHECKS = Registry("config check", "config")
 
-_BUILTINS = ("ablate.models.moe.routers", "ablate.losses.aux")
+_BUILTINS = ("ablate.models.moe.routers", "ablate.losses.aux", "ablate.models.moe.checks")
 _loaded = False
 
 

@@ -164,10 +164,10 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = (),
     cfg: RunConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
     cfg.model.moe.router = router  # the router's own dataclass, validated
     check_domains(cfg)  # every key's own domain, the router's included, before any use
-    if cfg.model.ffn == "moe":
-        from ablate.models.moe.checks import check_router
+    from ablate.registry import CONFIG_CHECKS
 
-        check_router(cfg.model)
+    for name in CONFIG_CHECKS.names():  # checks a layer above registers (the router's, ...)
+        CONFIG_CHECKS.get(name).obj(cfg)
     from ablate.config.budget import apply_budget
     from ablate.config.validate import validate
 

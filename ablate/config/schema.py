@@ -40,9 +40,9 @@ MAX_SEED = 2**32 - 1  # Lightning's seed_everything raises a ValueError (a trace
 
 
 def _tokenizers() -> list[str]:
-    from ablate.data.tokenizer import TOKENIZERS
+    from ablate.registry import TOKENIZERS
 
-    return sorted(TOKENIZERS)
+    return TOKENIZERS.names()
 
 
 def _presets() -> list[str]:

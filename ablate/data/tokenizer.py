@@ -1,7 +1,7 @@
 """Tokenizers: text -> uint16 ids (room for a 65k vocabulary), and back.
 
 A tokenizer has `name`, `vocab_size`, `encode(text) -> np.ndarray[uint16]` of shape (T,),
-and `decode(ids) -> str`. `TOKENIZERS` maps `data.tokenizer` names to classes.
+and `decode(ids) -> str`. Each registers its `data.tokenizer` name in `ablate.registry.TOKENIZERS`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ablate.errors import ConfigError
+from ablate.registry import TOKENIZERS
 
 
 class ByteTokenizer:
@@ -29,12 +29,9 @@ class ByteTokenizer:
         return np.asarray(ids, dtype=np.uint8).tobytes().decode("utf-8", errors="replace")
 
 
-TOKENIZERS: dict[str, type] = {"byte": ByteTokenizer}
+TOKENIZERS.register("byte")(ByteTokenizer)
 
 
 def get_tokenizer(name: str) -> ByteTokenizer:
     """A tokenizer instance by its `data.tokenizer` name."""
-    if name not in TOKENIZERS:
-        raise ConfigError("data.tokenizer", name, ", ".join(sorted(TOKENIZERS)),
-                          why="unknown tokenizer")
-    return TOKENIZERS[name]()
+    return TOKENIZERS.get(name).obj()

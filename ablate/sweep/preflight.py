@@ -78,7 +78,7 @@ def check_configs(sweep) -> list:
 
 def check_environment(configs: list, tracking_uri: str | None = None) -> None:
     try:
-        from ablate.config.preflight import check_environment as check
+        from ablate.training.preflight import check_environment as check
     except ImportError:
         return
     seen = set()

@@ -195,7 +195,7 @@ class Sweep:
     def run_parallel(self, worker_argv, env_for, tick=None):
         """Spawn workers (`worker_argv(i)`, `env_for(i)`), call `tick(study)` while they run,
         wait; -> (study, revision, the workers' worst exit code)."""
-        from ablate.cli_stores import store_env
+        from ablate.sweep.workers import store_env
         from ablate.sweep.workers import run_workers
         from ablate.tracking.server import local_server
 

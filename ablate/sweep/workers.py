@@ -17,6 +17,15 @@ from typing import Callable
 
 from ablate.errors import ConfigError
 
+# the stores reach child `ablate` processes by environment: never a password on a command line
+STORAGE_ENV = "ABLATE_STORAGE"
+TRACKING_ENV = "ABLATE_TRACKING_URI"
+
+
+def store_env(storage: str | None, tracking_uri: str | None) -> dict[str, str]:
+    """The environment that hands both URIs to a child `ablate` process."""
+    return {TRACKING_ENV: tracking_uri or "", STORAGE_ENV: storage or ""}
+
 
 def parse_gpus(gpus: str | None) -> list[str]:
     if not gpus:

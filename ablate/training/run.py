@@ -89,7 +89,7 @@ def train(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = None,
     report to and prune by; `prune_follower`: a DDP rank > 0 of a prunable trial (it
     receives rank 0's pruning decision)."""
     from ablate.parallel.expert_parallel import parallelize
-    from ablate.reporting.heatmap import expert_load_figure
+    from ablate.tracking.heatmap import expert_load_figure
     from ablate.training.module import LMModule
 
     cfg = copy.deepcopy(cfg)

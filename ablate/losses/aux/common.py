@@ -7,22 +7,9 @@ expert choice, top-p, capacity drops), D devices (contiguous groups of E/D exper
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 import torch
 
-if TYPE_CHECKING:  # a runtime import would be circular: models.moe.layer imports this package
-    from ablate.models.moe.routers.base import RouterOutput
-
-
-@dataclass
-class AuxContext:
-    route: RouterOutput
-    n_experts: int
-    batch_shape: tuple[int, int]  # (B, S): T = B*S, for per-sequence losses
-    n_devices: int = 1  # D: contiguous groups of experts for the `device`/`comm` losses
-    max_devices: int = 1  # M: the most devices one token's experts may be on
+from ablate.models.moe.aux_context import AuxContext  # noqa: F401 - the losses' input, re-exported
 
 
 def needs(*attrs: str):

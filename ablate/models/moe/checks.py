@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from ablate.errors import AblateError, ConfigError
-from ablate.registry import AUX_LOSSES, ROUTERS
+from ablate.registry import AUX_LOSSES, CONFIG_CHECKS, ROUTERS
 
 
 class FrozenRouterError(AblateError):
@@ -49,6 +49,13 @@ def check_router(model_cfg) -> None:
     if reason and not moe.allow_frozen_router:
         raise FrozenRouterError(f"{reason}: the LM loss sends the router no gradient, only the "
                                 f"balance losses would train it (allowed: {FROZEN_FIX})")
+
+
+@CONFIG_CHECKS.register("router")
+def check_moe_config(cfg) -> None:
+    """load_config's hook: the router of an MoE model (config cannot import models)."""
+    if cfg.model.ffn == "moe":
+        check_router(cfg.model)
 
 
 def causal_routers() -> list[str]:

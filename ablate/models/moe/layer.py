@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from ablate.config.schema import MoEConfig
-from ablate.losses.aux import AuxContext
+from ablate.models.moe.aux_context import AuxContext
 from ablate.models.mlp import SwiGLU
 from ablate.models.moe.capacity import apply_capacity
 from ablate.models.moe.experts import RoutedExperts
