@@ -21,93 +21,22 @@ again.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
-import threading
 import time
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 from optuna.trial import TrialState
 
 from ablate.sweep import space as sp
+from ablate.sweep.heartbeat import Heartbeat
 from ablate.sweep.objective import Outcome, run_trial
+from ablate.sweep.points import PointStates, _rdb_original, params_of, point_key, point_states, requeue
 from ablate.sweep.reaper import reap_dead_trials
 from ablate.tracking.full_disk import StoreFull, is_full
 
-MAX_ATTEMPTS = 4  # the first try and 3 retries
 MAX_CONSECUTIVE_FAILURES = 3  # a worker stops rather than spin on a broken setup
 MAX_DUPLICATE_ASKS = 50
-
-
-def point_key(params: dict[str, Any]) -> str:
-    return json.dumps(params, sort_keys=True, default=str)
-
-
-@dataclass
-class PointStates:
-    done: set[str]
-    failed: dict[str, str]  # point -> reason (failed for good)
-    in_flight: set[str]
-    retry: dict[str, Any]  # point -> its last FAIL trial, to be queued again
-
-    @property
-    def taken(self) -> set[str]:
-        return self.done | set(self.failed) | self.in_flight
-
-
-def point_states(study, revision: int) -> PointStates:
-    """The points of `revision` and where each stands (trials of other revisions and
-    duplicate bookkeeping are not points)."""
-    by_point: dict[str, list] = {}
-    for t in study.get_trials(deepcopy=False):
-        if t.user_attrs.get("duplicate_of") is not None or int(t.user_attrs.get("revision", 1)) != revision:
-            continue
-        by_point.setdefault(point_key(_params(t)), []).append(t)
-    done, failed, in_flight, retry = set(), {}, set(), {}
-    for key, trials in by_point.items():
-        states = {t.state for t in trials}
-        if states & {TrialState.COMPLETE, TrialState.PRUNED}:
-            done.add(key)
-        elif states & {TrialState.RUNNING, TrialState.WAITING}:
-            in_flight.add(key)
-        else:  # every attempt failed: the last one decides
-            last = max(trials, key=lambda t: t.number)
-            if last.user_attrs.get("final") or int(last.user_attrs.get("attempt", 1)) >= MAX_ATTEMPTS:
-                failed[key] = last.user_attrs.get("fail_reason", "failed")
-            else:
-                retry[key] = last
-    return PointStates(done, failed, in_flight, retry)
-
-
-def _params(t) -> dict[str, Any]:
-    """A trial's point: its params, or for a queued one the params it was queued with."""
-    if t.state == TrialState.WAITING and not t.params:
-        return t.system_attrs.get("fixed_params") or {}
-    return t.params
-
-
-class Heartbeat:
-    """RDB storages only: record a heartbeat for the running trial, as `study.optimize` would
-    (ask/tell does not), so other machines can fail it if this one disappears."""
-
-    def __init__(self, storage, trial_id: int):
-        self.stop = threading.Event()
-        self.thread = None
-        interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
-        if interval:
-
-            def beat() -> None:
-                while not self.stop.wait(interval):
-                    storage.record_heartbeat(trial_id)
-
-            storage.record_heartbeat(trial_id)
-            self.thread = threading.Thread(target=beat, daemon=True)
-            self.thread.start()
-
-    def close(self) -> None:
-        self.stop.set()
 
 
 class TrialLoop:
@@ -178,7 +107,7 @@ class TrialLoop:
         for t in self.study.get_trials(deepcopy=False):
             if (t.number != number and t.user_attrs.get("duplicate_of") is None
                     and int(t.user_attrs.get("revision", 1)) == self.revision
-                    and t.state != TrialState.FAIL and point_key(_params(t)) == key):
+                    and t.state != TrialState.FAIL and point_key(params_of(t)) == key):
                 return t.number
         return None
 
@@ -250,32 +179,7 @@ class TrialLoop:
         self.study.tell(trial, state=TrialState.FAIL)
 
 
-def requeue(study, trial) -> None:
-    """Queue a copy of a trial whose last attempt failed transiently (or whose worker died):
-    the same point, its finished seeds and the first attempt's checkpoint directory carried
-    over; nothing once the attempts are used up."""
-    attempt = int(trial.user_attrs.get("attempt", 1))
-    if attempt < MAX_ATTEMPTS:
-        study.enqueue_trial(trial.params, user_attrs={
-            "retry_of": trial.user_attrs.get("retry_of", _rdb_original(trial)),
-            "attempt": attempt + 1, "revision": int(trial.user_attrs.get("revision", 1)),
-            "repeats_done": trial.user_attrs.get("repeats_done") or {}})
-
-
 def _trial_id(storage, study, number: int) -> int:
     from ablate.sweep.reaper import trial_id
 
     return trial_id(storage, study, number)
-
-
-def _rdb_original(trial) -> int:
-    """The first attempt's number of a trial that RDB heartbeats retried, else its own."""
-    import warnings
-
-    import optuna
-    from optuna.storages import RetryHeartbeatStaleTrialCallback
-
-    with warnings.catch_warnings():  # "experimental" since optuna 2.8
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        rdb = RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
-    return trial.number if rdb is None else rdb

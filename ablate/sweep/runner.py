@@ -27,7 +27,8 @@ from ablate.errors import ConfigError
 from ablate.sweep import ddp
 from ablate.sweep import fingerprint as fp
 from ablate.sweep import space as sp
-from ablate.sweep.loop import TrialLoop, point_states, requeue
+from ablate.sweep.loop import TrialLoop
+from ablate.sweep.points import point_states, requeue
 from ablate.sweep.parent import open_parent, parent_open
 from ablate.sweep.preflight import EXHAUSTIVE, preflight
 from ablate.sweep.reaper import reap_dead_trials as _reap
@@ -224,6 +225,6 @@ def reap_dead_trials(study, client, storage) -> list[int]:
 
 def original_trial_number(trial) -> int:
     """The first attempt's number: it keys the checkpoint directory across retries."""
-    from ablate.sweep.loop import _rdb_original
+    from ablate.sweep.points import _rdb_original
 
     return int(trial.user_attrs.get("retry_of", _rdb_original(trial)))

@@ -1,0 +1,88 @@
+"""Points, not attempts: a *point* is one configuration (a trial's params) of the study's
+current revision. Where each stands: done (a COMPLETE or PRUNED trial), failed for good (its
+last attempt failed deterministically, or used the last of MAX_ATTEMPTS), in flight (a
+trial RUNNING or queued), or to retry (its last attempt failed transiently). `requeue`
+queues a point again with the seeds it already finished.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from optuna.trial import TrialState
+
+MAX_ATTEMPTS = 4  # the first try and 3 retries
+
+
+def point_key(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+@dataclass
+class PointStates:
+    done: set[str]
+    failed: dict[str, str]  # point -> reason (failed for good)
+    in_flight: set[str]
+    retry: dict[str, Any]  # point -> its last FAIL trial, to be queued again
+
+    @property
+    def taken(self) -> set[str]:
+        return self.done | set(self.failed) | self.in_flight
+
+
+def point_states(study, revision: int) -> PointStates:
+    """The points of `revision` and where each stands (trials of other revisions and
+    duplicate bookkeeping are not points)."""
+    by_point: dict[str, list] = {}
+    for t in study.get_trials(deepcopy=False):
+        if t.user_attrs.get("duplicate_of") is not None or int(t.user_attrs.get("revision", 1)) != revision:
+            continue
+        by_point.setdefault(point_key(params_of(t)), []).append(t)
+    done, failed, in_flight, retry = set(), {}, set(), {}
+    for key, trials in by_point.items():
+        states = {t.state for t in trials}
+        if states & {TrialState.COMPLETE, TrialState.PRUNED}:
+            done.add(key)
+        elif states & {TrialState.RUNNING, TrialState.WAITING}:
+            in_flight.add(key)
+        else:  # every attempt failed: the last one decides
+            last = max(trials, key=lambda t: t.number)
+            if last.user_attrs.get("final") or int(last.user_attrs.get("attempt", 1)) >= MAX_ATTEMPTS:
+                failed[key] = last.user_attrs.get("fail_reason", "failed")
+            else:
+                retry[key] = last
+    return PointStates(done, failed, in_flight, retry)
+
+
+def params_of(t) -> dict[str, Any]:
+    """A trial's point: its params, or for a queued one the params it was queued with."""
+    if t.state == TrialState.WAITING and not t.params:
+        return t.system_attrs.get("fixed_params") or {}
+    return t.params
+
+
+def requeue(study, trial) -> None:
+    """Queue a copy of a trial whose last attempt failed transiently (or whose worker died):
+    the same point, its finished seeds and the first attempt's checkpoint directory carried
+    over; nothing once the attempts are used up."""
+    attempt = int(trial.user_attrs.get("attempt", 1))
+    if attempt < MAX_ATTEMPTS:
+        study.enqueue_trial(trial.params, user_attrs={
+            "retry_of": trial.user_attrs.get("retry_of", _rdb_original(trial)),
+            "attempt": attempt + 1, "revision": int(trial.user_attrs.get("revision", 1)),
+            "repeats_done": trial.user_attrs.get("repeats_done") or {}})
+
+
+def _rdb_original(trial) -> int:
+    """The first attempt's number of a trial that RDB heartbeats retried, else its own."""
+    import warnings
+
+    import optuna
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    with warnings.catch_warnings():  # "experimental" since optuna 2.8
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        rdb = RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
+    return trial.number if rdb is None else rdb
