@@ -56,7 +56,7 @@ def build(row: tuple[int, int, int, int], d_model: int, device: str):
     moe = MoELayer(cfg, d_model, d_expert).to(device)
     loop = MoELayer(MoEConfig(**{**cfg.__dict__, "dispatch": "loop"}), d_model, d_expert).to(device)
     loop.load_state_dict(moe.state_dict())
-    dense = SwiGLU(d_model, top_k * d_expert + n_shared * moe.dims.d_shared).to(device)
+    dense = SwiGLU(d_model, top_k * d_expert + n_shared * moe.cfg.shared_width).to(device)
     return moe, dense, loop
 
 
@@ -176,7 +176,7 @@ def run(args: argparse.Namespace) -> dict:
             times = time_interleaved(steps, args.repeats, args.warmup, device)
         with torch.no_grad():
             load = moe.router(x.detach().reshape(-1, args.d_model)).ids_TK.flatten()
-            load_E = torch.bincount(load, minlength=moe.dims.n_experts).float()
+            load_E = torch.bincount(load, minlength=moe.cfg.routed_experts).float()
         mem = {name: peak_mem_mb(steps[name], device) for name in ("moe", "dense")}
         ms = {name: 1e3 * statistics.median(t) for name, t in times.items()}
         ratios = {ref: statistics.median(a / b for a, b in zip(times["moe"], times[ref]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ablate.config.derived import routed
 from ablate.config.schema import RunConfig
 from ablate.errors import ConfigError
 
@@ -18,10 +19,9 @@ def apply_budget(cfg: RunConfig) -> None:
     if m.ffn != "moe":
         return
     moe = m.moe
-    k = moe.top_k * moe.granularity  # routed experts per token after segmentation
+    _, k = routed(moe)  # routed experts per token after segmentation
     if moe.d_shared is not None:
-        routed = units - moe.n_shared * moe.d_shared
-        width, slots = routed, k
+        width, slots = units - moe.n_shared * moe.d_shared, k
     else:  # shared experts as wide as a routed (fine-grained) expert
         width, slots = units, k + moe.n_shared
     if width <= 0 or width % slots:

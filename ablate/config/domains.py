@@ -1,3 +1,4 @@
+# Over 250 lines: the domain types, their field helpers and the one walker that enforces them.
 """Every config key's domain, declared next to its field and enforced here, in one place.
 
 A field says which values make sense with a helper that returns a dataclass `field`:
@@ -169,6 +170,12 @@ def one_of(default: Any, choices: Choices, help: str = "") -> Any:
 
 def text(default: Any, help: str = "") -> Any:
     return declare(default, Text(), help)
+
+
+def derived(help: str) -> Any:
+    """A size load_config fills in from other keys (`ablate.config.derived`): read it, never
+    set it (a value other than the one it resolves to is refused). An int > 0 once resolved."""
+    return declare(None, Range(0, low_open=True), help)
 
 
 def weights(default_factory: Callable[[], dict], names: Callable[[], Iterable[str]],

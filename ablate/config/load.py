@@ -164,14 +164,15 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = (),
     cfg: RunConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
     cfg.model.moe.router = router  # the router's own dataclass, validated
     check_domains(cfg)  # every key's own domain, the router's included, before any use
+    from ablate.config.budget import apply_budget
+    from ablate.config.derived import resolve
+    from ablate.config.validate import validate
     from ablate.registry import CONFIG_CHECKS
 
+    apply_budget(cfg)
+    resolve(cfg)  # the derived sizes, once: everything after reads them
     for name in CONFIG_CHECKS.names():  # checks a layer above registers (the router's, ...)
         CONFIG_CHECKS.get(name).obj(cfg)
-    from ablate.config.budget import apply_budget
-    from ablate.config.validate import validate
-
-    apply_budget(cfg)
     validate(cfg)
     return cfg
 

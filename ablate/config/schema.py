@@ -1,3 +1,4 @@
+# Over 250 lines: one declarative dataclass per config section; splitting them would scatter the keys.
 """Typed configuration schema: dataclass defaults <- YAML <- `key=value` dotlist.
 
 Every field here is a dotted key users can override on the command line
@@ -14,6 +15,7 @@ from typing import Any, Optional
 
 from ablate.config.domains import (
     below_one,
+    derived,
     described,
     fraction,
     in_range,
@@ -82,7 +84,9 @@ class DataConfig:
 class MoEConfig:
     """The MoE FFN. `n_experts`, `top_k`, `d_expert` are the coarse sizes; with
     `granularity` m the layer has m*n_experts experts of width d_expert/m and routes each
-    token to m*top_k of them (DeepSeekMoE segmentation: total and active params fixed)."""
+    token to m*top_k of them (DeepSeekMoE segmentation: total and active params fixed).
+    What they resolve to (`routed_experts`, `routed_top_k`, `expert_width`, `shared_width`)
+    is filled in once by `load_config`; the layer, accounting and naming read only those."""
 
     n_experts: int = positive(8, help="routed experts per MoE layer (before granularity)")
     top_k: int = positive(2, help="experts per token (before granularity; <= n_experts)")
@@ -96,6 +100,15 @@ class MoEConfig:
                                                   "routed expert width)")
     shared_gate: bool = described(False, "scale the shared experts' output by a learned sigmoid "
                                          "gate (Qwen)")
+    # -- derived by load_config after the budget (ablate/config/derived.py): read, never set
+    routed_experts: Optional[int] = derived("E, routed experts in the layer: n_experts x "
+                                            "granularity (derived)")
+    routed_top_k: Optional[int] = derived("K, routed experts per token: top_k x granularity "
+                                          "(derived)")
+    expert_width: Optional[int] = derived("hidden width of one routed expert: (d_expert or "
+                                          "model.d_ff) / granularity (derived)")
+    shared_width: Optional[int] = derived("hidden width of one shared expert: d_shared or "
+                                          "expert_width (derived)")
     moe_every: int = positive(1, help="every n-th block is MoE (hybrid dense/MoE when > 1)")
     first_dense: int = non_negative(0, help="the first n blocks stay dense (DeepSeek)")
     capacity_factor: Optional[float] = positive(

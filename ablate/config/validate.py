@@ -42,9 +42,9 @@ def _check_moe(cfg: RunConfig) -> None:
                           f"a divisor of the expert width ({d_exp})")
     if moe.first_dense > m.n_layers:
         raise ConfigError("model.moe.first_dense", moe.first_dense, f"0..model.n_layers ({m.n_layers})")
-    if moe.n_devices and (moe.n_experts * moe.granularity) % moe.n_devices:
+    if moe.n_devices and moe.routed_experts % moe.n_devices:
         raise ConfigError("model.moe.n_devices", moe.n_devices,
-                          f"a divisor of the routed experts ({moe.n_experts * moe.granularity})")
+                          f"a divisor of the routed experts ({moe.routed_experts})")
 
 
 def _check_data(cfg: RunConfig) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from ablate.config.schema import RunConfig
-from ablate.models.moe.sizes import moe_dims
 
 
 def arm_name(cfg: RunConfig) -> str:
@@ -11,10 +10,10 @@ def arm_name(cfg: RunConfig) -> str:
     if m.ffn == "dense":
         name = f"dense-ff{m.d_ff}"
     else:
-        d = moe_dims(m.moe, m.d_ff)
-        name = f"moe-{m.moe.router.name}-E{d.n_experts}-k{d.top_k}"
-        if m.moe.granularity > 1:
-            name += f"-g{m.moe.granularity}"
-        if d.n_shared:
-            name += f"-sh{d.n_shared}"
+        moe = m.moe  # E and K after granularity: the derived sizes load_config resolved
+        name = f"moe-{moe.router.name}-E{moe.routed_experts}-k{moe.routed_top_k}"
+        if moe.granularity > 1:
+            name += f"-g{moe.granularity}"
+        if moe.n_shared:
+            name += f"-sh{moe.n_shared}"
     return f"{name}-s{cfg.trainer.seed}"

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from ablate.config.schema import ModelConfig
 from ablate.models.mla import mla_dims
-from ablate.models.moe.sizes import moe_dims, moe_layer_ids
+from ablate.models.moe.sizes import moe_layer_ids
 from ablate.registry import ROUTERS
 
 KV_CACHE_BYTES = 2  # bf16, the usual inference dtype of a KV cache
@@ -33,11 +33,11 @@ def _ffn_params(cfg: ModelConfig, moe: bool) -> tuple[int, int]:
     if not moe:
         n = 3 * D * cfg.d_ff
         return n, n
-    d = moe_dims(cfg.moe, cfg.d_ff)
-    router = ROUTERS.get(cfg.moe.router.name).obj.n_params(cfg.moe.router, D, d.n_experts)
-    shared = 3 * D * d.n_shared * d.d_shared + (D if d.n_shared and cfg.moe.shared_gate else 0)
-    expert = 3 * D * d.d_expert
-    return router + shared + d.n_experts * expert, router + shared + d.top_k * expert
+    m = cfg.moe  # its derived sizes, resolved by load_config
+    router = ROUTERS.get(m.router.name).obj.n_params(m.router, D, m.routed_experts)
+    shared = 3 * D * m.n_shared * m.shared_width + (D if m.n_shared and m.shared_gate else 0)
+    expert = 3 * D * m.expert_width
+    return router + shared + m.routed_experts * expert, router + shared + m.routed_top_k * expert
 
 
 def _attention(cfg: ModelConfig) -> tuple[int, int, int]:

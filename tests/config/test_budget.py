@@ -2,7 +2,6 @@ import pytest
 
 from ablate.config.load import load_config
 from ablate.errors import ConfigError
-from ablate.models.moe.sizes import moe_dims
 from ablate.training.accounting import param_counts
 
 ARMS = [
@@ -19,8 +18,8 @@ ARMS = [
 def _active_ffn(cfg) -> int:
     if cfg.model.ffn == "dense":
         return cfg.model.d_ff
-    d = moe_dims(cfg.model.moe, cfg.model.d_ff)
-    return d.top_k * d.d_expert + d.n_shared * d.d_shared
+    d = cfg.model.moe
+    return d.routed_top_k * d.expert_width + d.n_shared * d.shared_width
 
 
 def test_budget_matches_active_params_across_arms():
@@ -31,7 +30,7 @@ def test_budget_matches_active_params_across_arms():
         assert _active_ffn(cfg) == 512, arm
         counts = param_counts(cfg.model, 64)
         if cfg.model.ffn == "moe":  # equal up to the router's E*D per MoE layer
-            router = counts["n_moe_layers"] * 64 * moe_dims(cfg.model.moe, cfg.model.d_ff).n_experts
+            router = counts["n_moe_layers"] * 64 * cfg.model.moe.routed_experts
             assert counts["params_active"] - router == dense
             assert counts["flops_per_token"] - 6 * router == param_counts(
                 load_config(overrides=[*base, *ARMS[0]]).model, 64)["flops_per_token"]

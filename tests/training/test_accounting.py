@@ -30,7 +30,7 @@ def _counted(module) -> tuple[int, int]:
     for m in module.modules():
         if isinstance(m, MoELayer):
             routed = sum(p.numel() for p in m.experts.parameters())
-            active -= routed - routed * m.dims.top_k // m.dims.n_experts
+            active -= routed - routed * m.cfg.routed_top_k // m.cfg.routed_experts
     return total, active
 
 

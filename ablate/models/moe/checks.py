@@ -28,12 +28,9 @@ def build_router(router_cfg, d_model: int, n_experts: int, top_k: int):
 
 def check_router(model_cfg) -> None:
     """Raise one ConfigError/FrozenRouterError for a router config that cannot work."""
-    from ablate.models.moe.sizes import moe_dims
-
     moe = model_cfg.moe
-    dims = moe_dims(moe, model_cfg.d_ff)
     with torch.device("meta"):
-        router = build_router(moe.router, model_cfg.d_model, dims.n_experts, dims.top_k)
+        router = build_router(moe.router, model_cfg.d_model, moe.routed_experts, moe.routed_top_k)
     name = moe.router.name
     if not router.causal and not moe.allow_noncausal_routing:
         raise ConfigError("model.moe.router.name", name,

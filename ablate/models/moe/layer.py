@@ -9,13 +9,13 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
+from ablate.config.derived import resolved
 from ablate.config.schema import MoEConfig
 from ablate.models.moe.aux_context import AuxContext
 from ablate.models.mlp import SwiGLU
 from ablate.models.moe.capacity import apply_capacity
 from ablate.models.moe.experts import RoutedExperts
 from ablate.models.moe.routers.base import Router, RouterOutput
-from ablate.models.moe.sizes import moe_dims
 from ablate.registry import AUX_LOSSES, ROUTERS
 
 
@@ -30,15 +30,15 @@ def build_router(router_cfg, d_model: int, n_experts: int, top_k: int) -> Router
 class MoELayer(nn.Module):
     def __init__(self, cfg: MoEConfig, d_model: int, d_ff: int):
         super().__init__()
-        dims = moe_dims(cfg, d_ff)
-        self.cfg, self.dims = cfg, dims
-        self.router = build_router(cfg.router, d_model, dims.n_experts, dims.top_k)
+        # load_config resolved the derived sizes; a MoEConfig built in Python is resolved here
+        self.cfg = cfg = resolved(cfg, d_ff)
+        self.router = build_router(cfg.router, d_model, cfg.routed_experts, cfg.routed_top_k)
         # all E experts on this process (expert parallelism shards them from outside:
         # ablate/parallel/expert_parallel.py)
-        self.experts = RoutedExperts(dims.n_experts, d_model, dims.d_expert, cfg.dispatch)
+        self.experts = RoutedExperts(cfg.routed_experts, d_model, cfg.expert_width, cfg.dispatch)
         self.experts.dropout = cfg.expert_dropout
         # n shared experts of width d_shared == one SwiGLU of width n*d_shared (same function)
-        self.shared = SwiGLU(d_model, dims.n_shared * dims.d_shared) if dims.n_shared else None
+        self.shared = SwiGLU(d_model, cfg.n_shared * cfg.shared_width) if cfg.n_shared else None
         self.shared_gate = nn.Linear(d_model, 1, bias=False) if (self.shared and cfg.shared_gate) else None
         # a weight of 0 switches a loss off (a YAML merge cannot delete a default key)
         self.aux_fns = {name: AUX_LOSSES.get(name).obj for name, w in cfg.aux.items() if w > 0}
@@ -54,7 +54,7 @@ class MoELayer(nn.Module):
         route = self.router(x_TD, token_ids_T=ids_T)
         cf = self.cfg.capacity_factor if self.training else self.cfg.eval_capacity_factor
         ids_TK = apply_capacity(  # cf None: dropless, ids unchanged
-            route.ids_TK, route.gates_TK, None, self.dims.n_experts, cf, self.cfg.drop_priority
+            route.ids_TK, route.gates_TK, None, self.cfg.routed_experts, cf, self.cfg.drop_priority
         )
         y_TD = self.router.mix(self.experts, x_BSD, route, ids_TK)  # (T, D)
         if self.shared is not None:
@@ -62,7 +62,7 @@ class MoELayer(nn.Module):
             if self.shared_gate is not None:  # Qwen: sigmoid gate on the shared expert
                 s_TD = torch.sigmoid(self.shared_gate(x_TD)) * s_TD
             y_TD = y_TD + s_TD
-        ctx = AuxContext(route, self.dims.n_experts, (B, S), *self.devices(route))
+        ctx = AuxContext(route, self.cfg.routed_experts, (B, S), *self.devices(route))
         aux = {name: fn(ctx) for name, fn in self.aux_fns.items()}
         aux.update(route.extra_losses)
         self._record(route, ids_TK)
@@ -81,7 +81,7 @@ class MoELayer(nn.Module):
     def _record(self, route: RouterOutput, ids_TK: torch.Tensor) -> None:
         """ids_TK: the assignments after capacity (dropped slots are -1)."""
         ids = ids_TK[ids_TK >= 0]
-        self.last_load_E = torch.bincount(ids, minlength=self.dims.n_experts).float()
+        self.last_load_E = torch.bincount(ids, minlength=self.cfg.routed_experts).float()
         if not self.collect_stats:
             return
         dropped = ((ids_TK < 0) & (route.ids_TK >= 0)).float().sum()

@@ -1,25 +1,9 @@
-"""Derived MoE sizes: what `granularity`, `d_expert` and `d_shared` resolve to."""
+"""Which blocks are MoE. The derived sizes of one MoE layer (routed experts, K, widths) are
+config keys resolved once by `ablate.config.derived`, not recomputed here."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from ablate.config.schema import MoEConfig, ModelConfig
-
-
-@dataclass(frozen=True)
-class MoEDims:
-    n_experts: int  # routed experts in the layer (n_experts * granularity)
-    top_k: int  # routed experts per token (top_k * granularity)
-    d_expert: int  # hidden width of one routed expert (d_expert / granularity)
-    n_shared: int
-    d_shared: int  # hidden width of one shared expert
-
-
-def moe_dims(cfg: MoEConfig, d_ff: int) -> MoEDims:
-    m = cfg.granularity
-    d_exp = (cfg.d_expert or d_ff) // m
-    return MoEDims(cfg.n_experts * m, cfg.top_k * m, d_exp, cfg.n_shared, cfg.d_shared or d_exp)
+from ablate.config.schema import ModelConfig
 
 
 def moe_layer_ids(cfg: ModelConfig) -> list[int]:

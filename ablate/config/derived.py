@@ -1,0 +1,53 @@
+"""The derived MoE sizes, resolved once: what `granularity`, `d_expert` and `d_shared` mean.
+
+`load_config` calls `resolve` after the budget step (which sets `d_ff` and `d_expert`);
+from then on the layer, the parameter accounting, run names and upcycling read
+`model.moe.routed_experts`, `routed_top_k`, `expert_width` and `shared_width` and never
+redo the arithmetic. A `MoEConfig` built in Python without `load_config` (tests, notebooks)
+is resolved by `resolved` where its layer is built: the same function, once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ablate.config.schema import MoEConfig, RunConfig
+from ablate.errors import ConfigError
+
+DERIVED = ("routed_experts", "routed_top_k", "expert_width", "shared_width")
+
+
+def routed(moe: MoEConfig) -> tuple[int, int]:
+    """(E, K): routed experts in the layer and per token after segmentation (DeepSeekMoE:
+    each of the n_experts split in `granularity`, each token taking granularity x top_k)."""
+    return moe.n_experts * moe.granularity, moe.top_k * moe.granularity
+
+
+def fill(moe: MoEConfig, d_ff: int) -> MoEConfig:
+    """Set `moe`'s derived sizes from its own keys and the model's `d_ff`, in place; -> moe.
+    A width that `granularity` does not divide is floored here and refused by `validate`."""
+    moe.routed_experts, moe.routed_top_k = routed(moe)
+    moe.expert_width = (moe.d_expert or d_ff) // moe.granularity
+    moe.shared_width = moe.d_shared or moe.expert_width
+    return moe
+
+
+def resolve(cfg: RunConfig) -> None:
+    """load_config's resolve step. A derived key the user set is refused unless it is what
+    it resolves to anyway (so a run's own config.yaml loads back)."""
+    moe = cfg.model.moe
+    given = {name: getattr(moe, name) for name in DERIVED}
+    fill(moe, cfg.model.d_ff)
+    for name, value in given.items():
+        if value is not None and value != getattr(moe, name):
+            raise ConfigError(f"model.moe.{name}", value,
+                              f"unset (here it is {getattr(moe, name)})",
+                              "derived from the other model.moe keys: set those instead")
+
+
+def resolved(moe: MoEConfig, d_ff: int) -> MoEConfig:
+    """`moe` itself when load_config resolved it; else a resolved copy (the caller's config
+    is left as it was)."""
+    if all(getattr(moe, name) is not None for name in DERIVED):
+        return moe
+    return fill(dataclasses.replace(moe), d_ff)
