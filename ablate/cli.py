@@ -120,12 +120,14 @@ def _train(a) -> int:
         atexit.register(ddp.finish)
         ddp.init(cfg.trainer.accelerator)
     from ablate.console import quiet_libraries
+    from ablate.training.init_weights import prepare_init
     from ablate.training.run import train
 
     quiet_libraries()
-
-    result = train(cfg, experiment=a.experiment or cfg.tracking.experiment or "ablate-train",
-                   tracking_uri=a.tracking_uri or cfg.tracking.tracking_uri)
+    experiment = a.experiment or cfg.tracking.experiment or "ablate-train"
+    tracking_uri = a.tracking_uri or cfg.tracking.tracking_uri
+    initial = prepare_init(cfg, experiment=experiment, tracking_uri=tracking_uri)
+    result = train(cfg, experiment=experiment, tracking_uri=tracking_uri, initial=initial)
     if not result.run_id:  # DDP ranks > 0 have no run of their own
         return 0
     shown = {k: v for k, v in result.metrics.items() if k in ("val/loss", "val/ppl", "perf/tokens_per_s")}

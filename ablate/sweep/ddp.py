@@ -68,6 +68,7 @@ def share(payload: Any = None) -> Any:
 
 def follow(sweep) -> None:
     """Ranks > 0: train whatever rank 0 announces, until it announces None."""
+    from ablate.training.init_weights import prepare_init
     from ablate.training.run import train
 
     while True:
@@ -77,7 +78,8 @@ def follow(sweep) -> None:
         cfg = sweep.config_for(msg["values"])
         cfg.trainer.seed, cfg.trainer.progress = msg["seed"], False
         try:
+            initial = prepare_init(cfg, experiment=sweep.experiment, tracking_uri=sweep.tracking_uri)
             train(cfg, experiment=sweep.experiment, tracking_uri=sweep.tracking_uri,
-                  prune_follower=msg["prune"], ckpt_dir=msg["ckpt"])
+                  prune_follower=msg["prune"], ckpt_dir=msg["ckpt"], initial=initial)
         except Exception:  # noqa: BLE001 - rank 0 records the trial's failure
             pass

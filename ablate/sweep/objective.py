@@ -56,6 +56,7 @@ def reason_of(e: BaseException) -> str:
 def run_trial(sweep, trial, values: dict, parent: str, trial_tags: dict[str, str],
               progress=None) -> Outcome:
     """Train `values` for every seed not yet done; never raises except KeyboardInterrupt."""
+    from ablate.training.init_weights import prepare_init
     from ablate.training.run import train
 
     cfg = sweep.config_for(values)
@@ -85,12 +86,14 @@ def run_trial(sweep, trial, values: dict, parent: str, trial_tags: dict[str, str
         if ddp.active():  # DDP peers train the same run
             ddp.share({"values": values, "seed": seed, "ckpt": str(ckpt), "prune": prune is not None and r == 0})
         try:
+            initial = prepare_init(cfg_r, experiment=sweep.experiment,
+                                   tracking_uri=sweep.tracking_uri, parent_run_id=parent)
             result = train(cfg_r, experiment=sweep.experiment, tracking_uri=sweep.tracking_uri,
                            run_name=name if repeats == 1 else f"{name}-r{r}", parent_run_id=parent,
                            tags={**trial_tags, "ablate.repeat": str(r)},
                            trial=prune if r == 0 else None,  # prune on the first seed's curve
                            progress=progress,
-                           on_run=on_run, ckpt_dir=ckpt)
+                           on_run=on_run, ckpt_dir=ckpt, initial=initial)
         except Exception as e:  # noqa: BLE001 - every failure is recorded, none aborts the sweep
             if is_full(e):  # not the trial's fault: stop the sweep, resume the trial later
                 raise StoreFull(reason_of(e)) from e

@@ -24,6 +24,8 @@ from ablate.tracking.naming import arm_name
 from ablate.training.accounting import param_counts
 from ablate.training.callbacks import (FlushMetrics, OptunaPruning, RouterHealth, RoutingStats,
                                       StepProgress, Throughput)
+from ablate.training.freeze import freeze_tags
+from ablate.training.weights import InitialWeights, load_initial, save_weights
 
 
 @dataclass
@@ -84,10 +86,14 @@ def train(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = None,
           run_name: str | None = None, parent_run_id: str | None = None,
           tags: dict[str, str] | None = None, trial=None, progress=None,
           on_run=None, weights_out: str | None = None, ckpt_dir=None,
-          prune_follower: bool = False) -> TrainResult:
+          prune_follower: bool = False, initial: InitialWeights | None = None) -> TrainResult:
     """Train `cfg` as one MLflow run (rank 0 only under DDP). `trial`: the Optuna trial to
     report to and prune by; `prune_follower`: a DDP rank > 0 of a prunable trial (it
-    receives rank 0's pruning decision)."""
+    receives rank 0's pruning decision). `initial`: the starting weights cfg.init asks for,
+    prepared by the caller (`ablate.training.init_weights.prepare_init`); `init.freeze` is
+    applied here."""
+    if initial is None and (cfg.init.from_checkpoint or cfg.init.dense_steps):
+        raise ValueError("cfg.init names starting weights: pass initial=prepare_init(cfg, ...)")
     from ablate.parallel.expert_parallel import parallelize
     from ablate.tracking.heatmap import expert_load_figure
     from ablate.training.module import LMModule
@@ -103,13 +109,14 @@ def train(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = None,
         cfg.model.vocab_size = dm.vocab_size
     sizes = param_counts(cfg.model, cfg.data.block_size)
     module = LMModule(cfg.model, cfg.optim, cfg.trainer.max_steps, cfg.data.block_size)
-    parallelize(module, cfg.model.moe.expert_parallel)  # before anything uses the model
     init_tags = {}
-    if cfg.init.from_checkpoint or cfg.init.dense_steps or cfg.init.freeze != "none":
-        from ablate.training.upcycle import prepare_init
-
-        init_tags = prepare_init(cfg, module.model, experiment=experiment,
-                                 tracking_uri=tracking_uri, parent_run_id=parent_run_id)
+    if initial is not None:  # whole weights, before parallelize slices the experts
+        load_initial(module.model, initial)
+        init_tags = dict(initial.tags)
+    elif cfg.init.freeze != "none":
+        init_tags = {"ablate.init": "scratch"}
+    parallelize(module, cfg.model.moe.expert_parallel)  # before anything uses the model
+    init_tags.update(freeze_tags(module.model, cfg.init.freeze))  # the parameters it trains
 
     frozen = []
     if cfg.model.ffn == "moe":  # before anything is logged: a router the LM loss cannot train
@@ -172,8 +179,6 @@ def train(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = None,
             if not pruned and trainer.global_step % cfg.trainer.val_every:
                 trainer.validate(module, datamodule=dm, verbose=False)  # always end on a val/loss
         if weights_out:
-            from ablate.training.upcycle import save_weights
-
             save_weights(module.model, weights_out)
         ids, rows = routing.load_matrix()
         if rows and tracker.enabled:

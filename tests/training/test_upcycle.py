@@ -7,8 +7,10 @@ import torch.nn.functional as F
 from ablate.config.load import load_config
 from ablate.errors import ConfigError
 from ablate.models.transformer import Transformer
-from ablate.training.upcycle import (freeze, load_weights, prepare_init, save_weights,
-                                     upcycle_into)
+from ablate.training.freeze import freeze
+from ablate.training.init_weights import COUNTERPART, prepare_init
+from ablate.training.upcycle import ROUTER, upcycle
+from ablate.training.weights import InitialWeights, load_initial, load_weights, save_weights
 from tests.mlflow_helpers import all_runs
 
 SIZES = ["model.vocab_size=256", "model.d_model=32", "model.n_heads=2", "model.d_ff=64",
@@ -19,6 +21,19 @@ MOE = ["model.ffn=moe", "model.moe.n_experts=4", "model.moe.top_k=2"]
 def _model(*overrides, seed=0):
     torch.manual_seed(seed)
     return Transformer(load_config(overrides=[*SIZES, *overrides]).model, max_seq_len=16).eval()
+
+
+def upcycle_into(moe, dense_sd, mode="copy", noise=0.0, generator=None):
+    """The pure surgery for `moe`'s config, loaded into `moe` as train() would load it."""
+    state = upcycle(dense_sd, moe.cfg, mode, noise, generator)
+    load_initial(moe, InitialWeights(state, "dense weights", {}, COUNTERPART, fresh=ROUTER))
+
+
+def _init(cfg, model, **kw):
+    """prepare_init, then the load train() does; -> the run's init tags."""
+    initial = prepare_init(cfg, **kw)
+    load_initial(model, initial)
+    return initial.tags
 
 
 def _loss(model, x_BS):
@@ -119,7 +134,7 @@ def test_dense_parent_trained_once_then_reused(ablate_home, tiny):
     cfg = _cfg(tiny, "init.dense_steps=3", "init.noise=0.01")
     model = Transformer(cfg.model, cfg.data.block_size)
     torch.manual_seed(123)
-    tags = prepare_init(cfg, model, experiment="up", tracking_uri=None, parent_run_id=None)
+    tags = _init(cfg, model, experiment="up", tracking_uri=None, parent_run_id=None)
     rng_after_training = torch.rand(3)
     parents = _parents(ablate_home)
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
@@ -131,15 +146,16 @@ def test_dense_parent_trained_once_then_reused(ablate_home, tiny):
 
     again = Transformer(cfg.model, cfg.data.block_size)
     torch.manual_seed(123)
-    tags2 = prepare_init(cfg, again, experiment="up", tracking_uri=None, parent_run_id=None)
+    tags2 = _init(cfg, again, experiment="up", tracking_uri=None, parent_run_id=None)
     assert torch.equal(torch.rand(3), rng_after_training)  # global RNG as if nothing trained
     assert len(_parents(ablate_home)) == 1 and tags2 == tags
     parent_sd = load_weights(tags["ablate.init_weights"])
     assert torch.equal(again.state_dict()["embed.weight"], parent_sd["embed.weight"])
 
     # through train(): split arm of granularity 2 shares the parent, frozen MoE trains
-    result = train(_cfg(tiny, "init.dense_steps=3", "init.upcycle=split", "model.moe.granularity=2",
-                        "init.freeze=moe"), experiment="up")
+    split = _cfg(tiny, "init.dense_steps=3", "init.upcycle=split", "model.moe.granularity=2",
+                 "init.freeze=moe")
+    result = train(split, experiment="up", initial=prepare_init(split, experiment="up"))
     assert len(_parents(ablate_home)) == 1
     run = [r for r in all_runs(ablate_home) if r.info.run_id == result.run_id][0]
     assert run.data.tags["ablate.upcycled_from"] == parents[0].info.run_id
@@ -153,29 +169,56 @@ def test_checkpoint_exact_and_bad(tmp_path, tiny):
     save_weights(src, tmp_path / "w" / "weights.pt")
     cfg = _cfg(tiny, f"init.from_checkpoint={tmp_path / 'w' / 'weights.pt'}")
     dst = Transformer(cfg.model, 16)
-    tags = prepare_init(cfg, dst, experiment="x")
+    tags = _init(cfg, dst, experiment="x")
     assert tags["ablate.init"] == "checkpoint"
     src_sd, dst_sd = src.state_dict(), dst.state_dict()
     assert all(torch.equal(src_sd[k], dst_sd[k]) for k in src_sd)
 
     save_weights(_model(seed=4), tmp_path / "dense.pt")  # the dense counterpart: upcycled
     cfg.init.from_checkpoint = str(tmp_path / "dense.pt")
-    tags = prepare_init(cfg, Transformer(cfg.model, 16), experiment="x")
+    tags = _init(cfg, Transformer(cfg.model, 16), experiment="x")
     assert tags["ablate.init"] == "upcycle_copy"
     assert tags["ablate.upcycled_from"] == str(tmp_path / "dense.pt")
     cfg.init.dense_steps = 3
     with pytest.raises(ConfigError, match="two sources"):
-        prepare_init(cfg, dst, experiment="x")
+        _init(cfg, dst, experiment="x")
     cfg.init.dense_steps = 0
 
     (tmp_path / "junk.pt").write_text("not a tensor file")
     for bad in (tmp_path / "missing.pt", tmp_path / "junk.pt"):
         cfg.init.from_checkpoint = str(bad)
         with pytest.raises(ConfigError) as e:
-            prepare_init(cfg, dst, experiment="x")
+            _init(cfg, dst, experiment="x")
         assert e.value.key == "init.from_checkpoint"
     save_weights(_model("model.d_model=64"), tmp_path / "other.pt")  # a different dense model
     cfg.init.from_checkpoint = str(tmp_path / "other.pt")
     with pytest.raises(ConfigError) as e:
-        prepare_init(cfg, dst, experiment="x")
+        _init(cfg, dst, experiment="x")
     assert e.value.key == "init.from_checkpoint"
+
+
+def test_upcycle_is_a_pure_function_of_the_dense_weights():
+    """Same dense weights, config and generator seed: the same MoE weights; the input is not
+    touched; the result is every key of the MoE model but its routers' (they start fresh)."""
+    dense_sd = _model(seed=0).state_dict()
+    before = {k: v.clone() for k, v in dense_sd.items()}
+    moe = _model(*MOE, "model.moe.n_shared=1", "model.moe.shared_gate=true", seed=1)
+    a, b = (upcycle(dense_sd, moe.cfg, "copy", 0.01, torch.Generator().manual_seed(5))
+            for _ in range(2))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert all(torch.equal(before[k], dense_sd[k]) for k in before)
+    model_keys = set(moe.state_dict())
+    assert set(a) == {k for k in model_keys if ROUTER not in k}
+    assert any(ROUTER in k for k in model_keys)
+    assert torch.equal(a["blocks.0.ffn.shared_gate.weight"], torch.zeros(1, 32))
+    c = upcycle(dense_sd, moe.cfg, "copy", 0.01, torch.Generator().manual_seed(6))
+    assert not torch.equal(a["blocks.0.ffn.experts.w13"], c["blocks.0.ffn.experts.w13"])
+
+
+def test_a_checkpoint_with_a_key_the_model_lacks_is_refused(tmp_path):
+    src = _model(*MOE, seed=3)
+    state = {**src.state_dict(), "blocks.9.ffn.w1.weight": torch.zeros(2, 2)}
+    dst = _model(*MOE, seed=4)
+    with pytest.raises(ConfigError) as e:
+        load_initial(dst, InitialWeights(state, "w.pt", {}, "this model's weights"))
+    assert e.value.key == "init.from_checkpoint" and "blocks.9.ffn.w1.weight" in e.value.why

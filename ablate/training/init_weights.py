@@ -1,0 +1,53 @@
+"""Where a run's weights start (`init.*`), prepared by the caller before `train`: nothing
+(scratch), a checkpoint, or an upcycled dense model (a given file, or the dense parent
+trained here first). `train(cfg, initial=prepare_init(cfg, ...))` loads the result and
+applies `init.freeze`; `ablate.training.run` never imports this module.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ablate.config.schema import RunConfig
+from ablate.errors import ConfigError
+from ablate.models.moe.sizes import moe_layer_ids
+from ablate.training.dense_parent import dense_parent, parent_run_of
+from ablate.training.upcycle import ROUTER, upcycle
+from ablate.training.weights import InitialWeights, load_weights
+
+EXACT = "weights of this exact model, or of its dense counterpart (MoE model)"
+COUNTERPART = ("the dense counterpart of this model (same sizes outside the FFN; dense FFN "
+               "layers of a hybrid model as wide as model.d_ff)")
+
+
+def prepare_init(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = None,
+                 parent_run_id: str | None = None) -> InitialWeights | None:
+    """cfg.init's starting weights for `train`, or None to start from scratch. Trains (or
+    finds cached) the dense parent when `init.dense_steps` asks for one."""
+    i = cfg.init
+    if i.from_checkpoint and i.dense_steps:
+        raise ConfigError("init.dense_steps", i.dense_steps, "0 when init.from_checkpoint is set",
+                          "two sources for the starting weights")
+    tags: dict[str, str] = {}
+    if i.dense_steps:
+        path, parent = dense_parent(cfg, experiment=experiment, tracking_uri=tracking_uri,
+                                    parent_run_id=parent_run_id)
+        source = str(path)
+        tags["ablate.dense_parent_steps"] = str(i.dense_steps)
+    elif i.from_checkpoint:
+        source = str(Path(i.from_checkpoint).expanduser())
+        parent = parent_run_of(Path(source).parent)
+    else:
+        return None
+    sd = load_weights(source)
+    tags["ablate.init_weights"] = source
+    is_dense = not any(".ffn.router." in k or ".ffn.experts." in k for k in sd)
+    if not (moe_layer_ids(cfg.model) and is_dense):  # the same model's weights
+        return InitialWeights(sd, source, {**tags, "ablate.init": "checkpoint"}, EXACT)
+    gen = torch.Generator().manual_seed(cfg.trainer.seed)  # not the global RNG
+    state = upcycle(sd, cfg.model, i.upcycle, i.noise, gen, source=source)
+    tags.update({"ablate.init": f"upcycle_{i.upcycle}", "ablate.upcycle_noise": str(i.noise),
+                 "ablate.upcycled_from": parent or source})
+    return InitialWeights(state, source, tags, COUNTERPART, fresh=ROUTER)

@@ -1,0 +1,74 @@
+"""Weights files, and the initial weights a run starts from (a checkpoint, an upcycled dense
+model): made by the caller (`ablate.training.init_weights.prepare_init`), loaded by `train`."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ablate.errors import ConfigError
+
+WEIGHTS_ALLOWED = "a weights file written by ablate (…/weights.pt)"
+
+
+def save_weights(model: nn.Module, path: str | Path) -> None:
+    """model.state_dict() to `path`, atomically (a reader never sees half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(model.state_dict(), tmp)
+    os.replace(tmp, path)
+
+
+def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict on CPU; tensors only (weights_only: no code runs from the file)."""
+    if not Path(path).is_file():
+        raise ConfigError("init.from_checkpoint", str(path), WEIGHTS_ALLOWED, "file not found")
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the user's to fix
+        raise ConfigError("init.from_checkpoint", str(path), WEIGHTS_ALLOWED,
+                          f"not readable as weights ({type(e).__name__})") from None
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise ConfigError("init.from_checkpoint", str(path), WEIGHTS_ALLOWED, "not a state dict")
+    return sd
+
+
+@dataclass
+class InitialWeights:
+    """Where a run's weights start when not from scratch."""
+
+    state: dict[str, torch.Tensor]  # by parameter name, as model.state_dict()
+    source: str  # the weights file, named in errors
+    tags: dict[str, str]  # ablate.init and what it came from, for the run
+    expected: str  # what `state` must be, said when it does not fit the model
+    # keys containing this keep the model's own init and `state` may hold keys the model
+    # lacks (an upcycled model's fresh routers); None: `state` is exactly the model's
+    fresh: str | None = None
+
+
+def load_initial(model: nn.Module, initial: InitialWeights) -> None:
+    """Load `initial.state` into `model`, in place; one ConfigError naming the first
+    parameter that does not fit."""
+    model_sd, state = model.state_dict(), initial.state
+
+    def kept(name: str) -> bool:
+        return initial.fresh is not None and initial.fresh in name
+
+    def refuse(detail: str):
+        return ConfigError("init.from_checkpoint", initial.source, initial.expected, detail)
+
+    for name, t in model_sd.items():
+        src = state.get(name)
+        if not kept(name) and (src is None or src.shape != t.shape):
+            got = "missing" if src is None else f"shape {tuple(src.shape)}"
+            raise refuse(f"{name}: {got} in the checkpoint, {tuple(t.shape)} in the model")
+    extra = [k for k in state if k not in model_sd]
+    if initial.fresh is None and extra:
+        raise refuse(f"{extra[0]}: in the checkpoint, not in the model")
+    model.load_state_dict({k: v for k, v in state.items() if k in model_sd and not kept(k)},
+                          strict=False)
