@@ -47,10 +47,10 @@ def run(a) -> int:
 
     load_plugins(a.plugin)
     if a.action == "show":
-        from ablate.cli import _split_config
+        from ablate.cli_train import split_config
         from ablate.config.load import load_config, to_yaml
 
-        path, overrides = _split_config(a.overrides)
+        path, overrides = split_config(a.overrides)
         sys.stdout.write(to_yaml(load_config(path, overrides)))
         return 0
     from ablate.reference import listing

@@ -1,0 +1,172 @@
+"""`ablate sweep`: run (or resume) an Optuna study from a sweep file, as one worker or as
+the parent of N workers, then the table, the verdicts and the next commands.
+
+Wired into `ablate/cli.py` by `add_parsers(sub)` in the parser and `run` as the handler.
+Errors a user can fix raise `AblateError`/`ConfigError` (one line, exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import sys
+
+from ablate.cli_stores import add_store_args
+from ablate.cli_train import hub_mode
+
+COMMANDS = ("sweep",)
+
+
+def add_parsers(sub) -> None:
+    s = sub.add_parser("sweep", help="run (or resume) an Optuna study from a sweep file",
+                       description="Run an Optuna study defined in SWEEP.yaml: one MLflow parent "
+                       "run, one child run per trial. Re-running the same command resumes it.")
+    s.add_argument("sweep", metavar="SWEEP.yaml", help="the sweep file (docs/sweep-files.md)")
+    s.add_argument("overrides", nargs="*", metavar="key=value", help="applied to every trial")
+    s.add_argument("--study", help="study name (default: the file's `study:`)")
+    s.add_argument("--n-trials", type=int, help="total trial budget of the study")
+    s.add_argument("--timeout", type=float, help="stop starting new trials after S seconds")
+    add_store_args(s, storage="Optuna storage (default: $ABLATE_HOME/optuna/<study>.journal)")
+    s.add_argument("--workers", type=int, help="worker processes on this machine (default 1, "
+                   "or one per GPU group)")
+    s.add_argument("--gpus", help="GPU indices to use, e.g. 0,1,2,3")
+    s.add_argument("--gpus-per-trial", type=int, default=1, help="GPUs per worker (DDP inside a trial)")
+    s.add_argument("--plugin", action="append", default=[], help="import a module that registers "
+                   "routers/losses (repeatable)")
+    s.add_argument("--extend", action="store_true", help="the sweep file or overrides changed "
+                   "what the stored study measures: record it as the study's next revision "
+                   "(ablate compare keeps revisions apart) instead of refusing")
+    s.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)  # set by the parent
+
+
+def run(a) -> int:
+    from ablate.errors import ConfigError
+    from ablate.registry import load_plugins
+    from ablate.sweep.runner import Sweep
+    from ablate.sweep.spec import check_study_name, load_sweep
+    from ablate.sweep.workers import parse_gpus, plan_devices
+
+    load_plugins(a.plugin)
+    if a.n_trials is not None and a.n_trials < 1:
+        raise ConfigError("--n-trials", a.n_trials, "an integer >= 1")
+    spec = load_sweep(a.sweep, study=check_study_name(a.study, "--study") if a.study else None)
+    if a.workers is not None and a.workers < 1:
+        raise ConfigError("--workers", a.workers, "an integer >= 1")
+    n, envs = plan_devices(a.workers, parse_gpus(a.gpus), a.gpus_per_trial)
+    if a.gpus:  # the trials use the GPUs they were handed
+        a.overrides += ["trainer.accelerator=gpu", f"trainer.devices={a.gpus_per_trial}"]
+    sweep = Sweep(spec, a.overrides, storage=a.storage, tracking_uri=a.tracking_uri,
+                  n_trials=a.n_trials, timeout=a.timeout, worker=a.worker_index or 0, workers=n,
+                  extend=a.extend)
+    hub_mode(sweep.base_cfg.data.source)
+    from ablate.sweep import ddp
+
+    if ddp.launched_distributed():  # torchrun / srun: DDP inside each trial
+        atexit.register(ddp.finish)
+        if ddp.init(sweep.base_cfg.trainer.accelerator) != 0:
+            ddp.follow(sweep)
+            return 0
+    if a.worker_index is not None:
+        sweep.run_worker()
+        return 0
+    return _run_sweep(a, sweep, n, envs)
+
+
+def _run_sweep(a, sweep, n: int, envs: list[dict[str, str]]) -> int:
+    """This process trains (one worker) or watches N workers; then the table and the verdict:
+    exit 0 only when every point of the budget is done."""
+    from rich.console import Console
+
+    from ablate.cli_progress import SweepDisplay
+    from ablate.reporting.table import trials_table
+
+    console, spec = Console(), sweep.spec
+    rc = 0
+    with SweepDisplay(Console(stderr=True), spec.study) as display:
+        if n > 1 or a.gpus_per_trial > 1:
+            state = {}
+
+            def tick(study) -> None:
+                if not state:
+                    state.update(total=sweep.n_trials, done0=sum(
+                        t.state.name in ("COMPLETE", "PRUNED") for t in study.get_trials(deepcopy=False)))
+                display.tick(study, **state)
+
+            study, revision, rc = sweep.run_parallel(lambda i: _worker_argv(a, sweep, n, i),
+                                                     lambda i: envs[i], tick)
+        else:
+            study, revision = sweep.run(display.events, display)
+    if rc:
+        console.print(f"[yellow]a worker exited with code {rc}; see {_logs(spec.study)}[/]")
+    console.print(trials_table(study, [o.metric for o in spec.objectives]))
+    _verdicts(console, spec.study, sweep.storage_url, sweep.tracking_uri)
+    _next_commands(console, sweep, study)
+    report = sweep.report(study, revision)
+    if report.ok:
+        console.print(report.last_line(spec.study))
+        return 0
+    print(f"ablate: {report.last_line(spec.study)}", file=sys.stderr, flush=True)
+    return 1
+
+
+def _next_commands(console, sweep, study) -> None:
+    """Where to look next: the table, the plots, the MLflow UI (a link to the study's runs)."""
+    from pathlib import Path
+
+    from ablate.tracking import store
+
+    name = sweep.spec.study
+    dashboard = Path("dashboards") / f"{name}.yaml"
+    dashboard = dashboard if dashboard.is_file() else Path("dashboards") / "moe_overview.yaml"
+    parent = study.user_attrs.get("mlflow_parent_run_id")
+    link = ""
+    try:
+        exp = store.client(sweep.tracking_uri).get_run(parent).info.experiment_id if parent else None
+        if exp:
+            link = f"  (then open {store.ui_url(exp)})"
+    except Exception:  # noqa: BLE001 - a link is a courtesy, never a failure
+        pass
+    storage = f" --storage {store.mask(sweep.storage_url)}" if sweep.storage_url else ""
+    console.print("next:\n"
+                  f"  ablate compare --study {name}{storage}          arms: mean ± 95% CI, verdicts\n"
+                  f"  ablate dashboard {dashboard} --study {name}{storage}   plots, one HTML file\n"
+                  f"  ablate ui{link}")
+
+
+def _verdicts(console, study: str, storage: str | None, tracking_uri: str) -> None:
+    """The study's expectations judged on what it measured: printed, and logged to the parent
+    run (tags ablate.claim.<i>, claims.json, the run's description)."""
+    from ablate.reporting.collect import load_study
+    from ablate.reporting.compare import compare, to_markdown
+    from ablate.reporting.verdicts import judge_all, log_verdicts, to_rich
+
+    data = load_study(study, storage=storage, tracking_uri=tracking_uri)
+    verdicts = judge_all(data)
+    if verdicts:
+        console.print(to_rich(verdicts, data.metric))
+        if data.parent_run_id:
+            c = compare(data)
+            log_verdicts(data.client, data.parent_run_id, verdicts, data.metric,
+                         to_markdown(c) if c.rows else "")
+
+
+def _logs(study: str):
+    from ablate import paths
+
+    return paths.home() / "logs" / study
+
+
+def _worker_argv(a, sweep, n: int, i: int) -> list[str]:
+    launch = [sys.executable, "-m", "ablate"]
+    if a.gpus_per_trial > 1:  # each worker is a torchrun group: DDP inside its trials
+        from ablate.tracking.server import free_port
+
+        launch = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node",
+                  str(a.gpus_per_trial), "--master-port", str(free_port()), "-m", "ablate"]
+    argv = [*launch, "sweep", a.sweep, *a.overrides, "--study", sweep.spec.study,
+            "--n-trials", str(sweep.n_trials), "--worker-index", str(i), "--workers", str(n)]
+    argv += ["--timeout", str(a.timeout)] if a.timeout else []
+    argv += ["--extend"] if a.extend else []
+    for plugin in a.plugin:
+        argv += ["--plugin", plugin]
+    return argv
