@@ -60,7 +60,8 @@ def _compare(a) -> int:
 
     from ablate.errors import ConfigError
     from ablate.reporting.collect import load_study, parse_by
-    from ablate.reporting.compare import FORMATS, compare, render, to_csv, to_markdown
+    from ablate.reporting.compare import compare
+    from ablate.reporting.compare_render import FORMATS, render, to_csv, to_markdown
 
     if a.format not in FORMATS:  # before any storage is read
         raise ConfigError("--format", a.format, ", ".join(FORMATS), "unknown format")

@@ -137,7 +137,8 @@ def _verdicts(console, study: str, storage: str | None, tracking_uri: str) -> No
     """The study's expectations judged on what it measured: printed, and logged to the parent
     run (tags ablate.claim.<i>, claims.json, the run's description)."""
     from ablate.reporting.collect import load_study
-    from ablate.reporting.compare import compare, to_markdown
+    from ablate.reporting.compare import compare
+    from ablate.reporting.compare_render import to_markdown
     from ablate.reporting.verdicts import judge_all, log_verdicts, to_rich
 
     data = load_study(study, storage=storage, tracking_uri=tracking_uri)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ablate.reporting.collect import StudyData, direction_of
+from ablate.reporting.study_data import StudyData, direction_of
 from ablate.reporting.stats import TestResult, mean_ci, paired_test, t_quantile, welch_test
 from ablate.sweep.expect import Expectation, split_metric
 

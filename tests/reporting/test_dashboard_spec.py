@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from ablate.errors import ConfigError
-from ablate.reporting.dashboard import load_spec, parse_spec
+from ablate.reporting.dashboard_spec import load_spec, parse_spec
 from ablate.reporting.panels import PANELS
 
 ROOT = Path(__file__).resolve().parents[2]

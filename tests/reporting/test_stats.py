@@ -5,7 +5,8 @@ import math
 import pytest
 
 from ablate.reporting.collect import Objective, RunRow, StudyData
-from ablate.reporting.compare import compare, to_csv, to_json, to_markdown
+from ablate.reporting.compare import compare
+from ablate.reporting.compare_render import to_csv, to_json, to_markdown
 from ablate.reporting.stats import mean_ci, paired_test, t_quantile, welch_test
 
 A = [1.0, 1.2, 0.9]  # arm A, seeds 0, 1, 2

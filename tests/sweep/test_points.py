@@ -131,7 +131,7 @@ def test_a_changed_sweep_is_refused_or_extended_as_a_revision(ablate_home, tiny,
 
 def test_compare_counts_one_configuration_and_seed_once():
     from ablate.reporting.collect import Objective, RunRow, StudyData
-    from ablate.reporting.compare import render
+    from ablate.reporting.compare_render import render
 
     def row(trial, run_id, seed, value, arm="a"):
         config = {"model.ffn": "moe" if arm == "a" else "dense", "trainer.seed": str(seed)}

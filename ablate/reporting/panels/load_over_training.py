@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ablate.reporting.collect import mean_curve
+from ablate.reporting.curve_stats import mean_curve
 from ablate.reporting.panels import PANELS, Note, layout
 from ablate.reporting.panels.expert_load import balance_scale, grid
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ablate.reporting.collect import mean_curve
+from ablate.reporting.curve_stats import mean_curve
 from ablate.reporting.panels import PANELS, Note, layout
 
 

@@ -20,7 +20,8 @@ class SummaryConfig:
 @PANELS.register("summary", SummaryConfig, title="arms: {metric} mean ± 95% CI vs baseline",
                  description="")
 def summary(cfg: SummaryConfig, ctx):
-    from ablate.reporting.compare import caption, cells, columns, compare
+    from ablate.reporting.compare import compare
+    from ablate.reporting.compare_render import caption, cells, columns
 
     c = compare(ctx.data, cfg.metric or ctx.metric, cfg.baseline)
     if not c.rows:
