@@ -40,9 +40,9 @@ def resolve(cfg: RunConfig) -> None:
     fill(moe, cfg.model.d_ff)
     for name, value in given.items():
         if value is not None and value != getattr(moe, name):
-            raise ConfigError(f"model.moe.{name}", value,
-                              f"unset (here it is {getattr(moe, name)})",
-                              "derived from the other model.moe keys: set those instead")
+            raise ConfigError(f"model.moe.{name}", value, f"unset; it derives to "
+                              f"{getattr(moe, name)} here", "a derived size: set the keys it "
+                              "comes from instead")
 
 
 def resolved(moe: MoEConfig, d_ff: int) -> MoEConfig:

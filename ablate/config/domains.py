@@ -75,6 +75,17 @@ class Range:
 
 
 @dataclass(frozen=True)
+class Derived(Range):
+    """A size load_config fills in from other keys: an integer > 0 once resolved."""
+
+    low: float | None = 0
+    low_open: bool = True
+
+    def allowed(self, name: str = "", integer: bool = False) -> str:
+        return "unset; load_config derives it from the keys its help names"
+
+
+@dataclass(frozen=True)
 class OneOf:
     """A string from a fixed tuple, or from a callable (a registry that plugins extend)."""
 
@@ -175,7 +186,7 @@ def text(default: Any, help: str = "") -> Any:
 def derived(help: str) -> Any:
     """A size load_config fills in from other keys (`ablate.config.derived`): read it, never
     set it (a value other than the one it resolves to is refused). An int > 0 once resolved."""
-    return declare(None, Range(0, low_open=True), help)
+    return declare(None, Derived(), help)
 
 
 def weights(default_factory: Callable[[], dict], names: Callable[[], Iterable[str]],
