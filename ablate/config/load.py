@@ -119,7 +119,7 @@ def _allowed_keys(node: Any, key: str) -> str:
     return ", ".join(sub.keys()) if isinstance(sub, DictConfig) else "see `ablate train --help`"
 
 
-def _merge(layers: list[Any], schema: DictConfig, prefix: str = "") -> DictConfig:
+def _merge(layers: list[Any], schema: DictConfig) -> DictConfig:
     cfg = schema
     for layer in layers:
         try:
@@ -129,9 +129,9 @@ def _merge(layers: list[Any], schema: DictConfig, prefix: str = "") -> DictConfi
             if "not in" in str(e):  # an unknown key
                 value = OmegaConf.select(OmegaConf.create(layer), key, default=None)
                 allowed = f"keys {_allowed_keys(schema, key)}"
-                raise ConfigError(prefix + key, value, allowed, "unknown key") from None
+                raise ConfigError(key, value, allowed, "unknown key") from None
             value = getattr(e, "value", None)
-            raise ConfigError(prefix + key, value, _type_of(schema, key), "wrong type") from None
+            raise ConfigError(key, value, _type_of(schema, key), "wrong type") from None
     return cfg
 
 
@@ -156,13 +156,11 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = (),
         layers.append(expand_dotted(base, where="the sweep's base"))
     layers.append(parse_dotlist(overrides))
     schema = OmegaConf.structured(RunConfig)
-    merged = _merge(layers, schema)
+    merged = _merge(layers, _router_typed(schema, layers))
     if merged.model.moe.preset is not None:  # lowest layer: any key set by the user wins
         layers.insert(0, preset_layer(merged.model.moe.preset, _sets_router_name(layers)))
-        merged = _merge(layers, schema)
-    router = _router_config(merged.model.moe.router)
+        merged = _merge(layers, _router_typed(schema, layers))
     cfg: RunConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
-    cfg.model.moe.router = router  # the router's own dataclass, validated
     check_domains(cfg)  # every key's own domain, the router's included, before any use
     from ablate.config.budget import apply_budget
     from ablate.config.derived import resolve
@@ -195,16 +193,31 @@ def preset_layer(name: str, drop_router: bool = False) -> dict[str, Any]:
     return {"model": {"moe": moe}}
 
 
+def _router_names(layers: list[Any]) -> list[Any]:
+    """`model.moe.router.name` of each layer that sets it, lowest first."""
+    names = []
+    for layer in layers:
+        node = OmegaConf.create(layer)
+        router = OmegaConf.select(node, "model.moe.router", default=None)
+        if router is not None and not isinstance(router, DictConfig):
+            raise ConfigError("model.moe.router", router, "the router's keys, e.g. "
+                              "model.moe.router.name=sigmoid", "wrong type")
+        if router is not None and router.get("name") is not None:
+            names.append(router.get("name"))
+    return names
+
+
 def _sets_router_name(layers: list[Any]) -> bool:
-    return any(OmegaConf.select(OmegaConf.create(layer), "model.moe.router.name") is not None
-               for layer in layers)
+    return bool(_router_names(layers))
 
 
-def _router_config(node: DictConfig):
-    name = node.get("name")
-    entry = ROUTERS.get(None if name is None else str(name))
-    schema = OmegaConf.structured(entry.config)
-    return OmegaConf.to_object(_merge([node], schema, prefix="model.moe.router."))
+def _router_typed(schema: DictConfig, layers: list[Any]) -> DictConfig:
+    """`schema` with model.moe.router typed as the config dataclass of the router the layers
+    name (the last one wins, as in the merge): merging them then checks every router key."""
+    names = _router_names(layers)
+    entry = ROUTERS.get(None if not names else str(names[-1]))
+    schema.model.moe.router = OmegaConf.structured(entry.config)
+    return schema
 
 
 def to_dict(cfg: RunConfig) -> dict[str, Any]:

@@ -3,15 +3,14 @@
 
 Every field here is a dotted key users can override on the command line
 (`model.moe.top_k=2`), search over in a sweep file, and find again as an MLflow param.
-Router and aux-loss options live in open dicts (`model.moe.router`, `model.moe.aux`)
-because each router registers its own config dataclass (see `ablate.registry`);
-`ablate.config.load` validates them against that dataclass.
+The router's options are the config dataclass its name registered (a `RouterConfig`
+subclass, see `ablate.registry`); aux-loss weights live in an open dict (`model.moe.aux`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Optional
 
 from ablate.config.domains import (
     below_one,
@@ -26,6 +25,7 @@ from ablate.config.domains import (
     unit_interval,
     weights,
 )
+from ablate.config.router import RouterConfig, default_router
 from ablate.registry import AUX_LOSSES
 
 # the enum-like keys' values (a registry's names where plugins can add one)
@@ -135,9 +135,14 @@ class MoEConfig:
     n_devices: Optional[int] = positive(None, help="expert groups for the device/comm losses "
                                                    "(default: the router's device groups if it "
                                                    "has them, else 1)")
-    router: dict[str, Any] = described(  # noqa: RUF009 - returns a field()
-        None, default_factory=dict, help="the router: a name and its parts and options "
-                                         "(model.moe.router.*)")
+    # Typed as the base class every router config extends. OmegaConf 2.4 takes a subclass
+    # node in a base-typed field, so load_config swaps in the dataclass the router's `name`
+    # registered before merging the user's keys: the merge itself refuses a key that router
+    # does not have, and to_object returns that dataclass. (A dict field would need a second
+    # validation pass and a swap after the merge.)
+    router: RouterConfig = described(  # noqa: RUF009 - returns a field()
+        None, default_factory=default_router, help="the router: a name and its parts and "
+                                                   "options (model.moe.router.*)")
     aux: dict[str, float] = weights(  # noqa: RUF009 - returns a field(), like the others
         lambda: {"switch": 0.01, "z": 0.001}, AUX_LOSSES.names, "aux loss",
         help="weight of the aux loss (0 or absent: off)")

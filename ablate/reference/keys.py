@@ -15,7 +15,7 @@ from ablate.config.schema import RunConfig
 from ablate.reference.text import first_sentence, yaml_text
 from ablate.registry import AUX_LOSSES, GATES, ROUTERS, SCORES, SELECTIONS
 
-ROUTER_KEY = ROUTERS.key.rsplit(".", 1)[0]  # model.moe.router: an open dict in the schema
+ROUTER_KEY = ROUTERS.key.rsplit(".", 1)[0]  # model.moe.router: its dataclass depends on its name
 
 
 @dataclass(frozen=True)
@@ -36,10 +36,10 @@ def _walk(cls: type, prefix: str) -> Iterator[Key]:
     types = field_types(cls)
     for f in dataclasses.fields(cls):
         key, default = prefix + f.name, _default(f)
-        if dataclasses.is_dataclass(default):
-            yield from _walk(type(default), key + ".")
-        elif key == ROUTER_KEY:
+        if key == ROUTER_KEY:  # the default router's dataclass, then what other routers add
             yield from _router_keys(key + ".")
+        elif dataclasses.is_dataclass(default):
+            yield from _walk(type(default), key + ".")
         elif isinstance(domain_of(cls, f.name), Weights):
             yield from _weight_keys(key + ".", domain_of(cls, f.name), default,
                                     help_of(cls, f.name))

@@ -22,7 +22,10 @@ from typing import Any
 from ablate.config.load import flatten, to_dict
 from ablate.errors import AblateError
 
-NOT_DEFINING = ("tracking.", "trainer.progress", "data.num_workers")
+NOT_DEFINING = ("tracking.", "trainer.progress", "data.num_workers",
+                # derived from defining keys (config/derived.py): never a change of their own
+                "model.moe.routed_experts", "model.moe.routed_top_k", "model.moe.expert_width",
+                "model.moe.shared_width")
 
 
 class StudyChanged(AblateError):

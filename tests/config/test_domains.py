@@ -35,10 +35,10 @@ def _tree(cls: type, prefix: str = "") -> list[tuple[str, type, str]]:
     out = []
     for f in dataclasses.fields(cls):
         kind, _ = field_types(cls)[f.name]
-        if dataclasses.is_dataclass(kind):
-            out += _tree(kind, f"{prefix}{f.name}.")
-        elif f"{prefix}{f.name}." == ROUTER:
+        if f"{prefix}{f.name}." == ROUTER:
             out += _tree(RoutingConfig, ROUTER)
+        elif dataclasses.is_dataclass(kind):
+            out += _tree(kind, f"{prefix}{f.name}.")
         else:
             out.append((f"{prefix}{f.name}", cls, f.name))
     return out

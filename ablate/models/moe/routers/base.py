@@ -17,24 +17,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from ablate.config.domains import below_one, non_negative, one_of
+from ablate.config.router import INITS, RouterConfig  # the config layer's: MoEConfig names it
 from ablate.errors import ConfigError
-from ablate.registry import ROUTERS
-
-INITS = ("normal", "uniform", "zeros")
-
-
-@dataclass
-class RouterConfig:
-    """Every router's options; each key's domain is enforced by `ablate.config.domains`
-    (the constructor's own checks below stay for routers built without `load_config`)."""
-
-    name: str = one_of("softmax_topk", ROUTERS.names, help="the router")
-    init: str = one_of("normal", INITS, help="router weight init: normal | uniform (same "
-                       "variance) | zeros")  # Switch: small-variance init for stability
-    init_std: float = non_negative(0.02, help="std of the router weight init")
-    jitter: float = below_one(0.0, help="multiplicative input noise x * U(1-eps, 1+eps) while "
-                              "training (Switch)")
 
 
 @dataclass
