@@ -21,13 +21,10 @@ FROZEN_FIX = ("gate=auto or straight_through, normalize=false, top_k*granularity
               "or model.moe.allow_frozen_router=true")
 
 
-def build_router(router_cfg, d_model: int, n_experts: int, top_k: int):
-    """router_cfg: a registered router config dataclass."""
-    return ROUTERS.get(router_cfg.name).obj(router_cfg, d_model, n_experts, top_k)
-
-
 def check_router(model_cfg) -> None:
     """Raise one ConfigError/FrozenRouterError for a router config that cannot work."""
+    from ablate.models.moe.layer import build_router
+
     moe = model_cfg.moe
     with torch.device("meta"):
         router = build_router(moe.router, model_cfg.d_model, moe.routed_experts, moe.routed_top_k)
