@@ -191,7 +191,11 @@ class Sweep:
                 print(f"ablate: {info['failures']} trials in a row failed; stopping this worker "
                       f"(last: {info['last']})", flush=True)
 
-        TrialLoop(self, study, storage, client, parent, revision, log_line).run(self._lock())
+        try:
+            TrialLoop(self, study, storage, client, parent, revision, log_line).run(self._lock())
+        finally:
+            if ddp.active():
+                ddp.share(None)  # a worker that is a torchrun group: its peers stop too
 
     def run_parallel(self, worker_argv, env_for, tick=None):
         """Spawn workers (`worker_argv(i)`, `env_for(i)`), call `tick(study)` while they run,
