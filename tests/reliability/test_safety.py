@@ -144,7 +144,7 @@ def test_a_pickled_object_in_a_weights_file_is_refused(tmp_path):
     import torch
 
     from ablate.errors import ConfigError
-    from ablate.training.upcycle import load_weights
+    from ablate.training.weights import load_weights
 
     marker = tmp_path / "owned"
 
