@@ -76,6 +76,7 @@ def run(a) -> int:
     from rich.console import Console
 
     from ablate.cli_progress import SweepDisplay
+    from ablate.cli_train import hub_mode
     from ablate.errors import ConfigError
     from ablate.registry import load_plugins
     from ablate.reporting.claims import ClaimRow, study_minutes, write_and_log
@@ -97,6 +98,8 @@ def run(a) -> int:
         if not spec.expect:
             raise ConfigError(f"{f.name}: expect", None, "an `expect:` list", "a claim needs an expectation")
         sweeps.append((f, Sweep(spec, a.overrides, storage=a.storage, tracking_uri=a.tracking_uri)))
+    # offline and without `datasets`' progress bars, as `ablate sweep`, unless a claim reads the hub
+    hub_mode("hub" if any(s.base_cfg.data.source == "hub" for _, s in sweeps) else "stdlib")
     console, incomplete = Console(), 0
     for f, sweep in sweeps:
         if not a.report_only:
