@@ -133,46 +133,25 @@ def train(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = None,
         all_tags["ablate.frozen_router"] = ",".join(f"l{g.layer}" for g in frozen)
     all_tags.update(init_tags)
     all_tags.update(tags or {})
-    run_id = tracker.start(run_name or cfg.tracking.run_name or arm_name(cfg), all_tags,
-                           parent_run_id, {**flatten(to_dict(cfg)), **sizes}, to_yaml(cfg))
-    if on_run is not None and run_id:
-        on_run(run_id)
-    logger = tracker.logger
-    if logger is not None:
-        logger.log_metrics({k: float(v) for k, v in sizes.items()}, step=0)
-
-    routing = RoutingStats(cfg.tracking.routing_stats_every)
-    pruning = OptunaPruning(trial) if (trial is not None or prune_follower) else None
-    callbacks: list[L.Callback] = [Throughput(dm.tokens_per_batch, cfg.trainer.log_every)]
-    if cfg.model.ffn == "moe":
-        callbacks += [routing, RouterHealth(cfg.tracking.routing_stats_every)]
-    if pruning:
-        callbacks.append(pruning)
-    if progress is not None:  # a sink: step(global_step, loss), validated(global_step, val_loss)
-        callbacks.append(StepProgress(progress))
-    bar = cfg.trainer.progress and progress is None
-    if bar:
-        from lightning.pytorch.callbacks import RichProgressBar
-
-        callbacks.append(RichProgressBar(leave=True))
-    resume_from = None
-    if ckpt_dir is not None:  # per-trial directory: a retried trial resumes where it died
-        from lightning.pytorch.callbacks import ModelCheckpoint
-
-        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0,
-                                         every_n_train_steps=cfg.trainer.val_every))
-        callbacks.append(FlushMetrics())  # the curve reaches every checkpoint
-        last = Path(ckpt_dir) / "last.ckpt"
-        resume_from = _resumable(last)
-        if resume_from:
-            tracker.set_tag("ablate.resumed_from", resume_from)
-        elif last.exists():  # cut short by a full disk or a crash mid-write: start over
-            tracker.set_tag("ablate.resume_skipped", f"unreadable checkpoint moved to {last}.broken")
-    trainer = _trainer(cfg, logger or False, callbacks, bar, checkpointing=ckpt_dir is not None)
-    if logger is not None:
-        logger.step_source = lambda: trainer.global_step
-    status, state = "FAILED", "FAILED"
+    # from the run's creation on, every way out ends it (a Ctrl-C while the Trainer is built
+    # must not leave it RUNNING)
+    status, state, run_id = "FAILED", "FAILED", None
     try:
+        run_id = tracker.start(run_name or cfg.tracking.run_name or arm_name(cfg), all_tags,
+                               parent_run_id, {**flatten(to_dict(cfg)), **sizes}, to_yaml(cfg))
+        if on_run is not None and run_id:
+            on_run(run_id)
+        logger = tracker.logger
+        if logger is not None:
+            logger.log_metrics({k: float(v) for k, v in sizes.items()}, step=0)
+
+        routing = RoutingStats(cfg.tracking.routing_stats_every)
+        pruning = OptunaPruning(trial) if (trial is not None or prune_follower) else None
+        callbacks, bar = _callbacks(cfg, dm, routing, pruning, progress)
+        resume_from = _resume_point(cfg, ckpt_dir, callbacks, tracker)
+        trainer = _trainer(cfg, logger or False, callbacks, bar, checkpointing=ckpt_dir is not None)
+        if logger is not None:
+            logger.step_source = lambda: trainer.global_step
         with _interrupts_propagate(trainer):
             trainer.fit(module, datamodule=dm, ckpt_path=resume_from, weights_only=True)
             pruned = bool(pruning and pruning.pruned)
@@ -199,6 +178,42 @@ def train(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = None,
         raise
     finally:
         tracker.end(status, state)
+
+
+def _callbacks(cfg: RunConfig, dm, routing, pruning, progress) -> tuple[list[L.Callback], bool]:
+    """The run's callbacks, and whether it shows Lightning's own progress bar."""
+    callbacks: list[L.Callback] = [Throughput(dm.tokens_per_batch, cfg.trainer.log_every)]
+    if cfg.model.ffn == "moe":
+        callbacks += [routing, RouterHealth(cfg.tracking.routing_stats_every)]
+    if pruning:
+        callbacks.append(pruning)
+    if progress is not None:  # a sink: step(global_step, loss), validated(global_step, val_loss)
+        callbacks.append(StepProgress(progress))
+    bar = cfg.trainer.progress and progress is None
+    if bar:
+        from lightning.pytorch.callbacks import RichProgressBar
+
+        callbacks.append(RichProgressBar(leave=True))
+    return callbacks, bar
+
+
+def _resume_point(cfg: RunConfig, ckpt_dir, callbacks: list, tracker: RunTracker) -> str | None:
+    """With a per-trial checkpoint directory (a retried trial resumes where it died): add the
+    checkpointing callbacks; the whole last checkpoint to resume from, if there is one."""
+    if ckpt_dir is None:
+        return None
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0,
+                                     every_n_train_steps=cfg.trainer.val_every))
+    callbacks.append(FlushMetrics())  # the curve reaches every checkpoint
+    last = Path(ckpt_dir) / "last.ckpt"
+    resume_from = _resumable(last)
+    if resume_from:
+        tracker.set_tag("ablate.resumed_from", resume_from)
+    elif last.exists():  # cut short by a full disk or a crash mid-write: start over
+        tracker.set_tag("ablate.resume_skipped", f"unreadable checkpoint moved to {last}.broken")
+    return resume_from
 
 
 @contextlib.contextmanager

@@ -1,0 +1,44 @@
+"""One training run ends its MLflow run whatever way it ends: a Ctrl-C that lands after the
+run exists but before `trainer.fit` (while the run's params are logged, the Trainer built)
+closes it KILLED, never RUNNING (a stale run `ablate doctor` would have to clean up)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ablate.config.load import load_config
+from ablate.training import run as run_mod
+from ablate.training.run import train
+from tests.conftest import TINY
+from tests.mlflow_helpers import all_runs
+
+
+def _interrupt(*_a, **_k):
+    raise KeyboardInterrupt("Ctrl-C")
+
+
+@pytest.mark.parametrize("where", ["on_run", "building the Trainer"])
+def test_ctrl_c_between_run_creation_and_fit_ends_the_run_killed(where, ablate_home, monkeypatch):
+    cfg = load_config(overrides=list(TINY))
+    on_run = None
+    if where == "on_run":  # what the sweep does first: record the run id on the trial
+        on_run = _interrupt
+    else:
+        monkeypatch.setattr(run_mod, "_trainer", _interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, experiment="ctrlc", on_run=on_run)
+    (r,) = all_runs(ablate_home)
+    assert r.info.status == "KILLED"
+    assert r.data.tags["ablate.state"] == "KILLED"
+
+
+def test_a_failure_while_the_trainer_is_built_fails_the_run_with_its_reason(ablate_home, monkeypatch):
+    def broken(*_a, **_k):
+        raise RuntimeError("no such accelerator")
+
+    monkeypatch.setattr(run_mod, "_trainer", broken)
+    with pytest.raises(RuntimeError):
+        train(load_config(overrides=list(TINY)), experiment="broken")
+    (r,) = all_runs(ablate_home)
+    assert r.info.status == "FAILED"
+    assert r.data.tags["ablate.fail_reason"] == "RuntimeError: no such accelerator"
