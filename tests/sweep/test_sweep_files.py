@@ -1,5 +1,6 @@
 """Every shipped sweep file loads, and every option it can reach validates."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -24,11 +25,15 @@ CLAIMS = sorted((Path(__file__).resolve().parents[2] / "sweeps" / "claims").glob
 @pytest.mark.parametrize("path", CLAIMS, ids=lambda p: p.stem)
 def test_claim_file_validates(path, ablate_home):
     """A claim: paired seeds (repeats >= 3), at least one expectation with its source, a
-    comment citing where the claim comes from, and every option valid."""
+    comment citing where the claim comes from and its measured time, every option valid."""
     spec = load_sweep(path)
     assert spec.study == "claim-" + path.stem.replace("_", "-")
     assert spec.repeats >= 3 and spec.expect
     assert all(e.source and e.claim for e in spec.expect)
-    assert "et al." in path.read_text().split("study:")[0]  # the header cites the source
+    header = path.read_text().split("study:")[0]
+    assert "et al." in header  # the header cites the source
+    # and says how long it took, within the claims' budget of an hour on 2 cores
+    minutes = re.search(r"# Measured: ([0-9.]+) minutes on 2 CPU cores", header)
+    assert minutes and float(minutes.group(1)) <= 60, "say the measured time in the header"
     Sweep(spec)
     assert not ablate_home.exists()
