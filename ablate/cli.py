@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from ablate import cli_claims, cli_config, cli_doctor, cli_report, cli_sweep, cli_train
 from ablate.cli_stores import add_store_args, apply_env, name_the_source
@@ -47,9 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("--port", type=int, default=5000, help="port (default 5000)")
     add_store_args(u, storage=None)
 
-    b = sub.add_parser("bench", help="benchmarks (`ablate bench moe`)")
-    b.add_argument("what", choices=["moe"], help="what to time: moe (the MoE layer vs its "
-                   "dense equivalent)")
+    b = sub.add_parser("bench", help="benchmarks (`ablate bench moe`, `ablate bench step`)")
+    b.add_argument("what", choices=["moe", "step"], help="what to time: moe (the MoE layer vs "
+                   "its dense equivalent), step (a training step under ablate's Trainer vs a "
+                   "bare PyTorch loop)")
     b.add_argument("rest", nargs=argparse.REMAINDER, metavar="...",
                    help="the benchmark's own options (e.g. `ablate bench moe --help`)")
     cli_report.add_parsers(sub)
@@ -72,14 +74,32 @@ def _ui(a) -> int:
         paths.home().mkdir(parents=True, exist_ok=True)
         cmd += ["--default-artifact-root", paths.artifact_root().as_uri()]
     print(f"MLflow UI on http://{a.host}:{a.port}  (store {uri}; Ctrl-C to stop)", flush=True)
+    for name, link in study_links(uri, f"http://{a.host}:{a.port}"):
+        print(f"  {name}: {link}", flush=True)
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no GenAI job runner
     return subprocess.call(cmd, env=env)
 
 
-def _bench(a) -> int:
-    from ablate.bench.moe import main as bench_moe
+def study_links(uri: str, base: str) -> list[tuple[str, str]]:
+    """(experiment, deep link) for every experiment of the store, the studies' runs view
+    first: MLflow 3 alone opens on its GenAI pages."""
+    from ablate.tracking import store
 
-    return bench_moe(a.rest)
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+        return []
+    try:
+        exps = store.client(uri).search_experiments()
+    except Exception:  # noqa: BLE001 - links are a courtesy; the server reports a bad store
+        return []
+    tagged = [(f"mlflow.sharedViewState.{store.VIEW}" not in e.tags, e.name, e.experiment_id)
+              for e in exps if e.name != "Default"]
+    return [(name, store.ui_url(i, base, view=not plain)) for plain, name, i in sorted(tagged)]
+
+
+def _bench(a) -> int:
+    import importlib
+
+    return importlib.import_module(f"ablate.bench.{a.what}").main(a.rest)
 
 
 def _environment() -> None:

@@ -227,6 +227,8 @@ class TrainerConfig:
     seed: int = in_range(0, 0, MAX_SEED, help="the run's seed (a sweep's repeats use seed, "
                                               "seed+1, ...)")
     progress: bool = described(True, "show a progress bar")
+    compile: bool = described(False, "torch.compile the attention and dense FFN modules (the "
+                              "MoE dispatch stays eager: data-dependent shapes)")
 
 
 @dataclass

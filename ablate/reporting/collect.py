@@ -20,9 +20,10 @@ from __future__ import annotations
 from typing import Any
 
 from ablate.errors import AblateError, ConfigError
-from ablate.reporting.study_data import RunRow, StudyData, fmt_value, short_keys
+from ablate.reporting.study_data import RunRow, StudyData
 from ablate.sweep.spec import Objective
 from ablate.sweep.storages import load_study as open_study
+from ablate.tracking.naming import fmt_value, point_label, short_keys
 from ablate.tracking.runs import find_runs
 from ablate.tracking.store import mask, resolve_tracking_uri
 
@@ -48,12 +49,7 @@ def _label(params: dict[str, Any], config: dict[str, str], by: list[str] | None)
             return fmt_value(params.get("arm", config.get("arm")))
         names = short_keys(by)
         return ", ".join(f"{names[k]}={fmt_value(params.get(k, config.get(k)))}" for k in by)
-    if "arm" in params:
-        return str(params["arm"])
-    if not params:
-        return "(no params)"
-    names = short_keys(sorted(params))
-    return ", ".join(f"{names[k]}={fmt_value(v)}" for k, v in sorted(params.items()))
+    return point_label(params)
 
 
 def _seed(config: dict[str, str], default: int | None) -> int | None:

@@ -79,7 +79,7 @@ def compare(data: StudyData, metric: str | None = None, baseline: str | None = N
     not_complete: dict[str, int] = {}
     duplicates: dict[str, int] = {}
     for arm in order:
-        runs = [r for r in data.complete() if r.arm == arm and r.metrics.get(metric) is not None]
+        runs = [r for r in data.complete() if r.arm == arm and r.value(metric) is not None]
         runs, dropped = _one_per_config_and_seed(runs)
         if dropped:
             duplicates[arm] = dropped
@@ -88,14 +88,14 @@ def compare(data: StudyData, metric: str | None = None, baseline: str | None = N
             not_complete[arm] = len(others)
         if not runs:
             continue
-        values = [float(r.metrics[metric]) for r in runs]
+        values = [float(r.value(metric)) for r in runs]
         shared = dict(runs[0].params)
         for r in runs[1:]:
             shared = {k: v for k, v in shared.items() if r.params.get(k) == v}
         rows[arm] = ArmRow(
             arm=arm, summary=mean_ci(values), values=values, seeds=[r.seed for r in runs],
             trials=sorted({r.trial for r in runs}), test=None,
-            sizes={k: _mean([r.metrics.get(k, NAN) for r in runs]) for k in SIZES},
+            sizes={k: _mean([r.value(k, NAN) for r in runs]) for k in SIZES},
             tokens_per_s=mean_ci([r.metrics.get("perf/tokens_per_s", NAN) for r in runs]),
             params={k: v for k, v in shared.items() if k != "arm"},
         )

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ablate.sweep.spec import Objective
+from ablate.tracking.naming import fmt_value
+from ablate.tracking.runs import number
 
 HIGHER_IS_BETTER = ("perf/tokens_per_s",)
 
@@ -31,19 +33,11 @@ class RunRow:
     run_name: str | None = None
     fail_reason: str | None = None
 
-
-def fmt_value(v: Any) -> str:
-    if v is None:
-        return "none"
-    if isinstance(v, float):
-        return f"{v:g}"
-    return str(v)
-
-
-def short_keys(keys: list[str]) -> dict[str, str]:
-    """`model.moe.top_k` -> `top_k` where the last segment is unambiguous."""
-    last = [k.rsplit(".", 1)[-1] for k in keys]
-    return {k: (s if last.count(s) == 1 else k) for k, s in zip(keys, last)}
+    def value(self, key: str, default: float | None = None) -> float | None:
+        """A metric's last value, else a numeric param: the sizes that describe a config
+        (params_active, flops_per_token, ...) are params, not metrics (a chart's axis in
+        MLflow takes either)."""
+        return number(self.metrics, self.config, key, default)
 
 
 def direction_of(metric: str, objectives: list[Objective]) -> str:
@@ -87,7 +81,7 @@ class StudyData:
         sign = -1 if self.direction(metric) == "maximize" else 1
         means: dict[str, list[float]] = {}
         for r in self.complete():
-            v = r.metrics.get(metric)
+            v = r.value(metric)
             if v is not None and math.isfinite(v):
                 means.setdefault(r.arm, []).append(v)
         order = self.sweep_order()

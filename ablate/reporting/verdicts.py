@@ -62,7 +62,7 @@ def _values(data: StudyData, arm: str, metric: str) -> dict[int | None, float]:
     out = {}
     for r in rows:
         if agg is None:
-            v = r.metrics.get(name)
+            v = r.value(name)
         else:
             curve = [x for _, x in data.history(r.run_id, name)] if r.run_id else []
             v = {"max": max, "min": min, "mean": lambda c: sum(c) / len(c)}[agg](curve) if curve else None

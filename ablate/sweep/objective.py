@@ -57,6 +57,7 @@ def run_trial(sweep, trial, values: dict, parent: str, trial_tags: dict[str, str
               progress=None) -> Outcome:
     """Train `values` for every seed not yet done; never raises except KeyboardInterrupt."""
     from ablate.training.init_weights import prepare_init
+    from ablate.tracking.naming import point_label
     from ablate.training.run import train
 
     cfg = sweep.config_for(values)
@@ -93,7 +94,8 @@ def run_trial(sweep, trial, values: dict, parent: str, trial_tags: dict[str, str
                            tags={**trial_tags, "ablate.repeat": str(r)},
                            trial=prune if r == 0 else None,  # prune on the first seed's curve
                            progress=progress,
-                           on_run=on_run, ckpt_dir=ckpt, initial=initial)
+                           on_run=on_run, ckpt_dir=ckpt, initial=initial,
+                           params={"arm": point_label(values)})  # MLflow groups repeats by it
         except Exception as e:  # noqa: BLE001 - every failure is recorded, none aborts the sweep
             if is_full(e):  # not the trial's fault: stop the sweep, resume the trial later
                 raise StoreFull(reason_of(e)) from e

@@ -13,6 +13,8 @@ from ablate.tracking import runs, store
 def open_parent(sweep, study, client) -> str:
     """The parent run's id: the stored one, reopened, or a new one."""
     exp_id = store.ensure_experiment(client, sweep.experiment)
+    first = sweep.spec.objectives[0]  # what the study's runs table shows and sorts by first
+    store.save_runs_view(client, exp_id, first.metric, first.direction)
     parent = study.user_attrs.get("mlflow_parent_run_id")
     if parent:
         from mlflow.exceptions import MlflowException

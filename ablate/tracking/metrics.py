@@ -4,7 +4,9 @@ them (a typo like `val/los` would train every trial to the end and then fail it)
 Fixed names, plus families: `train/aux/<loss>` and `train/aux_weighted/<loss>` for every
 registered aux loss and router reward loss, `moe/<stat>` (mean over MoE layers),
 `moe/l<i>/<stat>` per MoE layer, and `train/mtp/d<k>` per multi-token-prediction depth.
-A new metric is logged by one place in the code and named here.
+A new metric is logged by one place in the code and named here. The `SIZES` describe a
+config, not a run's progress: they are logged as MLflow params (MLflow's compare view
+would otherwise plot them first), and read back by `ablate.tracking.runs.number`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ FIXED = {
     "kv_cache_bytes_per_token": "inference KV cache per token over all layers (bf16)",
     "n_moe_layers": "MoE blocks in the model",
 }
+SIZES = ("params_total", "params_active", "params_embedding", "flops_per_token",
+         "kv_cache_bytes_per_token", "n_moe_layers")
 MOE_STATS = {
     "load_cv": "std/mean of the tokens per expert", "max_load": "max/mean tokens per expert",
     "dead_experts": "experts that got no token", "drop_frac": "token-slots dropped by capacity",

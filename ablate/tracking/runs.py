@@ -66,3 +66,15 @@ def find_runs(client, filter_string: str, experiment_ids: list[str] | None = Non
         if not token:
             break
     return out
+
+
+def number(metrics: dict[str, float], params: dict[str, str], key: str,
+           default: float | None = None) -> float | None:
+    """A run's number `key`: a metric's last value, else a numeric param (the sizes that
+    describe a config, params_active, flops_per_token, ..., are logged as params)."""
+    if key in metrics:
+        return metrics[key]
+    try:
+        return float(params[key])
+    except (KeyError, TypeError, ValueError):
+        return default

@@ -39,7 +39,7 @@ def ensure_experiment(mlflow_client, name: str) -> str:
     if not mlflow_client.tracking_uri.startswith(("http://", "https://")):
         location = (paths.artifact_root() / name).as_uri()
     try:
-        return mlflow_client.create_experiment(name, artifact_location=location)
+        return mlflow_client.create_experiment(name, artifact_location=location, tags={KIND_TAG: KIND})
     except Exception:  # noqa: BLE001 - another worker created it first
         exp = mlflow_client.get_experiment_by_name(name)
         if exp is None:
@@ -132,9 +132,49 @@ def check_reachable(uri: str | None, timeout: float = 5.0, key: str = "--trackin
 
 
 UI = "http://127.0.0.1:5000"  # where `ablate ui` serves by default
+VIEW = "ablate"  # the saved runs view of every study's experiment: ?viewStateShareKey=ablate
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"  # MLflow 3's model-training view
 
 
-def ui_url(experiment_id: str, base: str = UI) -> str:
+def runs_view(metric: str, direction: str, *, by: str = "arm") -> dict:
+    """The runs table as a study wants it first (MLflow 3 reads this from the experiment tag
+    `mlflow.sharedViewState.<key>`): the trials only (the study's parent run is filtered
+    out by the search box's filter, in view), grouped by arm with their repeats averaged,
+    sorted by the objective, the objective and the arm's sizes as the first columns."""
+    def col(kind: str, key: str) -> str:
+        return f"{kind}.`{key}`"
+
+    from ablate.tracking.metrics import SIZES
+
+    objective = col("params" if metric in SIZES else "metrics", metric)
+    # the objective is the only metric column: MLflow sorts a section's columns by name, so
+    # any other metric could come first
+    columns = [objective, col("params", by), col("params", "trainer.seed"),
+               col("params", "params_active"), col("params", "params_total")]
+    return {
+        "searchFilter": "tags.`ablate.trial` LIKE '%'",
+        "orderByKey": objective,
+        "orderByAsc": direction == "minimize",
+        "selectedColumns": list(dict.fromkeys(columns)),
+        "groupBy": {"aggregateFunction": "average", "groupByKeys": [{"mode": "param", "groupByData": by}]},
+        "groupsExpanded": {},
+        "runsHiddenMode": "SHOW_ALL",
+        "useGroupedValuesInCharts": True,
+    }
+
+
+def save_runs_view(mlflow_client, experiment_id: str, metric: str, direction: str) -> None:
+    """The experiment opens in MLflow's model-training view, with `runs_view` saved."""
+    import json
+
+    mlflow_client.set_experiment_tag(experiment_id, KIND_TAG, KIND)
+    mlflow_client.set_experiment_tag(experiment_id, f"mlflow.sharedViewState.{VIEW}",
+                                     json.dumps(runs_view(metric, direction)))
+
+
+def ui_url(experiment_id: str, base: str = UI, view: bool = True) -> str:
     """The MLflow UI's runs table of an experiment, in the classic model-training view
-    (MLflow 3 otherwise opens an experiment on its GenAI overview: PITFALLS #28)."""
-    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    (MLflow 3 otherwise opens an experiment on its GenAI overview: PITFALLS #28), with the
+    study's saved view (`save_runs_view`) when `view`."""
+    url = f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    return url + f"&viewStateShareKey={VIEW}" if view else url

@@ -80,13 +80,13 @@ def dense_parent(cfg: RunConfig, *, experiment: str, tracking_uri: str | None,
     with FileLock(str(folder / ".lock")):
         if not weights.is_file():
             # its own arm name: never grouped with a dense arm of the same width
-            arm = arm_name(dense).replace("dense-", "dense-parent-", 1)
+            arm = arm_name(dense, seed=False).replace("dense-", "dense-parent-", 1)
             tags = {"ablate.role": "dense_parent", "ablate.arm": arm,
                     "ablate.dense_parent_sha": sha}
             with _rng_preserved():
                 result = train(dense, experiment=experiment, tracking_uri=tracking_uri,
                                parent_run_id=parent_run_id, run_name=f"{arm}-{sha[:8]}",
-                               tags=tags, weights_out=str(weights))
+                               tags=tags, params={"arm": arm}, weights_out=str(weights))
             (folder / "config.yaml").write_text(text)
             meta = {"run_id": result.run_id, "experiment": experiment}
             (folder / "parent.json").write_text(json.dumps(meta))

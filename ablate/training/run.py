@@ -16,6 +16,7 @@ from typing import Any
 import lightning as L
 
 from ablate import paths
+from ablate.config.applicable import applicable
 from ablate.config.load import flatten, to_dict, to_yaml
 from ablate.config.schema import RunConfig
 from ablate.tracking import runs
@@ -86,12 +87,14 @@ def train(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = None,
           run_name: str | None = None, parent_run_id: str | None = None,
           tags: dict[str, str] | None = None, trial=None, progress=None,
           on_run=None, weights_out: str | None = None, ckpt_dir=None,
-          prune_follower: bool = False, initial: InitialWeights | None = None) -> TrainResult:
+          prune_follower: bool = False, initial: InitialWeights | None = None,
+          params: dict[str, str] | None = None) -> TrainResult:
     """Train `cfg` as one MLflow run (rank 0 only under DDP). `trial`: the Optuna trial to
     report to and prune by; `prune_follower`: a DDP rank > 0 of a prunable trial (it
     receives rank 0's pruning decision). `initial`: the starting weights cfg.init asks for,
     prepared by the caller (`ablate.training.init_weights.prepare_init`); `init.freeze` is
-    applied here."""
+    applied here. `params`: more MLflow params (a sweep's `arm`: the point's label, also the
+    run's `ablate.arm` tag; without it the tag is the config's seed-free name)."""
     if initial is None and (cfg.init.from_checkpoint or cfg.init.dense_steps):
         raise ValueError("cfg.init names starting weights: pass initial=prepare_init(cfg, ...)")
     from ablate.parallel.expert_parallel import parallelize
@@ -116,6 +119,8 @@ def train(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = None,
     elif cfg.init.freeze != "none":
         init_tags = {"ablate.init": "scratch"}
     parallelize(module, cfg.model.moe.expert_parallel)  # before anything uses the model
+    if cfg.trainer.compile:
+        compile_model(module)
     init_tags.update(freeze_tags(module.model, cfg.init.freeze))  # the parameters it trains
 
     frozen = []
@@ -126,7 +131,9 @@ def train(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = None,
                                      allow_frozen=cfg.model.moe.allow_frozen_router)
 
     tracker = RunTracker(tracking_uri, experiment)
-    all_tags = runs.standard_tags(**{"ablate.data_fingerprint": dm.fingerprint, "ablate.arm": arm_name(cfg)})
+    params = dict(params or {})
+    all_tags = runs.standard_tags(**{"ablate.data_fingerprint": dm.fingerprint,
+                                     "ablate.arm": params.get("arm") or arm_name(cfg, seed=False)})
     if cfg.model.ffn == "moe" and cfg.model.moe.allow_noncausal_routing:
         all_tags["ablate.noncausal_routing"] = "true"  # such runs see future tokens
     if frozen:  # allowed by model.moe.allow_frozen_router: say so on the run
@@ -137,13 +144,12 @@ def train(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = None,
     # must not leave it RUNNING)
     status, state, run_id = "FAILED", "FAILED", None
     try:
-        run_id = tracker.start(run_name or cfg.tracking.run_name or arm_name(cfg), all_tags,
-                               parent_run_id, {**flatten(to_dict(cfg)), **sizes}, to_yaml(cfg))
+        # sizes describe the config: params, not metrics (MLflow's charts take either as an axis)
+        run_id = tracker.start(run_name or cfg.tracking.run_name or arm_name(cfg), all_tags, parent_run_id,
+                               {**applicable(flatten(to_dict(cfg)), cfg), **sizes, **params}, to_yaml(cfg))
         if on_run is not None and run_id:
             on_run(run_id)
         logger = tracker.logger
-        if logger is not None:
-            logger.log_metrics({k: float(v) for k, v in sizes.items()}, step=0)
 
         routing = RoutingStats(cfg.tracking.routing_stats_every)
         pruning = OptunaPruning(trial) if (trial is not None or prune_follower) else None
@@ -178,6 +184,19 @@ def train(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = None,
         raise
     finally:
         tracker.end(status, state)
+
+
+def compile_model(module) -> None:
+    """torch.compile, in place (parameter names unchanged, so checkpoints and MLflow params
+    stay as they are), of every attention and norm, and of the FFN of dense blocks; an MoE
+    layer's routing and dispatch (sorts, gathers, data-dependent sizes) stay eager."""
+    from ablate.models.moe.layer import MoELayer
+
+    for block in module.model.blocks:
+        for part in (block.attn_norm, block.attn, block.ffn_norm):
+            part.compile()
+        if not isinstance(block.ffn, MoELayer):
+            block.ffn.compile()
 
 
 def _callbacks(cfg: RunConfig, dm, routing, pruning, progress) -> tuple[list[L.Callback], bool]:

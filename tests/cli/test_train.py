@@ -14,10 +14,13 @@ def test_tiny_train_lands_in_mlflow(ablate_home, tiny, capsys):
     assert run.data.params["model.ffn"] == "moe"
     assert int(run.data.params["params_active"]) > 0
     for key in ("train/loss", "train/lm_loss", "train/aux/switch", "val/loss", "val/ppl",
-                "perf/tokens_per_s", "params_active", "moe/load_cv", "moe/l0/router_entropy",
+                "perf/tokens_per_s", "moe/load_cv", "moe/l0/router_entropy",
                 "moe/l0/router_grad_norm", "moe/l1/routing_churn", "moe/router_grad_norm"):
         assert key in run.data.metrics, key
     assert run.data.tags["ablate.state"] == "COMPLETE"
+    # sizes describe the config: params only (MLflow's compare view would default to them)
+    assert not {"params_active", "params_total", "flops_per_token"} & set(run.data.metrics)
+    assert run.data.tags["ablate.arm"] == "moe-softmax_topk-E8-k2"  # no seed: repeats pool
     assert run.data.tags["ablate.data_fingerprint"]
     arts = {a.path for a in store(ablate_home).list_artifacts(run.info.run_id)}
     assert {"config.yaml", "routing"} <= arts
@@ -87,3 +90,15 @@ def test_a_frozen_config_is_refused_up_front(ablate_home, tiny, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "model.moe.router.normalize=true" in err[0], err
     assert not ablate_home.exists()
+
+
+def test_a_dense_run_logs_no_moe_keys(ablate_home, tiny):
+    """Params that do not apply are not logged: a dense run showing `model.moe.n_experts=8`
+    reads as if it had experts."""
+    assert main(["train", *tiny]) == 0
+    (run,) = all_runs(ablate_home)
+    params = run.data.params
+    assert params["model.ffn"] == "dense" and "params_active" in params
+    assert not [k for k in params if k.startswith(("model.moe.", "model.mla.", "init.upcycle"))]
+    assert "model.mtp.weight" not in params and params["model.mtp.depth"] == "0"
+    assert run.data.tags["ablate.arm"] == "dense-ff64"

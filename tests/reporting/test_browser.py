@@ -86,6 +86,22 @@ def test_mlflow_ui_shows_runs_and_the_dashboard(tmp_path, monkeypatch):
         wait.until(lambda d: all(c in d.find_element(By.TAG_NAME, "body").text for c in children))
         driver.save_screenshot("/tmp/ablate-browser-runs.png")
 
+        # the link `ablate ui` and `ablate sweep` print: the model-training runs view, saved
+        # with the study (store.runs_view): the trials grouped by arm, repeats pooled (the
+        # seed-free `arm` param), the objective as the first metric column
+        from ablate.tracking.store import ui_url
+
+        driver.get(ui_url(parent.info.experiment_id, base))
+        arms = ("dense", "moe-E4")
+        wait.until(lambda d: all(f"Group: {a}" in d.find_element(By.TAG_NAME, "body").text for a in arms))
+        body = driver.find_element(By.TAG_NAME, "body").text
+        assert "Model training" in body and "Sort: val/loss" in body and "Group by: arm" in body
+        assert "4 matching runs" in body  # the trials, 2 per group; not the study's parent run
+        headers = [h.text for h in driver.find_elements(By.CSS_SELECTOR, '[role="columnheader"]') if h.text]
+        metric_cols = [h for h in headers if "/" in h]
+        assert metric_cols and metric_cols[0] == "val/loss", headers
+        driver.save_screenshot("/tmp/ablate-browser-runs-by-arm.png")
+
         # the dashboard artifact, rendered by the UI's HTML viewer (a sandboxed iframe)
         driver.get(f"{base}/#/experiments/{parent.info.experiment_id}/runs/{parent.info.run_id}"
                    "/artifacts/dashboards/moe_overview.html")

@@ -82,3 +82,15 @@ def test_mha_flops_and_cache_are_unchanged_by_the_mla_accounting():
     assert m["params_total"] - c["params_total"] == L * (attn - 4 * D * D)
     scores = 3 * 128 * H * (N + R + Vh)
     assert m["flops_per_token"] - c["flops_per_token"] == 6 * L * (attn - 4 * D * D) + L * (scores - 6 * 128 * D)
+
+
+def test_every_size_is_named_where_the_trackers_read_it():
+    """Sizes are logged as MLflow params; tracking.metrics.SIZES is how a report or a saved
+    runs view knows a size is a param, not a metric."""
+    from ablate.config.load import load_config
+    from ablate.tracking.metrics import SIZES
+    from ablate.training.accounting import param_counts
+
+    for ffn in ("dense", "moe"):
+        cfg = load_config(overrides=[f"model.ffn={ffn}", "model.vocab_size=256"])
+        assert sorted(param_counts(cfg.model, 128)) == sorted(SIZES)

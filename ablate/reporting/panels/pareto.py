@@ -54,8 +54,8 @@ def pareto(cfg: ParetoConfig, ctx):
         pts, names, x_extent = [], [], []
         for arm in arms:
             runs = ctx.runs(arm)
-            sx = mean_ci([r.metrics.get(x, math.nan) for r in runs])
-            sy = mean_ci([r.metrics.get(y, math.nan) for r in runs])
+            sx = mean_ci([r.value(x, math.nan) for r in runs])
+            sy = mean_ci([r.value(y, math.nan) for r in runs])
             if not (finite(sx.mean) and finite(sy.mean)):
                 continue
             pts.append((sx.mean, sy.mean))

@@ -45,5 +45,5 @@ def runs(cfg: RunsConfig, ctx):
         return [Note("the study has no trials yet")]
     header = ["trial", "repeat", "seed", "state", "arm", "MLflow run", "run id", *cfg.metrics]
     cells = [[str(r.trial), str(r.repeat), fmt(r.seed), r.state, r.arm, r.run_name or "",
-              (r.run_id or "")[:12], *(fmt(r.metrics.get(m)) for m in cfg.metrics)] for r in rows]
+              (r.run_id or "")[:12], *(fmt(r.value(m)) for m in cfg.metrics)] for r in rows]
     return [table(header, cells, numeric_from=7, titles=[r.fail_reason or "" for r in rows])]

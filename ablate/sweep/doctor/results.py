@@ -13,6 +13,7 @@ from ablate.sweep.doctor.problems import (
     MISSING_OBJECTIVE,
     Problem,
 )
+from ablate.tracking.runs import number
 
 # params that name or place a run rather than define what it trains (the rest, seed
 # included, is the configuration; as ablate.sweep.fingerprint's NOT_DEFINING)
@@ -73,7 +74,7 @@ def missing_objectives(revisions: list[dict], trials, runs: dict[str, Any], pare
                 r = runs.get(rid)
                 if r is None or r.info.status != "FINISHED":
                     continue  # a missing run is MISSING_RUN's
-                value = r.data.metrics.get(metric)
+                value = number(r.data.metrics, r.data.params, metric)
                 if value is None or not math.isfinite(value):
                     out.append(Problem(MISSING_OBJECTIVE, f"trial {t.number} COMPLETE but its run "
                                        f"{rid} has {metric} = {value} in MLflow", "",
