@@ -46,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     u = sub.add_parser("ui", help="MLflow UI for the default store, on 127.0.0.1")
     u.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: local only)")
     u.add_argument("--port", type=int, default=5000, help="port (default 5000)")
+    u.add_argument("--verbose", action="store_true",
+                   help="show the server's deprecation warnings (hidden by default)")
     add_store_args(u, storage=None)
 
     b = sub.add_parser("bench", help="benchmarks (`ablate bench moe`, `ablate bench step`)")
@@ -77,6 +79,8 @@ def _ui(a) -> int:
     for name, link in study_links(uri, f"http://{a.host}:{a.port}"):
         print(f"  {name}: {link}", flush=True)
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no GenAI job runner
+    if not a.verbose:  # the server's dependencies' deprecations are not the user's to fix
+        env["PYTHONWARNINGS"] = "ignore::DeprecationWarning"
     return subprocess.call(cmd, env=env)
 
 

@@ -23,6 +23,7 @@ from typing import Callable
 import torch
 
 from ablate.config.schema import MoEConfig
+from ablate.console import quiet_stderr
 from ablate.models.mlp import SwiGLU
 from ablate.models.moe.layer import MoELayer
 
@@ -45,7 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=7, help="timed repetitions per module")
     p.add_argument("--warmup", type=int, default=2, help="untimed repetitions per module")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: as is)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the weights and inputs")
+    p.add_argument("--verbose", action="store_true",
+                   help="keep the CPU profiler's own stderr lines (hidden by default)")
     return p
 
 
@@ -134,7 +137,7 @@ class BackgroundLoad:
         return busy / hz, sum(ticks) / hz, use.ru_utime + use.ru_stime
 
 
-def peak_mem_mb(step: Callable[[], None], device: str) -> float:
+def peak_mem_mb(step: Callable[[], None], device: str, verbose: bool = False) -> float:
     """Peak tensor memory allocated during one step above what existed before it (MiB).
 
     CUDA: max_memory_allocated. CPU: the torch.profiler memory timeline (every tensor
@@ -150,7 +153,8 @@ def peak_mem_mb(step: Callable[[], None], device: str) -> float:
     from torch.profiler import profile
     from torch.profiler._memory_profiler import Action
 
-    with profile(profile_memory=True, record_shapes=True, with_stack=True) as prof:
+    with quiet_stderr(keep=verbose), profile(profile_memory=True, record_shapes=True,
+                                             with_stack=True) as prof:
         step()
     cur = peak = 0
     for _, action, _, size in prof._memory_profile().timeline:
@@ -177,7 +181,7 @@ def run(args: argparse.Namespace) -> dict:
         with torch.no_grad():
             load = moe.router(x.detach().reshape(-1, args.d_model)).ids_TK.flatten()
             load_E = torch.bincount(load, minlength=moe.cfg.routed_experts).float()
-        mem = {name: peak_mem_mb(steps[name], device) for name in ("moe", "dense")}
+        mem = {name: peak_mem_mb(steps[name], device, args.verbose) for name in ("moe", "dense")}
         ms = {name: 1e3 * statistics.median(t) for name, t in times.items()}
         ratios = {ref: statistics.median(a / b for a, b in zip(times["moe"], times[ref]))
                   for ref in ("dense", "loop")}

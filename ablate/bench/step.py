@@ -9,8 +9,10 @@ the same AdamW groups, schedule, gradient clipping and aux-loss weighting, two w
     its MLflow logger writing into a real run of a temporary SQLite store.
 Both run under the same `torch.use_deterministic_algorithms` setting (ablate's default).
 Each round trains both for `--warmup` + `--steps` steps on a fresh model of the same seed,
-in alternating order, and times the last `--steps` steps (a callback's wall clock in (b));
+in rotating order, and times the last `--steps` steps (a callback's wall clock in (b));
 tokens/s are medians over rounds, the ratio is the median of per-round ratios ablate/bare.
+`--compile` adds `trainer.compile=true` to the same rounds: its speed-up over eager is the
+median of per-round ratios of ablate's path (the first steps, which compile, are warmup).
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=5, help="untimed steps per round")
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds per arm")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: as is)")
-    p.add_argument("--compile", action="store_true", help="trainer.compile=true in both paths")
+    p.add_argument("--compile", action="store_true", help="also time trainer.compile=true (both "
+                   "paths), in the same rounds: its speed-up over eager")
     p.add_argument("--json", action="store_true", help="print only JSON on stdout")
     return p
 
@@ -151,42 +154,46 @@ def ablate_path(cfg, data, client, experiment_id: str) -> float:
 
 @contextlib.contextmanager
 def _quiet():
-    import logging
+    """Lightning's banners and tips off (they set their loggers at import: after it)."""
+    from ablate.console import quiet_libraries
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        level = logging.getLogger("lightning.pytorch").level
-        logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-        try:
-            yield
-        finally:
-            logging.getLogger("lightning.pytorch").setLevel(level)
+        quiet_libraries()
+        yield
 
 
-def measure(arm: str, steps: int, warmup: int, rounds: int, compile_model: bool, client, exp) -> dict:
-    cfg = config(arm, compile_model)
-    cfg.trainer.max_steps = warmup + steps
-    data = batches(cfg, warmup + steps)
+def measure(arm: str, steps: int, warmup: int, rounds: int, compiled: tuple[bool, ...],
+            client, exp) -> list[dict]:
+    """One row per `compiled` setting; within a round every setting and both paths run,
+    the order rotated, so each ratio (ablate/bare, compiled/eager) is taken within rounds."""
+    import copy
+
+    cfgs = {c: config(arm, c) for c in compiled}
+    for cfg in cfgs.values():
+        cfg.trainer.max_steps = warmup + steps
+    data = batches(cfgs[compiled[0]], warmup + steps)
     bare.warmup = warmup
-    torch.use_deterministic_algorithms(cfg.trainer.deterministic)  # as the Trainer sets it
-    t_bare, t_ablate = [], []
+    torch.use_deterministic_algorithms(cfgs[compiled[0]].trainer.deterministic)  # as the Trainer
+    times: dict[tuple[bool, str], list[float]] = {(c, p): [] for c in compiled for p in ("bare", "ablate")}
+    runs = [(c, p) for c in compiled for p in ("bare", "ablate")]
     for r in range(rounds):
-        order = (bare, ablate_path) if r % 2 == 0 else (ablate_path, bare)
-        for fn in order:
-            import copy
-
-            c = copy.deepcopy(cfg)
-            dt = fn(c, data) if fn is bare else fn(c, data, client, exp)
-            (t_bare if fn is bare else t_ablate).append(dt)
-    tokens = steps * cfg.data.batch_size * cfg.data.block_size
-    return {
-        "arm": arm, "compile": compile_model, "steps": steps, "rounds": rounds,
-        "bare_tokens_per_s": statistics.median(tokens / t for t in t_bare),
-        "ablate_tokens_per_s": statistics.median(tokens / t for t in t_ablate),
-        "ratio": statistics.median(b / a for a, b in zip(t_ablate, t_bare)),
-        "ratio_min": min(b / a for a, b in zip(t_ablate, t_bare)),
-        "ratio_max": max(b / a for a, b in zip(t_ablate, t_bare)),
-    }
+        for c, p in runs[r % len(runs):] + runs[:r % len(runs)]:
+            cfg = copy.deepcopy(cfgs[c])
+            times[c, p].append(bare(cfg, data) if p == "bare" else ablate_path(cfg, data, client, exp))
+    tokens = steps * cfgs[compiled[0]].data.batch_size * cfgs[compiled[0]].data.block_size
+    rows = []
+    for c in compiled:
+        tb, ta = times[c, "bare"], times[c, "ablate"]
+        ratios = [b / a for a, b in zip(ta, tb)]
+        row = {"arm": arm, "compile": c, "steps": steps, "rounds": rounds,
+               "bare_tokens_per_s": statistics.median(tokens / t for t in tb),
+               "ablate_tokens_per_s": statistics.median(tokens / t for t in ta),
+               "ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios)}
+        if c and False in compiled:  # compiled vs eager, ablate's path, round by round
+            row["compile_speedup"] = statistics.median(
+                e / t for e, t in zip(times[False, "ablate"], ta))
+        rows.append(row)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,17 +207,21 @@ def main(argv: list[str] | None = None) -> int:
         client = store.client(f"sqlite:///{Path(tmp) / 'mlflow.db'}")
         exp = client.create_experiment("bench-step", artifact_location=(Path(tmp) / "a").as_uri())
         for arm in a.arms:
-            rows.append(measure(arm, a.steps, a.warmup, a.rounds, a.compile, client, exp))
+            rows += measure(arm, a.steps, a.warmup, a.rounds, (False, True) if a.compile else (False,),
+                            client, exp)
     if a.json:
         print(json.dumps(rows, indent=1))
         return 0
     print(__doc__.split("\n\n", 1)[1].strip())
     print(f"\nthreads {torch.get_num_threads()}, {a.rounds} rounds x ({a.warmup} + {a.steps} steps), "
-          f"batch 16 x 128 tokens, d_model 128, 4 layers{', torch.compile' if a.compile else ''}\n")
-    print(f"{'arm':<8}{'bare tok/s':>12}{'ablate tok/s':>14}{'ablate/bare':>13}  (min-max)")
+          "batch 16 x 128 tokens, d_model 128, 4 layers\n")
+    print(f"{'arm':<8}{'compile':>8}{'bare tok/s':>12}{'ablate tok/s':>14}{'ablate/bare':>13}"
+          f"  (min-max){'   compiled/eager' if a.compile else ''}")
     for r in rows:
-        print(f"{r['arm']:<8}{r['bare_tokens_per_s']:>12,.0f}{r['ablate_tokens_per_s']:>14,.0f}"
-              f"{r['ratio']:>12.3f}x  ({r['ratio_min']:.3f}-{r['ratio_max']:.3f})")
+        speedup = f"   {r['compile_speedup']:.2f}x" if "compile_speedup" in r else ""
+        print(f"{r['arm']:<8}{'on' if r['compile'] else 'off':>8}{r['bare_tokens_per_s']:>12,.0f}"
+              f"{r['ablate_tokens_per_s']:>14,.0f}{r['ratio']:>12.3f}x  "
+              f"({r['ratio_min']:.3f}-{r['ratio_max']:.3f}){speedup}")
     return 0
 
 

@@ -33,3 +33,11 @@ def test_bench_json(capsys, one_thread):
             n_experts, top_k, d_expert, n_shared)
         assert row["ratio_vs_dense"] > 0 and row["ratio_vs_reference"] > 0
         assert row["peak_mem_mb"] > 0
+
+
+def test_bench_is_quiet_unless_verbose(capfd, one_thread):
+    """The CPU profiler writes `USDT: profiler_start` lines to file descriptor 2 itself."""
+    assert main(["--json", "--tokens", "128", "--repeats", "1", "--warmup", "0"]) == 0
+    assert "USDT" not in capfd.readouterr().err
+    assert main(["--json", "--tokens", "128", "--repeats", "1", "--warmup", "0", "--verbose"]) == 0
+    assert "profiler" in capfd.readouterr().err  # what --verbose keeps (so the test above can fail)

@@ -51,6 +51,15 @@ def test_bare_loop_and_ablate_path_train_to_the_same_weights(tmp_path):
 def test_bench_step_json(capsys):
     assert step.main(["--json", "--arms", "dense", "--steps", "2", "--warmup", "1", "--rounds", "2"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
-    assert row["arm"] == "dense" and row["rounds"] == 2
+    assert row["arm"] == "dense" and row["rounds"] == 2 and row["compile"] is False
     assert row["bare_tokens_per_s"] > 0 and row["ablate_tokens_per_s"] > 0
     assert row["ratio_min"] <= row["ratio"] <= row["ratio_max"]
+
+
+def test_bench_step_table(capsys):
+    assert step.main(["--arms", "moe", "--steps", "2", "--warmup", "1", "--rounds", "1"]) == 0
+    cap = capsys.readouterr()
+    out = cap.out
+    assert "bare PyTorch loop" in out and "ablate/bare" in out  # the method, then the table
+    assert out.splitlines()[-1].split()[:2] == ["moe", "off"]
+    assert "Tip" not in out + cap.err and "GPU available" not in out + cap.err  # no banners

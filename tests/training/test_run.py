@@ -42,3 +42,23 @@ def test_a_failure_while_the_trainer_is_built_fails_the_run_with_its_reason(abla
     (r,) = all_runs(ablate_home)
     assert r.info.status == "FAILED"
     assert r.data.tags["ablate.fail_reason"] == "RuntimeError: no such accelerator"
+
+
+def test_compile_keeps_parameter_names_and_outputs():
+    """trainer.compile compiles modules in place: checkpoints and params keep their names,
+    and the compiled model computes what the eager one does."""
+    import torch
+
+    from ablate.training.module import LMModule
+    from ablate.training.run import compile_model
+
+    cfg = load_config(overrides=[*TINY, "model.ffn=moe", "model.vocab_size=256"])
+    torch.manual_seed(0)
+    eager = LMModule(cfg.model, cfg.optim, 6, cfg.data.block_size)
+    compiled = LMModule(cfg.model, cfg.optim, 6, cfg.data.block_size)
+    compiled.load_state_dict(eager.state_dict())
+    compile_model(compiled)
+    assert list(compiled.state_dict()) == list(eager.state_dict())
+    x = torch.randint(0, 256, (2, 16))
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x)[0], eager(x)[0], rtol=1e-4, atol=1e-5)
