@@ -60,6 +60,6 @@ def test_bench_step_table(capsys):
     assert step.main(["--arms", "moe", "--steps", "2", "--warmup", "1", "--rounds", "1"]) == 0
     cap = capsys.readouterr()
     out = cap.out
-    assert "bare PyTorch loop" in out and "ablate/bare" in out  # the method, then the table
+    assert "a plain loop" in out and "ablate/bare" in out  # the method, then the table
     assert out.splitlines()[-1].split()[:2] == ["moe", "off"]
     assert "Tip" not in out + cap.err and "GPU available" not in out + cap.err  # no banners

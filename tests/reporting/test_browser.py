@@ -55,10 +55,15 @@ def _wait_http(url: str, proc, timeout: float = 90) -> None:
 
 def test_mlflow_ui_shows_runs_and_the_dashboard(tmp_path, monkeypatch):
     from ablate.tracking.server import free_port
-    from tests.mlflow_helpers import all_runs
+    from tests.mlflow_helpers import all_runs, store
 
-    home = tiny_study_home()
+    from tests.conftest import TINY
+
+    # a copy of the shared study's store (other tests count its runs), plus the quickstart
+    home = tmp_path / "ablate-runs"
+    shutil.copytree(tiny_study_home(), home)
     monkeypatch.setenv("ABLATE_HOME", str(home))
+    assert ablate("sweep", str(ROOT_DASHBOARDS.parent / "sweeps" / "quickstart.yaml"), *TINY) == 0
     port = free_port()
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")  # no background job workers
     server = subprocess.Popen([sys.executable, "-m", "ablate", "ui", "--port", str(port)], env=env,
@@ -69,7 +74,8 @@ def test_mlflow_ui_shows_runs_and_the_dashboard(tmp_path, monkeypatch):
         assert ablate("dashboard", str(ROOT_DASHBOARDS / "moe_overview.yaml"), "--study", STUDY,
                       "--out", str(tmp_path / "d.html")) == 0
         runs = all_runs(home)
-        parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+        parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags
+                      and r.info.run_name == STUDY)
         children = [r.info.run_name for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
         assert len(children) == 4
         driver = _browser()
@@ -86,21 +92,24 @@ def test_mlflow_ui_shows_runs_and_the_dashboard(tmp_path, monkeypatch):
         wait.until(lambda d: all(c in d.find_element(By.TAG_NAME, "body").text for c in children))
         driver.save_screenshot("/tmp/ablate-browser-runs.png")
 
-        # the link `ablate ui` and `ablate sweep` print: the model-training runs view, saved
-        # with the study (store.runs_view): the trials grouped by arm, repeats pooled (the
-        # seed-free `arm` param), the objective as the first metric column
+        # the link `ablate ui` and `ablate sweep` print, for the quickstart's study (its own
+        # sweep file, at the tiny size): the model-training runs view saved with the study
+        # (store.runs_view), the trials grouped by arm with their repeats pooled (the
+        # seed-free `arm` param), sorted by the objective, its first metric column
         from ablate.tracking.store import ui_url
 
-        driver.get(ui_url(parent.info.experiment_id, base))
-        arms = ("dense", "moe-E4")
-        wait.until(lambda d: all(f"Group: {a}" in d.find_element(By.TAG_NAME, "body").text for a in arms))
+        quick = next(e for e in store(home).search_experiments() if e.name == "quickstart")
+        driver.get(ui_url(quick.experiment_id, base))
+        arms = ("dense", "moe-E4-k1", "moe-E8-k1", "moe-E8-k1-fine2")
+        wait.until(lambda d: all(f"Group: {a}\n2" in d.find_element(By.TAG_NAME, "body").text
+                                 for a in arms))
         body = driver.find_element(By.TAG_NAME, "body").text
         assert "Model training" in body and "Sort: val/loss" in body and "Group by: arm" in body
-        assert "4 matching runs" in body  # the trials, 2 per group; not the study's parent run
+        assert "8 matching runs" in body  # the trials, 2 seeds per arm; not the study's parent
         headers = [h.text for h in driver.find_elements(By.CSS_SELECTOR, '[role="columnheader"]') if h.text]
         metric_cols = [h for h in headers if "/" in h]
         assert metric_cols and metric_cols[0] == "val/loss", headers
-        driver.save_screenshot("/tmp/ablate-browser-runs-by-arm.png")
+        driver.save_screenshot("/tmp/ablate-browser-quickstart-by-arm.png")
 
         # the dashboard artifact, rendered by the UI's HTML viewer (a sandboxed iframe)
         driver.get(f"{base}/#/experiments/{parent.info.experiment_id}/runs/{parent.info.run_id}"

@@ -16,6 +16,8 @@ from __future__ import annotations
 import lightning as L
 import torch
 
+from ablate.training.callbacks.log_direct import log_now
+
 PROBE_SEQUENCES = 4
 
 
@@ -24,6 +26,12 @@ class RouterHealth(L.Callback):
         self.every = every
         self.probe_BS: torch.Tensor | None = None
         self.last_top1: list[torch.Tensor] | None = None
+        self.pending: dict[str, torch.Tensor] = {}  # logged once the step is done
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.pending:  # at global_step = steps done, as every train metric of this step
+            log_now(trainer, self.pending)
+            self.pending = {}
 
     def _due(self, trainer) -> bool:
         return trainer.global_step % self.every == 0
@@ -31,16 +39,17 @@ class RouterHealth(L.Callback):
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         if not self._due(trainer):
             return
-        norms = []
+        norms, out = [], {}
         for i, layer in enumerate(pl_module.model.moe_layers):
             grads = [p.grad for p in layer.router.learned_weights() if p.grad is not None]
             if not grads:
                 continue
             norm = torch.stack([g.detach().float().pow(2).sum() for g in grads]).sum().sqrt()
-            pl_module.log(f"moe/l{i}/router_grad_norm", norm)
+            out[f"moe/l{i}/router_grad_norm"] = norm
             norms.append(norm)
         if norms:
-            pl_module.log("moe/router_grad_norm", torch.stack(norms).mean())
+            out["moe/router_grad_norm"] = torch.stack(norms).mean()
+            self.pending.update(out)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if not self._due(trainer) or not pl_module.model.moe_layers:
@@ -50,9 +59,8 @@ class RouterHealth(L.Callback):
         top1 = self._first_choices(trainer, pl_module.model)
         if self.last_top1 is not None:
             churn = [(a != b).float().mean() for a, b in zip(top1, self.last_top1)]
-            for i, c in enumerate(churn):
-                pl_module.log(f"moe/l{i}/routing_churn", c)
-            pl_module.log("moe/routing_churn", torch.stack(churn).mean())
+            self.pending.update({f"moe/l{i}/routing_churn": c for i, c in enumerate(churn)})
+            self.pending["moe/routing_churn"] = torch.stack(churn).mean()
         self.last_top1 = top1
 
     @torch.no_grad()

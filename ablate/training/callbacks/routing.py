@@ -11,6 +11,8 @@ from collections import defaultdict
 import lightning as L
 import torch
 
+from ablate.training.callbacks.log_direct import log_now
+
 
 def load_metrics(load_E: torch.Tensor) -> dict[str, float]:
     """load_E: tokens per expert. CV = std/mean; max_load = max/mean (1.0 is balanced)."""
@@ -40,11 +42,12 @@ class RoutingStats(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         layers = self._layers(pl_module)
         for i, layer in layers:
-            if layer.last_load_E is not None:
-                self.load_sum[i] = self.load_sum.get(i, 0) + layer.last_load_E.cpu()
+            if layer.last_load_E is not None:  # on its device: no host sync per step
+                self.load_sum[i] = self.load_sum.get(i, 0) + layer.last_load_E.detach()
         if not layers or not layers[0][1].collect_stats:
             return
         per_layer: dict[str, list[float]] = defaultdict(list)
+        out: dict[str, float] = {}
         self.steps.append(trainer.global_step)
         for i, layer in layers:
             stats = layer.last_stats
@@ -59,11 +62,11 @@ class RoutingStats(L.Callback):
                     values[key] = float(stats[key])
             values.update(layer.router.stats())
             for key, v in values.items():
-                pl_module.log(f"moe/l{i}/{key}", v)
+                out[f"moe/l{i}/{key}"] = v
                 per_layer[key].append(v)
             layer.collect_stats = False
-        for key, vs in per_layer.items():
-            pl_module.log(f"moe/{key}", sum(vs) / len(vs))
+        out.update({f"moe/{key}": sum(vs) / len(vs) for key, vs in per_layer.items()})
+        log_now(trainer, out)
 
     def load_history(self) -> dict:
         """{"layers", "steps", "load_fraction"[layer][step][expert]} for heatmaps over training."""

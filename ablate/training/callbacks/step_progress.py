@@ -19,7 +19,9 @@ class StepProgress(L.Callback):
         self.sink = sink
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.sink.step(trainer.global_step, _value(trainer, "train/loss"))
+        # the step's own loss (train/loss is logged every few steps only)
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        self.sink.step(trainer.global_step, None if loss is None else float(loss))
 
     def on_validation_end(self, trainer, pl_module) -> None:
         if not trainer.sanity_checking:
