@@ -16,6 +16,7 @@ from ablate.tracking.logger import MlflowRunLogger
 class RunTracker:
     def __init__(self, tracking_uri: str | None, experiment: str, enabled: bool | None = None):
         self.enabled = world().rank == 0 if enabled is None else enabled
+        self.tracking_uri = tracking_uri
         self.run_id: str | None = None
         self.client = store.client(tracking_uri) if self.enabled else None
         self.experiment_id = store.ensure_experiment(self.client, experiment) if self.enabled else None
@@ -44,10 +45,26 @@ class RunTracker:
             self.client.log_figure(self.run_id, figure, path)
 
     def end(self, status: str, state: str) -> None:
-        """status: MLflow's FINISHED | FAILED | KILLED; state: ablate's COMPLETE | PRUNED | ..."""
+        """status: MLflow's FINISHED | FAILED | KILLED; state: ablate's COMPLETE | PRUNED | ...
+
+        The run is always closed: a failing flush or tag (e.g. a store session broken by the
+        interrupt that ends the run) never skips `end_run`, which is retried once on a fresh
+        client; the first error is raised afterwards (a full store stays loud)."""
         if not self.run_id:
             return
-        if self.logger is not None:
-            self.logger.flush()
-        self.client.set_tag(self.run_id, "ablate.state", state)
-        runs.end_run(self.client, self.run_id, status)
+        first: BaseException | None = None
+        for write in ((lambda: self.logger.flush()) if self.logger is not None else None,
+                      lambda: self.client.set_tag(self.run_id, "ablate.state", state)):
+            if write is None:
+                continue
+            try:
+                write()
+            except Exception as e:  # noqa: BLE001 - raised below, after the run is closed
+                first = first or e
+        try:
+            runs.end_run(self.client, self.run_id, status)
+        except Exception as e:  # noqa: BLE001
+            first = first or e
+            runs.end_run(store.client(self.tracking_uri), self.run_id, status)
+        if first is not None:
+            raise first

@@ -62,3 +62,21 @@ def test_compile_keeps_parameter_names_and_outputs():
     x = torch.randint(0, 256, (2, 16))
     with torch.no_grad():
         torch.testing.assert_close(compiled(x)[0], eager(x)[0], rtol=1e-4, atol=1e-5)
+
+
+def test_a_run_is_closed_even_when_its_last_writes_fail(ablate_home):
+    """A flush or tag that fails at the end (a store session broken by the interrupt that
+    ends the run) does not leave the run RUNNING; the error is still raised."""
+    from ablate.tracking.tracker import RunTracker
+
+    t = RunTracker(None, "closing")
+    t.start("r", {}, None, {}, "a: 1\\n")
+
+    def broken(*_a, **_k):
+        raise RuntimeError("session inactive")
+
+    t.logger.flush = broken
+    with pytest.raises(RuntimeError, match="session inactive"):
+        t.end("KILLED", "KILLED")
+    (r,) = all_runs(ablate_home)
+    assert r.info.status == "KILLED"
