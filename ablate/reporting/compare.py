@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ablate.errors import ConfigError
-from ablate.reporting.study_data import StudyData
 from ablate.reporting.stats import NAN, Summary, TestResult, mean_ci, paired_test, welch_test
+from ablate.reporting.study_data import StudyData
 
 SIZES = ("params_active", "params_total", "flops_per_token", "kv_cache_bytes_per_token")
 

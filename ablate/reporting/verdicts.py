@@ -18,8 +18,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ablate.reporting.study_data import StudyData, direction_of
 from ablate.reporting.stats import TestResult, mean_ci, paired_test, t_quantile, welch_test
+from ablate.reporting.study_data import StudyData, direction_of
 from ablate.sweep.expect import Expectation, split_metric
 
 MAX_NEEDED = 10_000

@@ -56,8 +56,8 @@ def reason_of(e: BaseException) -> str:
 def run_trial(sweep, trial, values: dict, parent: str, trial_tags: dict[str, str],
               progress=None) -> Outcome:
     """Train `values` for every seed not yet done; never raises except KeyboardInterrupt."""
-    from ablate.training.init_weights import prepare_init
     from ablate.tracking.naming import point_label
+    from ablate.training.init_weights import prepare_init
     from ablate.training.run import train
 
     cfg = sweep.config_for(values)
@@ -96,7 +96,7 @@ def run_trial(sweep, trial, values: dict, parent: str, trial_tags: dict[str, str
                            progress=progress,
                            on_run=on_run, ckpt_dir=ckpt, initial=initial,
                            params={"arm": point_label(values)})  # MLflow groups repeats by it
-        except Exception as e:  # noqa: BLE001 - every failure is recorded, none aborts the sweep
+        except Exception as e:
             if is_full(e):  # not the trial's fault: stop the sweep, resume the trial later
                 raise StoreFull(reason_of(e)) from e
             reason = reason_of(e)

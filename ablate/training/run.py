@@ -20,11 +20,17 @@ from ablate.config.applicable import applicable
 from ablate.config.load import flatten, to_dict, to_yaml
 from ablate.config.schema import RunConfig
 from ablate.tracking import runs
-from ablate.tracking.tracker import RunTracker
 from ablate.tracking.naming import arm_name
+from ablate.tracking.tracker import RunTracker
 from ablate.training.accounting import param_counts
-from ablate.training.callbacks import (FlushMetrics, OptunaPruning, RouterHealth, RoutingStats,
-                                      StepProgress, Throughput)
+from ablate.training.callbacks import (
+    FlushMetrics,
+    OptunaPruning,
+    RouterHealth,
+    RoutingStats,
+    StepProgress,
+    Throughput,
+)
 from ablate.training.freeze import freeze_tags
 from ablate.training.weights import InitialWeights, load_initial, save_weights
 

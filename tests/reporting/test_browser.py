@@ -55,9 +55,8 @@ def _wait_http(url: str, proc, timeout: float = 90) -> None:
 
 def test_mlflow_ui_shows_runs_and_the_dashboard(tmp_path, monkeypatch):
     from ablate.tracking.server import free_port
-    from tests.mlflow_helpers import all_runs, store
-
     from tests.conftest import TINY
+    from tests.mlflow_helpers import all_runs, store
 
     # a copy of the shared study's store (other tests count its runs), plus the quickstart
     home = tmp_path / "ablate-runs"
