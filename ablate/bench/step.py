@@ -78,7 +78,7 @@ def _module(cfg):
 
 def bare(cfg, data) -> float:
     """Seconds for the last len(data) - warmup steps of a plain loop (warmup: module attr)."""
-    from ablate.models.moe.layer import MoELayer
+    from ablate.models.moe.layer import MoELayer  # noqa: F401 - the same model code
 
     module = _module(cfg).train()
     opt_cfg = module.configure_optimizers()

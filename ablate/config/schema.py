@@ -59,9 +59,9 @@ class DataConfig:
 
     source: str = one_of("stdlib", DATA_SOURCES, help="where text comes from: stdlib (Python's "
                                                       "own source) | text | json | parquet | hub")
-    files: list[str] = described(
+    files: list[str] = described(  # noqa: RUF009 - returns a field()
         None, default_factory=list, help="local files or globs (data.source=text, json, parquet)")
-    validation_files: list[str] = described(
+    validation_files: list[str] = described(  # noqa: RUF009 - returns a field()
         None, default_factory=list, help="validation files or globs (default: data.files split by "
                                          "file, or one file by document)")
     name: Optional[str] = text(None, help="Hugging Face Hub dataset name (data.source=hub; needs "
@@ -140,10 +140,10 @@ class MoEConfig:
     # registered before merging the user's keys: the merge itself refuses a key that router
     # does not have, and to_object returns that dataclass. (A dict field would need a second
     # validation pass and a swap after the merge.)
-    router: RouterConfig = described(
+    router: RouterConfig = described(  # noqa: RUF009 - returns a field()
         None, default_factory=default_router, help="the router: a name and its parts and "
                                                    "options (model.moe.router.*)")
-    aux: dict[str, float] = weights(
+    aux: dict[str, float] = weights(  # noqa: RUF009 - returns a field(), like the others
         lambda: {"switch": 0.01, "z": 0.001}, AUX_LOSSES.names, "aux loss",
         help="weight of the aux loss (0 or absent: off)")
 

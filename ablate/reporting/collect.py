@@ -92,7 +92,7 @@ def load_study(name: str, storage: str | None = None, tracking_uri: str | None =
     if parent_id:
         try:
             parent = client.get_run(parent_id)
-        except Exception:
+        except Exception:  # noqa: BLE001 - another store, or deleted
             raise AblateError(f"--tracking-uri={mask(uri)}: study {name!r} logged to parent run "
                               f"{parent_id}, which this MLflow store does not have") from None
         experiment_id = parent.info.experiment_id
@@ -117,7 +117,7 @@ def load_study(name: str, storage: str | None = None, tracking_uri: str | None =
             if run is None and parent is not None:
                 try:
                     run = client.get_run(rid)
-                except Exception:
+                except Exception:  # noqa: BLE001 - deleted: fall back to Optuna's numbers
                     run = None
             if run is not None and run.data.tags.get("ablate.role") in SKIP_ROLES:
                 continue

@@ -138,7 +138,7 @@ class StudyData:
             try:
                 local = self.client.download_artifacts(run_id, path, str(dst))
                 value = json.loads(Path(local).read_text())
-            except Exception:
+            except Exception:  # noqa: BLE001 - absent artifact (dense run) or unreadable
                 value = None
             self._json[(run_id, path)] = value
         return self._json[(run_id, path)]

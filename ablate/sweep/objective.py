@@ -96,7 +96,7 @@ def run_trial(sweep, trial, values: dict, parent: str, trial_tags: dict[str, str
                            progress=progress,
                            on_run=on_run, ckpt_dir=ckpt, initial=initial,
                            params={"arm": point_label(values)})  # MLflow groups repeats by it
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - every failure is recorded, none aborts the sweep
             if is_full(e):  # not the trial's fault: stop the sweep, resume the trial later
                 raise StoreFull(reason_of(e)) from e
             reason = reason_of(e)

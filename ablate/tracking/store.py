@@ -40,7 +40,7 @@ def ensure_experiment(mlflow_client, name: str) -> str:
         location = (paths.artifact_root() / name).as_uri()
     try:
         return mlflow_client.create_experiment(name, artifact_location=location, tags={KIND_TAG: KIND})
-    except Exception:
+    except Exception:  # noqa: BLE001 - another worker created it first
         exp = mlflow_client.get_experiment_by_name(name)
         if exp is None:
             raise

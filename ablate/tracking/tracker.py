@@ -59,11 +59,11 @@ class RunTracker:
                 continue
             try:
                 write()
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - raised below, after the run is closed
                 first = first or e
         try:
             runs.end_run(self.client, self.run_id, status)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001
             first = first or e
             runs.end_run(store.client(self.tracking_uri), self.run_id, status)
         if first is not None:
