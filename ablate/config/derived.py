@@ -1,6 +1,8 @@
-"""The derived MoE sizes, resolved once: what `granularity`, `d_expert` and `d_shared` mean.
+"""Sizes derived from the config, resolved once: the budget, what `granularity`, `d_expert`
+and `d_shared` mean, and which blocks are MoE.
 
-`load_config` calls `resolve` after the budget step (which sets `d_ff` and `d_expert`);
+`load_config` calls `apply_budget` (budget matching: solve the FFN widths so every arm
+activates the same FFN units, setting `d_ff` and `d_expert`), then `resolve`;
 from then on the layer, the parameter accounting, run names and upcycling read
 `model.moe.routed_experts`, `routed_top_k`, `expert_width` and `shared_width` and never
 redo the arithmetic. A `MoEConfig` built in Python without `load_config` (tests, notebooks)
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ablate.config.schema import MoEConfig, RunConfig
+from ablate.config.schema import ModelConfig, MoEConfig, RunConfig
 from ablate.errors import ConfigError
 
 DERIVED = ("routed_experts", "routed_top_k", "expert_width", "shared_width")
@@ -51,3 +53,35 @@ def resolved(moe: MoEConfig, d_ff: int) -> MoEConfig:
     if all(getattr(moe, name) is not None for name in DERIVED):
         return moe
     return fill(dataclasses.replace(moe), d_ff)
+
+
+def moe_layer_ids(cfg: ModelConfig) -> list[int]:
+    """Indices of the blocks whose FFN is an MoE layer."""
+    if cfg.ffn != "moe":
+        return []
+    m = cfg.moe
+    return [i for i in range(m.first_dense, cfg.n_layers) if (i - m.first_dense) % m.moe_every == 0]
+
+
+def apply_budget(cfg: RunConfig) -> None:
+    """Set model.d_ff (dense layers) and model.moe.d_expert from budget.ffn_active, in place."""
+    units = cfg.budget.ffn_active
+    if units is None:
+        return
+    if units <= 0:
+        raise ConfigError("budget.ffn_active", units, "an integer > 0")
+    m = cfg.model
+    m.d_ff = units  # dense layers (and dense-first / hybrid layers of an MoE model)
+    if m.ffn != "moe":
+        return
+    moe = m.moe
+    _, k = routed(moe)  # routed experts per token after segmentation
+    if moe.d_shared is not None:
+        width, slots = units - moe.n_shared * moe.d_shared, k
+    else:  # shared experts as wide as a routed (fine-grained) expert
+        width, slots = units, k + moe.n_shared
+    if width <= 0 or width % slots:
+        raise ConfigError("budget.ffn_active", units,
+                          f"a multiple of {slots} (top_k*granularity + shared slots) that leaves "
+                          "a positive routed width")
+    moe.d_expert = width // slots * moe.granularity

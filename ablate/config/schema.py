@@ -25,8 +25,7 @@ from ablate.config.domains import (
     unit_interval,
     weights,
 )
-from ablate.config.router import RouterConfig, default_router
-from ablate.registry import AUX_LOSSES
+from ablate.registry import AUX_LOSSES, ROUTERS
 
 # the enum-like keys' values (a registry's names where plugins can add one)
 DATA_SOURCES = ("stdlib", "text", "json", "parquet", "hub")
@@ -38,6 +37,7 @@ ACCELERATORS = ("cpu", "gpu", "cuda", "auto", "mps")
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "64-true")
 UPCYCLES = ("copy", "split")
 FREEZES = ("none", "moe", "non_moe")
+ROUTER_INITS = ("normal", "uniform", "zeros")
 MAX_SEED = 2**32 - 1  # Lightning's seed_everything raises a ValueError (a traceback) above it
 
 
@@ -78,6 +78,26 @@ class DataConfig:
                                          "fixed blocks)")
     batch_size: int = positive(16, help="sequences per optimizer micro-batch")
     num_workers: int = non_negative(0, help="DataLoader worker processes")
+
+
+@dataclass
+class RouterConfig:
+    """The keys every router reads. Each router registers a subclass with its own keys and
+    defaults (`ablate/models/moe/routers/`); `model.moe.router` holds an instance of the one
+    its `name` selects (`ablate.config.load`). The routers' constructors check these too,
+    for routers built without `load_config`."""
+
+    name: str = one_of("softmax_topk", ROUTERS.names, help="the router")
+    init: str = one_of("normal", ROUTER_INITS, help="router weight init: normal | uniform "
+                       "(same variance) | zeros")  # Switch: small-variance init for stability
+    init_std: float = non_negative(0.02, help="std of the router weight init")
+    jitter: float = below_one(0.0, help="multiplicative input noise x * U(1-eps, 1+eps) while "
+                              "training (Switch)")
+
+
+def default_router() -> RouterConfig:
+    """The config of the default router (`model.moe.router` without a name)."""
+    return ROUTERS.get(None).config()
 
 
 @dataclass

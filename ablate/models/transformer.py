@@ -16,7 +16,7 @@ from ablate.models.attention import CausalSelfAttention, RMSNorm, rope_cache
 from ablate.models.mla import MultiHeadLatentAttention
 from ablate.models.mlp import SwiGLU
 from ablate.models.moe.layer import MoELayer
-from ablate.models.moe.sizes import moe_layer_ids
+from ablate.config.derived import moe_layer_ids
 from ablate.models.mtp import MTP
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from ablate.config.schema import ModelConfig
 from ablate.models.mla import mla_dims
-from ablate.models.moe.sizes import moe_layer_ids
+from ablate.config.derived import moe_layer_ids
 from ablate.registry import ROUTERS
 
 KV_CACHE_BYTES = 2  # bf16, the usual inference dtype of a KV cache

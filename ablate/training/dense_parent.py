@@ -18,7 +18,7 @@ from ablate.config.derived import fill
 from ablate.config.load import load_config, to_yaml
 from ablate.config.schema import BudgetConfig, InitConfig, RunConfig, TrackingConfig
 from ablate.errors import ConfigError
-from ablate.models.moe.sizes import moe_layer_ids
+from ablate.config.derived import moe_layer_ids
 from ablate.tracking.naming import arm_name
 from ablate.training.run import train
 

@@ -12,7 +12,7 @@ import torch
 
 from ablate.config.schema import RunConfig
 from ablate.errors import ConfigError
-from ablate.models.moe.sizes import moe_layer_ids
+from ablate.config.derived import moe_layer_ids
 from ablate.training.dense_parent import dense_parent, parent_run_of
 from ablate.training.upcycle import ROUTER, upcycle
 from ablate.training.weights import InitialWeights, load_weights

@@ -16,7 +16,7 @@ import torch
 
 from ablate.config.schema import ModelConfig
 from ablate.errors import ConfigError
-from ablate.models.moe.sizes import moe_layer_ids
+from ablate.config.derived import moe_layer_ids
 
 ROUTER = ".ffn.router."  # an upcycled model's routers keep their own init
 Weights = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # w1, w3 (F, D), w2 (D, F)

@@ -56,11 +56,11 @@ def test_noncausal_run_is_tagged(ablate_home, tiny):
 
 
 FROZEN_PLUGIN = """
-from ablate.models.moe.routers import ComposedRouter, RoutingConfig
+from ablate.models.moe.routers import ComposedRouter, ComposedRouterConfig
 from ablate.registry import ROUTERS
 
 
-@ROUTERS.register("stiff", RoutingConfig)
+@ROUTERS.register("stiff", ComposedRouterConfig)
 class Stiff(ComposedRouter):
     # scores as softmax_topk, but every gate a constant 1/K: no config rule knows it
     def forward(self, x_TD, token_ids_T=None):

@@ -23,7 +23,7 @@ from ablate.config.load import load_config, read_yaml
 from ablate.config.schema import RunConfig
 from ablate.config.validate import validate
 from ablate.errors import ConfigError
-from ablate.models.moe.routers import RoutingConfig
+from ablate.models.moe.routers import ComposedRouterConfig
 from ablate.registry import ROUTERS
 
 ROUTER = "model.moe.router."
@@ -31,12 +31,12 @@ ROUTER = "model.moe.router."
 
 def _tree(cls: type, prefix: str = "") -> list[tuple[str, type, str]]:
     """(dotted key, dataclass, field) for every leaf field of the RunConfig tree; the router's
-    keys are those of RoutingConfig (every built-in router is a RoutingConfig)."""
+    keys are those of ComposedRouterConfig (every built-in router is a ComposedRouterConfig)."""
     out = []
     for f in dataclasses.fields(cls):
         kind, _ = field_types(cls)[f.name]
         if f"{prefix}{f.name}." == ROUTER:
-            out += _tree(RoutingConfig, ROUTER)
+            out += _tree(ComposedRouterConfig, ROUTER)
         elif dataclasses.is_dataclass(kind):
             out += _tree(kind, f"{prefix}{f.name}.")
         else:
@@ -71,7 +71,7 @@ def test_the_walk_sees_every_section_and_the_router():
     assert len(FLOAT_KEYS) > 20 and len(ENUM_KEYS) > 15
 
 
-@pytest.mark.parametrize("cls", [RunConfig, RoutingConfig, *BUILTIN_ROUTER_CONFIGS],
+@pytest.mark.parametrize("cls", [RunConfig, ComposedRouterConfig, *BUILTIN_ROUTER_CONFIGS],
                          ids=lambda c: c.__name__)
 def test_every_number_and_string_field_declares_its_domain(cls):
     """A new numeric or string key without a domain fails here (a subclass that only
@@ -166,7 +166,7 @@ def test_a_bundle_that_only_changes_a_default_keeps_the_base_domain():
     bundles = [c for c in BUILTIN_ROUTER_CONFIGS if "name" in vars(c).get("__annotations__", {})]
     assert bundles
     for cls in bundles:
-        assert domain_of(cls, "name") is domain_of(RoutingConfig, "name")
+        assert domain_of(cls, "name") is domain_of(ComposedRouterConfig, "name")
 
 
 def test_cross_field_rules_only_in_validate():

@@ -171,8 +171,9 @@ def test_full_disk_for_checkpoints_fails_trials_cleanly_then_resumes(ablate_home
         raise OSError(errno.ENOSPC, "No space left on device", str(filepath))
 
     path = _sweep_file(tmp_path, "disk", 2)
-    monkeypatch.setattr(torch_io, "_atomic_save", no_space)
-    assert main(["sweep", path, *fast]) == 1  # failed trials: the study is not complete
+    with monkeypatch.context() as m:  # (monkeypatch.undo would also unset ABLATE_HOME)
+        m.setattr(torch_io, "_atomic_save", no_space)
+        assert main(["sweep", path, *fast]) == 1  # failed trials: the study is not complete
     trials = _study("disk").get_trials()
     assert trials and all(t.state.name == "FAIL" for t in trials)
     assert all("No space left on device" in t.user_attrs["fail_reason"] for t in trials)
@@ -182,8 +183,7 @@ def test_full_disk_for_checkpoints_fails_trials_cleanly_then_resumes(ablate_home
     report = diagnose("disk")
     assert report.ok, [p.detail for p in report.problems]
 
-    monkeypatch.undo()  # space again
-    assert main(["sweep", path, *fast]) == 0
+    assert main(["sweep", path, *fast]) == 0  # space again
     _assert_consistent("disk", ablate_home, 2)
 
 

@@ -1,9 +1,13 @@
 """The MoE FFN layer: router -> routed experts (+ shared experts) -> aux losses and stats.
 
 Legend: B batch, S sequence, T = B*S tokens, D model width, E routed experts, K per token.
+The aux losses are found through `ablate.registry.AUX_LOSSES` (models never import losses);
+each receives the layer's `AuxContext`.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from omegaconf import OmegaConf
@@ -11,12 +15,22 @@ from torch import nn
 
 from ablate.config.derived import resolved
 from ablate.config.schema import MoEConfig
-from ablate.models.moe.aux_context import AuxContext
 from ablate.models.mlp import SwiGLU
 from ablate.models.moe.capacity import apply_capacity
 from ablate.models.moe.experts import RoutedExperts
 from ablate.models.moe.routers.base import Router, RouterOutput
 from ablate.registry import AUX_LOSSES, ROUTERS
+
+
+@dataclass
+class AuxContext:
+    """What the layer hands every aux loss: its router's output and the layer's sizes."""
+
+    route: RouterOutput
+    n_experts: int
+    batch_shape: tuple[int, int]  # (B, S): T = B*S, for per-sequence losses
+    n_devices: int = 1  # D: contiguous groups of experts for the `device`/`comm` losses
+    max_devices: int = 1  # M: the most devices one token's experts may be on
 
 
 def build_router(router_cfg, d_model: int, n_experts: int, top_k: int) -> Router:

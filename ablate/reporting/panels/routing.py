@@ -12,7 +12,7 @@ from ablate.reporting.panels import PANELS, Note, layout
 
 
 @dataclass
-class RoutingConfig:
+class RoutingPanelConfig:
     metrics: list = field(default_factory=lambda: ["router_grad_norm", "routing_churn",
                                                    "router_entropy", "dead_experts", "drop_frac"])
 
@@ -21,12 +21,12 @@ def metric_key(name: str) -> str:
     return name if "/" in name else f"moe/{name}"
 
 
-@PANELS.register("routing", RoutingConfig, title="router health over training",
+@PANELS.register("routing", RoutingPanelConfig, title="router health over training",
                  description="Mean over MoE layers and over the arm's completed runs. A router "
                  "gradient norm near 0 with no routing churn is a router that does not learn; "
                  "falling entropy and rising dead experts mean a collapsing router; drop_frac "
                  "is the share of token-slots dropped by capacity limits.")
-def routing(cfg: RoutingConfig, ctx):
+def routing(cfg: RoutingPanelConfig, ctx):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 

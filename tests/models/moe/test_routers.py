@@ -216,7 +216,7 @@ def test_group_limited_validates_its_config():
 
 @pytest.mark.parametrize("cf", [1.0, 2.0])
 def test_expert_choice_each_expert_takes_c_tokens(cf):
-    out = route(make("expert_choice", capacity_factor=cf))
+    out = route(make("expert_choice", experts_per_token=cf))
     C = math.ceil(T * cf / E)
     assert out.ids_TK.shape == (T, E)
     load_E = torch.bincount(out.ids_TK[out.ids_TK >= 0], minlength=E)

@@ -1,19 +1,18 @@
-"""Routers: the contract (`base`), the composed router and its parts, and the named
-bundles. Importing this package registers every part and every named router."""
+"""Routers: the contract and the parts' interfaces (`base`), the composed router (`composed`),
+its config and the named bundles (`config`), scores, gates and selections. Importing this
+package registers every part and every named router."""
 
 import importlib
 import pkgutil
 
+from ablate.models.moe.routers import gates, scores  # noqa: F401 - registers them
 from ablate.models.moe.routers.base import Router, RouterConfig, RouterOutput
 from ablate.models.moe.routers.composed import ComposedRouter
-from ablate.models.moe.routers.config import RoutingConfig
+from ablate.models.moe.routers.config import ComposedRouterConfig
 from ablate.registry import ROUTERS
 
-for _pkg in ("scores", "selections", "gates"):
-    _mod = importlib.import_module(f"{__name__}.{_pkg}")
-    for _m in pkgutil.iter_modules(_mod.__path__):
-        importlib.import_module(f"{__name__}.{_pkg}.{_m.name}")
-importlib.import_module(f"{__name__}.bundles")
-ROUTERS.default = RoutingConfig.name  # `model.moe.router` without a name
+for _m in pkgutil.iter_modules(importlib.import_module(f"{__name__}.selections").__path__):
+    importlib.import_module(f"{__name__}.selections.{_m.name}")
+ROUTERS.default = ComposedRouterConfig.name  # `model.moe.router` without a name
 
-__all__ = ["ComposedRouter", "Router", "RouterConfig", "RouterOutput", "RoutingConfig"]
+__all__ = ["ComposedRouter", "ComposedRouterConfig", "Router", "RouterConfig", "RouterOutput"]

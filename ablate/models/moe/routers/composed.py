@@ -1,10 +1,25 @@
-"""The composed router: a score, a selection, a gate and optional balancing state.
+"""The composed router: a score, a selection, a gate, optional noise and balancing state.
 
     u = x W_r^T (float32)      h = u (+ learned noise)      s, probs = score(h)
     sel = s.detach() + b       ids = selection(sel)         gates = gate(s, ids) * scale
-Legend: T tokens, D width, E experts, K slots per token. Every named router (`bundles.py`)
-is this class with other config defaults; the parts are small registered files
-(`scores/`, `selections/`, `gates/`, `noise.py`, `balance.py`).
+Legend: T tokens, D width, E experts, K slots per token. Every named router (`config.py`)
+is this class with other config defaults; the scores and gates are in `scores.py` and
+`gates.py`, each selection in `selections/`, the noise and the bias balancing below.
+
+Learned routing noise (Shazeer et al. 2017, "Outrageously Large Neural Networks", eq. 4):
+
+    H(x) = u + N(0, 1) * softplus(x W_noise)     while training; H = u at eval
+
+W_noise (E, D) is learned and starts at 0 (softplus(0) ~ 0.69); the z-loss keeps reading
+the clean logits u.
+
+Aux-loss-free load balancing (DeepSeek-V3 arXiv 2412.19437 §2.1.2; Wang et al. 2024): a
+per-expert bias b is added to the selection scores only (top-K and group ranking), never to
+the gates, and moves after every optimizer step against the load:
+
+    b_i += gamma * sign(mean(load) - load_i)      (gamma = bias_update_rate)
+
+b is a float32 buffer (saved with checkpoints, no gradient); gamma = 0 keeps it at 0.
 """
 
 from __future__ import annotations
@@ -13,13 +28,19 @@ import dataclasses
 import math
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from ablate.errors import ConfigError
-from ablate.models.moe.routers.balance import BiasBalance
 from ablate.models.moe.routers.base import Router, RouterOutput
-from ablate.models.moe.routers.config import BALANCES, COMMON_KEYS, NOISES, RoutingConfig
-from ablate.models.moe.routers.noise import LearnedNoise
-from ablate.registry import GATES, SCORES, SELECTIONS
+from ablate.models.moe.routers.config import (
+    BALANCES,
+    BUNDLES,
+    COMMON_KEYS,
+    NOISES,
+    ComposedRouterConfig,
+)
+from ablate.registry import GATES, ROUTERS, SCORES, SELECTIONS
 
 KEY = "model.moe.router."
 # checkpoints of the single-file routers (before composition) named their state so
@@ -30,11 +51,11 @@ class ComposedRouter(Router):
     options: tuple[str, ...] = ()  # config keys a subclass adds (checked like the parts')
 
     @classmethod
-    def n_params(cls, cfg: RoutingConfig, d_model: int, n_experts: int) -> int:
+    def n_params(cls, cfg: ComposedRouterConfig, d_model: int, n_experts: int) -> int:
         learned = SCORES.get(cfg.score).obj.learned
         return n_experts * d_model * (int(learned) + int(cfg.noise == "learned"))
 
-    def __init__(self, cfg: RoutingConfig, d_model: int, n_experts: int, top_k: int):
+    def __init__(self, cfg: ComposedRouterConfig, d_model: int, n_experts: int, top_k: int):
         score = SCORES.get(cfg.score).obj()
         super().__init__(cfg, d_model, n_experts, top_k, learned=score.learned)
         self.score = score
@@ -113,7 +134,7 @@ class ComposedRouter(Router):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
-def _check(cfg: RoutingConfig, router: ComposedRouter) -> None:
+def _check(cfg: ComposedRouterConfig, router: ComposedRouter) -> None:
     """Combinations of parts that cannot work, and options no part of this router reads."""
     score, select = router.score, router.select
     if cfg.noise not in NOISES:
@@ -143,3 +164,43 @@ def _check(cfg: RoutingConfig, router: ComposedRouter) -> None:
             raise ConfigError(KEY + f.name, value, f"the default ({getattr(defaults, f.name)!r}) "
                               f"with select={cfg.select}, gate={cfg.gate}, balance={cfg.balance}",
                               "not used by this router")
+
+
+class LearnedNoise(nn.Module):
+    """h = u + N(0, 1) * softplus(x W_noise) while training (the module docstring)."""
+
+    def __init__(self, d_model: int, n_experts: int):
+        super().__init__()
+        self.w_noise = nn.Parameter(torch.zeros(n_experts, d_model, dtype=torch.float32))
+
+    def reset_parameters(self) -> None:
+        nn.init.zeros_(self.w_noise)
+
+    def forward(self, logits_TE: torch.Tensor, x_TD: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return logits_TE
+        with torch.autocast(device_type=x_TD.device.type, enabled=False):
+            std_TE = F.softplus(x_TD.float() @ self.w_noise.float().t())  # (T, E) float32
+        return logits_TE + torch.randn_like(logits_TE) * std_TE
+
+
+class BiasBalance(nn.Module):
+    """The aux-loss-free bias b (E,), moved by `update` after each step (the module docstring)."""
+
+    def __init__(self, n_experts: int, rate: float):
+        super().__init__()
+        if not rate >= 0:
+            raise ConfigError("model.moe.router.bias_update_rate", rate, "a number >= 0")
+        self.rate = rate
+        self.register_buffer("bias", torch.zeros(n_experts, dtype=torch.float32))
+
+    @torch.no_grad()
+    def update(self, load_E: torch.Tensor) -> None:
+        """Overloaded experts get less attractive, underloaded ones more."""
+        if self.rate > 0:
+            load = load_E.to(self.bias.device, torch.float32)
+            self.bias += self.rate * torch.sign(load.mean() - load)
+
+
+for _cfg in BUNDLES:  # every named router is this class with its bundle's defaults
+    ROUTERS.register(_cfg.name, _cfg)(ComposedRouter)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from ablate.errors import ConfigError
-from ablate.models.moe.routers.parts import Selection
+from ablate.models.moe.routers.base import Selection
 from ablate.registry import SELECTIONS
 
 

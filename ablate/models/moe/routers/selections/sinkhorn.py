@@ -15,7 +15,7 @@ import math
 import torch
 
 from ablate.errors import ConfigError
-from ablate.models.moe.routers.parts import Selection
+from ablate.models.moe.routers.base import Selection
 from ablate.registry import SELECTIONS
 
 

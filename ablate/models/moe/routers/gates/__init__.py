@@ -1,1 +1,0 @@
-"""Gates: how much of each chosen expert's output a token takes (one file per gate)."""

@@ -1,1 +1,0 @@
-"""Scores: the routing logits -> per-expert affinities (one file per score)."""
