@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from ablate import paths
 from ablate.errors import AblateError
-from ablate.sweep import ddp
+from ablate.parallel import world
 from ablate.tracking import runs, store
 from ablate.tracking.full_disk import StoreFull, is_full
 
@@ -84,8 +84,8 @@ def run_trial(sweep, trial, values: dict, parent: str, trial_tags: dict[str, str
             trial.set_user_attr("mlflow_run_id", ids[0])
         if progress is not None:
             progress.start(trial.number, values, cfg.trainer.max_steps, r, repeats)
-        if ddp.active():  # DDP peers train the same run
-            ddp.share({"values": values, "seed": seed, "ckpt": str(ckpt), "prune": prune is not None and r == 0})
+        if world.active():  # DDP peers train the same run
+            world.share({"values": values, "seed": seed, "ckpt": str(ckpt), "prune": prune is not None and r == 0})
         try:
             initial = prepare_init(cfg_r, experiment=sweep.experiment,
                                    tracking_uri=sweep.tracking_uri, parent_run_id=parent)

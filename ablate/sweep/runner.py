@@ -1,8 +1,9 @@
 """`ablate sweep`: one Optuna study, one MLflow parent run, one child run per trial.
 
 `Sweep` is checked whole when it is built (`preflight.py`: nothing is created before), then
-runs in one of three ways: `run` (this process), `run_worker` (a worker process of
-`--workers N`) or `run_parallel` (start N workers, watch them). The trial loop itself is
+runs in one of four ways: `run` (this process), `run_worker` (a worker process of
+`--workers N`), `run_parallel` (start N workers, watch them) or `follow` (a DDP rank > 0
+training what rank 0 shares). The trial loop itself is
 `loop.py`, a trial's training `objective.py`, the parent run `parent.py`.
 
 Re-running the same command resumes: the study is loaded from its storage, finished points
@@ -24,7 +25,7 @@ from ablate import paths
 from ablate.config.load import load_config
 from ablate.console import quiet_libraries
 from ablate.errors import ConfigError
-from ablate.sweep import ddp
+from ablate.parallel import world
 from ablate.sweep import fingerprint as fp
 from ablate.sweep import space as sp
 from ablate.sweep.loop import TrialLoop
@@ -169,8 +170,8 @@ class Sweep:
             try:
                 loop.run(self._lock())
             finally:
-                if ddp.active():
-                    ddp.share(None)  # DDP peers: no more trials
+                if world.active():
+                    world.share(None)  # DDP peers: no more trials
         return study, revision
 
     def run_worker(self) -> None:
@@ -194,8 +195,27 @@ class Sweep:
         try:
             TrialLoop(self, study, storage, client, parent, revision, log_line).run(self._lock())
         finally:
-            if ddp.active():
-                ddp.share(None)  # a worker that is a torchrun group: its peers stop too
+            if world.active():
+                world.share(None)  # a worker that is a torchrun group: its peers stop too
+
+    def follow(self) -> None:
+        """DDP ranks > 0 of a trial (torchrun / srun): train whatever rank 0 shares, until it
+        shares None. Rank 0 records every outcome, so a follower never asks Optuna."""
+        from ablate.training.init_weights import prepare_init
+        from ablate.training.run import train
+
+        while True:
+            msg = world.share()
+            if msg is None:
+                return
+            cfg = self.config_for(msg["values"])
+            cfg.trainer.seed, cfg.trainer.progress = msg["seed"], False
+            try:
+                initial = prepare_init(cfg, experiment=self.experiment, tracking_uri=self.tracking_uri)
+                train(cfg, experiment=self.experiment, tracking_uri=self.tracking_uri,
+                      prune_follower=msg["prune"], ckpt_dir=msg["ckpt"], initial=initial)
+            except Exception:  # noqa: BLE001 - rank 0 records the trial's failure
+                pass
 
     def run_parallel(self, worker_argv, env_for, tick=None):
         """Spawn workers (`worker_argv(i)`, `env_for(i)`), call `tick(study)` while they run,

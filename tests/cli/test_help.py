@@ -4,7 +4,7 @@ import argparse
 
 import pytest
 
-from ablate.cli import _parser, main
+from ablate.cli.main import build_parser as _parser, main
 
 
 def _commands(parser, path=("ablate",)):

@@ -13,7 +13,7 @@ from torch import nn
 
 from ablate.parallel.checkpoint import gather_expert_shards, slice_expert_states
 from ablate.parallel.sharded_experts import ExpertParallelExperts, shard_range
-from ablate.sweep.ddp import finish
+from ablate.parallel.world import leave as finish
 from tests.dist_helpers import spawn_ranks
 
 W, T, D, H, E, K = 2, 10, 8, 4, 4, 2

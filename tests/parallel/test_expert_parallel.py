@@ -25,7 +25,7 @@ from ablate.models.moe.layer import MoELayer, build_router
 from ablate.models.transformer import Transformer
 from ablate.parallel.expert_parallel import clip_grad_norm_, exclude_from_ddp, expert_param_names, parallelize
 from ablate.parallel.sharded_experts import ExpertParallelExperts, groups_per_rank, shard_from_full, shard_range
-from ablate.sweep.ddp import finish
+from ablate.parallel.world import leave as finish
 from tests.dist_helpers import spawn_ranks
 
 W, T, D, H, E, K = 2, 12, 16, 8, 8, 2

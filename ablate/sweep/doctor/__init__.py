@@ -15,7 +15,7 @@ study can be left with
 
 The parts: `read` (the stores and /proc, never creating anything) gathers a `Snapshot`;
 `diagnosis` and `results` turn it into a `Report` (pure functions: no I/O); `repair` fixes
-what can be fixed; `ablate/cli_doctor.py` prints the report.
+what can be fixed; `ablate/cli/doctor.py` prints the report.
 
 ```python
 from ablate.sweep.doctor import diagnose, fix

@@ -1,23 +1,15 @@
 """`ablate sweep`: run (or resume) an Optuna study from a sweep file, as one worker or as
-the parent of N workers, then the table, the verdicts and the next commands.
-
-Wired into `ablate/cli.py` by `add_parsers(sub)` in the parser and `run` as the handler.
-Errors a user can fix raise `AblateError`/`ConfigError` (one line, exit 2).
-"""
+the parent of N workers, then the table, the verdicts and the next commands."""
 
 from __future__ import annotations
 
 import argparse
-import atexit
 import sys
 
-from ablate.cli_stores import add_store_args
-from ablate.cli_train import hub_mode
-
-COMMANDS = ("sweep",)
+from ablate.cli.common import add_plugin_arg, add_store_args, hub_mode, join_process_group
 
 
-def add_parsers(sub) -> None:
+def add_parser(sub) -> None:
     s = sub.add_parser("sweep", help="run (or resume) an Optuna study from a sweep file",
                        description="Run an Optuna study defined in SWEEP.yaml: one MLflow parent "
                        "run, one child run per trial. Re-running the same command resumes it.")
@@ -31,8 +23,7 @@ def add_parsers(sub) -> None:
                    "or one per GPU group)")
     s.add_argument("--gpus", help="GPU indices to use, e.g. 0,1,2,3")
     s.add_argument("--gpus-per-trial", type=int, default=1, help="GPUs per worker (DDP inside a trial)")
-    s.add_argument("--plugin", action="append", default=[], help="import a module that registers "
-                   "routers/losses (repeatable)")
+    add_plugin_arg(s)
     s.add_argument("--extend", action="store_true", help="the sweep file or overrides changed "
                    "what the stored study measures: record it as the study's next revision "
                    "(ablate compare keeps revisions apart) instead of refusing")
@@ -59,13 +50,9 @@ def run(a) -> int:
                   n_trials=a.n_trials, timeout=a.timeout, worker=a.worker_index or 0, workers=n,
                   extend=a.extend)
     hub_mode(sweep.base_cfg.data.source)
-    from ablate.sweep import ddp
-
-    if ddp.launched_distributed():  # torchrun / srun: DDP inside each trial
-        atexit.register(ddp.finish)
-        if ddp.init(sweep.base_cfg.trainer.accelerator) != 0:
-            ddp.follow(sweep)
-            return 0
+    if join_process_group(sweep.base_cfg.trainer.accelerator) not in (None, 0):
+        sweep.follow()  # torchrun / srun: DDP inside each trial, rank 0 runs the study
+        return 0
     if a.worker_index is not None:
         sweep.run_worker()
         return 0
@@ -77,7 +64,7 @@ def _run_sweep(a, sweep, n: int, envs: list[dict[str, str]]) -> int:
     exit 0 only when every point of the budget is done."""
     from rich.console import Console
 
-    from ablate.cli_progress import SweepDisplay
+    from ablate.cli.progress import SweepDisplay
     from ablate.reporting.table import trials_table
 
     console, spec = Console(), sweep.spec

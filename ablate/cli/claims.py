@@ -12,13 +12,12 @@ import hashlib
 import sys
 from pathlib import Path
 
-COMMANDS = ("claims",)
+from ablate.cli.common import add_plugin_arg, add_store_args, hub_mode
+
 DEFAULT_DIR = Path("sweeps") / "claims"
 
 
-def add_parsers(sub) -> None:
-    from ablate.cli_stores import add_store_args
-
+def add_parser(sub) -> None:
     c = sub.add_parser(
         "claims", help="run the seeds' claims as studies and report a verdict for each",
         description="Run every study of sweeps/claims/ (or --only some), each resuming like "
@@ -34,8 +33,7 @@ def add_parsers(sub) -> None:
     c.add_argument("--dir", default=None, help=f"folder of claim sweep files (default: {DEFAULT_DIR})")
     c.add_argument("--report-only", action="store_true", help="do not train: report what the "
                    "studies hold now")
-    c.add_argument("--plugin", action="append", default=[], help="import a module that registers "
-                   "routers/losses (repeatable)")
+    add_plugin_arg(c)
     add_store_args(c, storage="Optuna storage for every claim study (default: one journal each)")
 
 
@@ -44,7 +42,7 @@ def _dir(a) -> Path:
 
     folder = Path(a.dir) if a.dir else DEFAULT_DIR
     if not folder.is_dir():
-        here = Path(__file__).resolve().parents[1] / "sweeps" / "claims"  # a source checkout
+        here = Path(__file__).resolve().parents[2] / "sweeps" / "claims"  # a source checkout
         if a.dir is None and here.is_dir():
             return here
         raise ConfigError("--dir", str(folder), "a folder of claim sweep files", "not found")
@@ -75,8 +73,7 @@ def _suffix(a) -> str:
 def run(a) -> int:
     from rich.console import Console
 
-    from ablate.cli_progress import SweepDisplay
-    from ablate.cli_train import hub_mode
+    from ablate.cli.progress import SweepDisplay
     from ablate.errors import ConfigError
     from ablate.registry import load_plugins
     from ablate.reporting.claims import ClaimRow, study_minutes, write_and_log

@@ -1,17 +1,16 @@
 """`ablate config show` and `ablate config keys`: the resolved config, and every key and name.
 
-Wired into `ablate/cli.py` like `cli_report`: `add_parsers(sub)` in the parser and `run` as
-the handler of COMMANDS. Bad input is a `ConfigError` from `load_config` (one line, exit 2).
+Bad input is a `ConfigError` from `load_config` (one line, exit 2).
 """
 
 from __future__ import annotations
 
 import sys
 
-COMMANDS = ("config",)
+from ablate.cli.common import add_plugin_arg, split_config
 
 
-def add_parsers(sub) -> None:
+def add_parser(sub) -> None:
     c = sub.add_parser(
         "config", help="the resolved config (show) and every key with its help (keys)",
         description="Inspect configs without running anything: `show` prints the config a run "
@@ -37,23 +36,17 @@ def add_parsers(sub) -> None:
     add_plugin_arg(k)
 
 
-def add_plugin_arg(p) -> None:
-    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
-                   help="import a module that registers routers/losses first (repeatable)")
-
-
 def run(a) -> int:
     from ablate.registry import load_plugins
 
     load_plugins(a.plugin)
     if a.action == "show":
-        from ablate.cli_train import split_config
         from ablate.config.load import load_config, to_yaml
 
         path, overrides = split_config(a.overrides)
         sys.stdout.write(to_yaml(load_config(path, overrides)))
         return 0
-    from ablate.reference import listing
+    from ablate.cli.catalogue import listing
 
     sys.stdout.write(listing(a.prefix))
     return 0

@@ -1,20 +1,15 @@
 """`ablate doctor --study NAME [--fix]`: check (and repair) a study after a crash.
 
-Wired into `ablate/cli.py` like `cli_report`: `cli_doctor.add_parsers(sub)` in the parser and
-`**dict.fromkeys(cli_doctor.COMMANDS, cli_doctor.run)` among the handlers.
-
 Exit codes: 0 the study is consistent (after the fixes, with --fix); 1 problems were found and
 not (all) fixed; 2 a user error (unknown study, unreachable store: one line on stderr).
 """
 
 from __future__ import annotations
 
-from ablate.cli_stores import add_store_args
-
-COMMANDS = ("doctor",)
+from ablate.cli.common import add_store_args
 
 
-def add_parsers(sub) -> None:
+def add_parser(sub) -> None:
     d = sub.add_parser(
         "doctor", help="check a study after a crash: Optuna vs MLflow (--fix repairs)",
         description="Report a study's trial states and what a crash left behind: RUNNING trials "

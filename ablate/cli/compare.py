@@ -1,0 +1,57 @@
+"""`ablate compare`: one row per arm of a study, mean ± 95% CI, the verdicts."""
+
+from __future__ import annotations
+
+import sys
+
+from ablate.cli.common import add_study_read_args
+
+
+def add_parser(sub) -> None:
+    c = sub.add_parser(
+        "compare", help="terminal table of arms: mean ± 95%% CI, difference to a baseline, p-value",
+        description="One row per arm of a study: mean ± 95% CI of the metric over its completed "
+        "runs (trials x repeats), the difference to the baseline arm with the p-value of a paired "
+        "t-test over seeds matched by trainer.seed (Welch's t-test where seeds cannot be matched), "
+        "parameter counts and throughput.")
+    c.add_argument("--study", required=True, help="study name")
+    c.add_argument("--baseline", metavar="ARM", help="arm to compare against (default: the first "
+                   "arm of the sweep file)")
+    c.add_argument("--format", default="table", help="table (default), csv, json or markdown")
+    c.add_argument("--log", action="store_true", help="also log summary/arms.{csv,md} to the "
+                   "study's MLflow parent run")
+    add_study_read_args(c)
+
+
+def run(a) -> int:
+    from rich.console import Console
+
+    from ablate.errors import ConfigError
+    from ablate.paths import check_home
+    from ablate.reporting.collect import load_study, parse_by
+    from ablate.reporting.compare import compare
+    from ablate.reporting.compare_render import FORMATS, render, to_csv, to_markdown
+
+    check_home()  # an empty or odd ABLATE_HOME is named, not read as the working directory
+    if a.format not in FORMATS:  # before any storage is read
+        raise ConfigError("--format", a.format, ", ".join(FORMATS), "unknown format")
+    data = load_study(a.study, storage=a.storage, tracking_uri=a.tracking_uri, by=parse_by(a.by),
+                      revision=a.revision)
+    c = compare(data, a.metric, a.baseline)
+    out = render(c, a.format)
+    if a.format == "table":
+        Console().print(out if c.rows else f"study {a.study}: no completed run yet")
+    else:
+        sys.stdout.write(out if out.endswith("\n") else out + "\n")
+    from ablate.reporting import verdicts as v
+
+    verdicts = v.judge_all(data) if a.metric is None else []
+    if verdicts and a.format == "table":
+        Console().print(v.to_rich(verdicts, data.metric))
+    elif verdicts and a.format == "markdown":
+        sys.stdout.write("\n" + v.to_markdown(verdicts, data.metric))
+    if a.log and data.parent_run_id and c.rows:
+        data.client.log_text(data.parent_run_id, to_csv(c), "summary/arms.csv")
+        data.client.log_text(data.parent_run_id, to_markdown(c), "summary/arms.md")
+        v.log_verdicts(data.client, data.parent_run_id, verdicts, data.metric, to_markdown(c))
+    return 0
