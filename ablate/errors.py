@@ -1,5 +1,6 @@
 """One-line user errors: the CLI prints `error: <key>=<value>: <why> (allowed: ...)` and exits 2."""
 from __future__ import annotations
+
 from typing import Any
 
 

@@ -79,6 +79,7 @@ def run(a) -> int:
     from ablate.reporting.claims import ClaimRow, study_minutes, write_and_log
     from ablate.reporting.collect import load_study
     from ablate.reporting.verdicts import judge_all
+    from ablate.sweep.record import newest_revision
     from ablate.sweep.runner import Sweep
     from ablate.sweep.spec import load_sweep
 
@@ -113,8 +114,7 @@ def run(a) -> int:
             rows.append(ClaimRow(name, f.name, None, 0.0, "0 points", "not run yet"))
             continue
         metrics[name] = data.metric
-        report = sweep.report(data.study, int(data.study.user_attrs.get("revisions", [{}])[-1]
-                                              .get("revision", 1)))
+        report = sweep.report(data.study, newest_revision(data.study))
         minutes = study_minutes(data.study)
         complete = f"{report.done}/{report.budget} points"
         for v in judge_all(data):

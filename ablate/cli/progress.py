@@ -21,11 +21,13 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from ablate.sweep.record import TrialRecord
+
 
 def status_line(study) -> str:
     counts: dict[str, int] = {}
     for t in study.get_trials(deepcopy=False):
-        if t.user_attrs.get("duplicate_of") is None:
+        if TrialRecord.of(t).is_point:
             counts[t.state.name] = counts.get(t.state.name, 0) + 1
     best = ""
     if len(study.directions) == 1 and counts.get("COMPLETE"):

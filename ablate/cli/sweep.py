@@ -100,12 +100,13 @@ def _next_commands(console, sweep, study) -> None:
     """Where to look next: the table, the plots, the MLflow UI (a link to the study's runs)."""
     from pathlib import Path
 
+    from ablate.sweep.record import parent_run_id
     from ablate.tracking import store
 
     name = sweep.spec.study
     dashboard = Path("dashboards") / f"{name}.yaml"
     dashboard = dashboard if dashboard.is_file() else Path("dashboards") / "moe_overview.yaml"
-    parent = study.user_attrs.get("mlflow_parent_run_id")
+    parent = parent_run_id(study)
     link = ""
     try:
         exp = store.client(sweep.tracking_uri).get_run(parent).info.experiment_id if parent else None

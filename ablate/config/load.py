@@ -162,8 +162,7 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = (),
         merged = _merge(layers, _router_typed(schema, layers))
     cfg: RunConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
     check_domains(cfg)  # every key's own domain, the router's included, before any use
-    from ablate.config.derived import apply_budget
-    from ablate.config.derived import resolve
+    from ablate.config.derived import apply_budget, resolve
     from ablate.config.validate import validate
     from ablate.registry import CONFIG_CHECKS
 

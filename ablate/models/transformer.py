@@ -11,12 +11,12 @@ import math
 import torch
 from torch import nn
 
+from ablate.config.derived import moe_layer_ids
 from ablate.config.schema import ModelConfig
 from ablate.models.attention import CausalSelfAttention, RMSNorm, rope_cache
 from ablate.models.mla import MultiHeadLatentAttention
 from ablate.models.mlp import SwiGLU
 from ablate.models.moe.layer import MoELayer
-from ablate.config.derived import moe_layer_ids
 from ablate.models.mtp import MTP
 
 

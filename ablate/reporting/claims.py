@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ablate import paths
 from ablate.reporting.verdicts import Verdict
+from ablate.tracking.tags import KIND, standard_tags
 
 
 @dataclass
@@ -99,7 +100,7 @@ def write_and_log(rows: list[ClaimRow], metric_of, title: str, name: str,
     html_path.write_text(to_html(md, title))
     client = store.client(tracking_uri)
     exp = store.ensure_experiment(client, "ablate-claims")
-    run_id = runs.create_run(client, exp, name, runs.standard_tags(**{"ablate.kind": "claims"}))
+    run_id = runs.create_run(client, exp, name, standard_tags({KIND: "claims"}))
     for k, n in counts(rows).items():
         client.log_metric(run_id, f"claims/{k.replace(' ', '_')}", n)
     client.log_text(run_id, md, "claims.md")

@@ -21,23 +21,22 @@ from typing import Any
 
 from ablate.errors import AblateError, ConfigError
 from ablate.reporting.study_data import RunRow, StudyData
+from ablate.sweep import record
+from ablate.sweep.record import TrialRecord, parent_run_id
 from ablate.sweep.spec import Objective
 from ablate.sweep.storages import load_study as open_study
 from ablate.tracking.naming import fmt_value, point_label, short_keys
 from ablate.tracking.runs import find_runs
 from ablate.tracking.store import mask, resolve_tracking_uri
+from ablate.tracking.tags import DENSE_PARENT, REPEAT, ROLE
 
-SKIP_ROLES = ("dense_parent",)
+SKIP_ROLES = (DENSE_PARENT,)
 
 
 def _objectives(parent_run, study) -> list[Objective]:
     directions = [d.name.lower() for d in study.directions]
     raw = parent_run.data.params.get("objectives", "") if parent_run is not None else ""
-    objs = []
-    for part in filter(None, raw.split(",")):
-        metric, _, direction = part.rpartition(":")
-        objs.append(Objective(metric or part, direction if direction in ("minimize", "maximize")
-                              else "minimize"))
+    objs = [Objective(*record.parse_objective(part)) for part in filter(None, raw.split(","))]
     if len(objs) != len(directions):
         objs = [Objective("val/loss" if i == 0 else f"objective{i}", d) for i, d in enumerate(directions)]
     return objs
@@ -61,7 +60,7 @@ def _seed(config: dict[str, str], default: int | None) -> int | None:
 
 def _revision_filter(study, revision: str | int | None):
     """-> a predicate on trials: the newest revision (default), one revision, or all."""
-    revisions = [int(r["revision"]) for r in study.user_attrs.get("revisions") or []] or [1]
+    revisions = [r.number for r in record.revisions(study)] or [1]
     if revision in (None, "latest"):
         wanted = revisions[-1]
     elif str(revision) == "all":
@@ -74,7 +73,7 @@ def _revision_filter(study, revision: str | int | None):
         if wanted not in revisions:
             raise ConfigError("--revision", revision, ", ".join(map(str, revisions)) + ", all",
                               "unknown revision")
-    return lambda t: int(t.user_attrs.get("revision", 1)) == wanted
+    return lambda t: TrialRecord.of(t).revision == wanted
 
 
 def load_study(name: str, storage: str | None = None, tracking_uri: str | None = None,
@@ -87,7 +86,7 @@ def load_study(name: str, storage: str | None = None, tracking_uri: str | None =
     keep = _revision_filter(study, revision)
     uri = resolve_tracking_uri(tracking_uri)
     client = make_client(uri)
-    parent_id = study.user_attrs.get("mlflow_parent_run_id")
+    parent_id = parent_run_id(study)
     parent, children, experiment_id = None, {}, None
     if parent_id:
         try:
@@ -101,16 +100,15 @@ def load_study(name: str, storage: str | None = None, tracking_uri: str | None =
 
     rows: list[RunRow] = []
     for t in study.get_trials(deepcopy=False):
-        ua = t.user_attrs
-        if not keep(t) or ua.get("duplicate_of") is not None:  # another revision; bookkeeping
+        rec = TrialRecord.of(t)
+        if not keep(t) or not rec.is_point:  # another revision; bookkeeping
             continue
-        ids = list(ua.get("mlflow_run_ids") or ([ua["mlflow_run_id"]] if ua.get("mlflow_run_id") else []))
-        per = ua.get("metrics_per_repeat") or []
+        ids, per = rec.run_ids, rec.metrics_per_repeat
         common = {"trial": t.number, "state": t.state.name, "params": dict(t.params),
-                      "fail_reason": ua.get("fail_reason")}
+                  "fail_reason": rec.fail_reason}
         if not ids:
-            rows.append(RunRow(repeat=0, arm="", config={}, metrics=dict(ua.get("metrics", {})),
-                               run_name=ua.get("run_name"), **common))
+            rows.append(RunRow(repeat=0, arm="", config={}, metrics=dict(rec.metrics),
+                               run_name=rec.run_name, **common))
             continue
         for r, rid in enumerate(ids):
             run = children.get(rid)
@@ -119,15 +117,15 @@ def load_study(name: str, storage: str | None = None, tracking_uri: str | None =
                     run = client.get_run(rid)
                 except Exception:  # noqa: BLE001 - deleted: fall back to Optuna's numbers
                     run = None
-            if run is not None and run.data.tags.get("ablate.role") in SKIP_ROLES:
+            if run is not None and run.data.tags.get(ROLE) in SKIP_ROLES:
                 continue
             if run is not None:
                 config, metrics = dict(run.data.params), dict(run.data.metrics)
-                repeat = int(run.data.tags.get("ablate.repeat", r))
+                repeat = int(run.data.tags.get(REPEAT, r))
                 run_name = run.info.run_name
             else:
-                config, repeat, run_name = {}, r, ua.get("run_name")
-                metrics = dict(per[r]) if r < len(per) else dict(ua.get("metrics", {})) if len(ids) == 1 else {}
+                config, repeat, run_name = {}, r, rec.run_name
+                metrics = dict(per[r]) if r < len(per) else dict(rec.metrics) if len(ids) == 1 else {}
             rows.append(RunRow(repeat=repeat, arm="", config=config, metrics=metrics,
                                seed=_seed(config, None), run_id=rid, run_name=run_name, **common))
 

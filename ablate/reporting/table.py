@@ -6,6 +6,8 @@ from typing import Any
 
 from rich.table import Table
 
+from ablate.sweep.record import TrialRecord
+
 
 def _fmt(v: Any) -> str:
     if isinstance(v, float) and abs(v) >= 1000:
@@ -30,7 +32,7 @@ def trials_table(study, objectives: list[str], title: str = "") -> Table:
         return (0, sign * t.values[0]) if done else (1, t.number)
 
     for t in sorted(trials, key=key):
-        m = t.user_attrs.get("metrics", {})
+        m = TrialRecord.of(t).metrics
         label = t.params.get("arm") or ", ".join(f"{k}={_fmt(v)}" for k, v in t.params.items())
         extra = {k: v for k, v in t.params.items() if k != "arm"}
         if "arm" in t.params and extra:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from ablate.reporting.stats import TestResult, mean_ci, paired_test, t_quantile, welch_test
 from ablate.reporting.study_data import StudyData, direction_of
 from ablate.sweep.expect import Expectation, split_metric
+from ablate.sweep.record import expectations
+from ablate.tracking.tags import CLAIM
 
 MAX_NEEDED = 10_000
 
@@ -121,7 +123,7 @@ def judge(e: Expectation, data: StudyData) -> Verdict:
 def judge_all(data: StudyData) -> list[Verdict]:
     from ablate.sweep.expect import parse_expect
 
-    return [judge(e, data) for e in parse_expect(data.study.user_attrs.get("expect") or None)] \
+    return [judge(e, data) for e in parse_expect(expectations(data.study) or None)] \
         if data.study is not None else []
 
 
@@ -142,7 +144,7 @@ def log_verdicts(client, parent_run_id: str, verdicts: list[Verdict], metric: st
     if not verdicts:
         return
     for i, v in enumerate(verdicts):
-        client.set_tag(parent_run_id, f"ablate.claim.{i}", v.verdict)
+        client.set_tag(parent_run_id, CLAIM.format(i), v.verdict)
     client.log_dict(parent_run_id, {"verdicts": [v.as_dict() for v in verdicts]}, "claims.json")
     note = client.get_run(parent_run_id).data.tags.get("mlflow.note.content", "")
     if not note or note.startswith(NOTE_MARKER):

@@ -7,9 +7,9 @@ defaults, presets and derived sizes filled in), the search space, the objective(
 which points run, not what a point means), where runs are logged (`tracking.*`) and how
 progress is shown (`trainer.progress`, `data.num_workers`).
 
-The definition is kept on the Optuna study as user attributes: `revisions`, a list of
-{"revision", "fingerprint", "definition"}; each trial records the revision it ran under
-(`revision`), and so does its MLflow run (tag `ablate.revision`). `ablate compare` reads
+The definition is kept on the Optuna study as its revisions (`record.Revision`: number,
+fingerprint, definition); each trial records the revision it ran under, and so does its
+MLflow run (tag `ablate.revision`). `ablate compare` reads
 the newest revision unless told otherwise, so two revisions are never pooled silently.
 """
 
@@ -21,6 +21,7 @@ from typing import Any
 
 from ablate.config.load import flatten, to_dict
 from ablate.errors import AblateError
+from ablate.sweep.record import Revision, objective_text, revisions, save_revisions
 
 NOT_DEFINING = ("tracking.", "trainer.progress", "data.num_workers",
                 # derived from defining keys (config/derived.py): never a change of their own
@@ -38,7 +39,7 @@ def definition(spec, base_cfg) -> dict[str, Any]:
     return json.loads(json.dumps({  # plain JSON types: what the storage keeps and returns
         "base": base,
         "space": spec.space,
-        "objectives": [f"{o.metric}:{o.direction}" for o in spec.objectives],
+        "objectives": [objective_text(o.metric, o.direction) for o in spec.objectives],
         "repeats": spec.repeats,
     }, sort_keys=True, default=str))
 
@@ -76,35 +77,27 @@ def _defaults() -> dict[str, Any]:
     return json.loads(json.dumps(flatten(to_dict(load_config())), default=str))
 
 
-def current_revision(study) -> dict[str, Any] | None:
-    revisions = study.user_attrs.get("revisions") or []
-    return revisions[-1] if revisions else None
-
-
 def check_or_record(study, defn: dict[str, Any], extend: bool, study_name: str) -> int:
     """-> the revision number trials of this run belong to. A new study records revision 1;
     an unchanged one goes on; a changed one stops (StudyChanged) unless `extend`, which
     records the new definition as the next revision."""
     fp = fingerprint(defn)
-    revisions = list(study.user_attrs.get("revisions") or [])
-    if not revisions:  # a new study (or one from before fingerprints: adopted as it is)
-        revisions.append({"revision": 1, "fingerprint": fp, "definition": defn})
-        study.set_user_attr("revisions", revisions)
+    revs = revisions(study)
+    if not revs:  # a new study (or one from before fingerprints: adopted as it is)
+        save_revisions(study, [Revision(1, fp, defn)])
         return 1
-    last = revisions[-1]
-    if last["fingerprint"] == fp:
-        return last["revision"]
-    diff = changes(last["definition"], defn)
+    last = revs[-1]
+    if last.fingerprint == fp:
+        return last.number
+    diff = changes(last.definition, defn)
     if not diff:  # the same experiment, written by another version of ablate: adopt the new form
-        revisions[-1] = {**last, "fingerprint": fp, "definition": defn}
-        study.set_user_attr("revisions", revisions)
-        return last["revision"]
+        save_revisions(study, [*revs[:-1], Revision(last.number, fp, defn)])
+        return last.number
     if not extend:
         raise StudyChanged(
             f"study {study_name}: the sweep no longer matches the stored study (revision "
-            f"{last['revision']}): {diff} (allowed: the same sweep "
+            f"{last.number}): {diff} (allowed: the same sweep "
             f"file and overrides; a new --study NAME; or --extend to add this as revision "
-            f"{last['revision'] + 1}, kept apart from the old one in ablate compare)")
-    revisions.append({"revision": last["revision"] + 1, "fingerprint": fp, "definition": defn})
-    study.set_user_attr("revisions", revisions)
-    return revisions[-1]["revision"]
+            f"{last.number + 1}, kept apart from the old one in ablate compare)")
+    save_revisions(study, [*revs, Revision(last.number + 1, fp, defn)])
+    return last.number + 1

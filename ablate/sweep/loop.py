@@ -23,17 +23,26 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from typing import Callable
 
 from optuna.trial import TrialState
 
 from ablate.sweep import space as sp
-from ablate.sweep.heartbeat import Heartbeat
 from ablate.sweep.objective import Outcome, run_trial
-from ablate.sweep.points import PointStates, _rdb_original, params_of, point_key, point_states, requeue
-from ablate.sweep.reaper import reap_dead_trials
+from ablate.sweep.points import (
+    PointStates,
+    _rdb_original,
+    params_of,
+    point_key,
+    point_states,
+    requeue,
+)
+from ablate.sweep.reaper import fail_dead_trials, trial_id
+from ablate.sweep.record import TrialRecord, queued, write
 from ablate.tracking.full_disk import StoreFull, is_full
+from ablate.tracking.tags import REVISION, STUDY, TRIAL
 
 MAX_CONSECUTIVE_FAILURES = 3  # a worker stops rather than spin on a broken setup
 MAX_DUPLICATE_ASKS = 50
@@ -72,7 +81,7 @@ class TrialLoop:
         with warnings.catch_warnings():  # "experimental" since optuna 2.9
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(self.study)  # RDB: trials of vanished machines
-        reap_dead_trials(self.study, self.client, self.storage)
+        fail_dead_trials(self.study, self.client, self.storage)
         states = point_states(self.study, self.revision)
         for key, trial in states.retry.items():  # transient failures: queue them again
             requeue(self.study, trial)
@@ -86,27 +95,28 @@ class TrialLoop:
                 point = next((p for p in sp.points(self.params) if point_key(p) not in states.taken), None)
                 if point is None:
                     return None
-                self.study.enqueue_trial(point, user_attrs={"revision": self.revision, "attempt": 1})
+                self.study.enqueue_trial(point, user_attrs=queued(revision=self.revision, attempt=1))
         for _ in range(MAX_DUPLICATE_ASKS):
             trial = self.study.ask(self.distributions)
             key = point_key(trial.params)  # (a queued trial without params got a sampled point)
             twin = self._twin(key, trial.number)
             if twin is None:
-                trial.set_user_attr("revision", self.revision)
+                write(trial, revision=self.revision)
                 frozen = self.study.get_trials(deepcopy=False)[trial.number]
-                if "retry_of" not in frozen.user_attrs and _rdb_original(frozen) != trial.number:
-                    trial.set_user_attr("retry_of", _rdb_original(frozen))  # an RDB heartbeat retry
+                if TrialRecord.of(frozen).retry_of is None and _rdb_original(frozen) != trial.number:
+                    write(trial, retry_of=_rdb_original(frozen))  # an RDB heartbeat retry
                 return trial
-            trial.set_user_attr("duplicate_of", twin)  # not a point: bookkeeping only
-            trial.set_user_attr("fail_reason", f"the sampler proposed trial {twin}'s point again")
+            # not a point: bookkeeping only
+            write(trial, duplicate_of=twin,
+                  fail_reason=f"the sampler proposed trial {twin}'s point again")
             self.study.tell(trial, state=TrialState.FAIL)
         return None  # the sampler keeps proposing trained points: the space is used up for it
 
     def _twin(self, key: str, number: int) -> int | None:
         """Another trial of the same point (done, running or queued), if any."""
         for t in self.study.get_trials(deepcopy=False):
-            if (t.number != number and t.user_attrs.get("duplicate_of") is None
-                    and int(t.user_attrs.get("revision", 1)) == self.revision
+            rec = TrialRecord.of(t)
+            if (t.number != number and rec.is_point and rec.revision == self.revision
                     and t.state != TrialState.FAIL and point_key(params_of(t)) == key):
                 return t.number
         return None
@@ -134,14 +144,14 @@ class TrialLoop:
         from ablate.tracking.naming import arm_name
 
         values = dict(trial.params)
-        trial.set_user_attr("pid", os.getpid())  # pid before host: the reaper needs both
-        trial.set_user_attr("host", socket.gethostname())
+        write(trial, pid=os.getpid())  # pid before host: the reaper needs both
+        write(trial, host=socket.gethostname())
         label = values.get("arm") or arm_name(self.sweep.config_for(values))
-        trial.set_user_attr("run_name", f"t{trial.number:03d}-{label}")
-        tags = {"ablate.study": self.sweep.spec.study, "ablate.trial": str(trial.number),
-                "ablate.revision": str(self.revision)}
+        write(trial, run_name=f"t{trial.number:03d}-{label}")
+        tags = {STUDY: self.sweep.spec.study, TRIAL: str(trial.number),
+                REVISION: str(self.revision)}
         self.events("start", trial=trial, values=values)
-        beat = Heartbeat(self.storage, _trial_id(self.storage, self.study, trial.number))
+        beat = Heartbeat(self.storage, trial_id(self.storage, self.study, trial.number))
         try:
             outcome = run_trial(self.sweep, trial, values, self.parent, tags, self.progress)
         except Exception as e:  # noqa: BLE001 - outside training (a store, a config): recorded
@@ -149,12 +159,12 @@ class TrialLoop:
                 raise StoreFull(reason_of(e)) from e
             outcome = Outcome("FAIL", reason=reason_of(e), retry=not deterministic(e))
         except KeyboardInterrupt:  # Ctrl-C / SIGTERM: FAIL now, the next run resumes it
-            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C or SIGTERM)")
+            write(trial, fail_reason="interrupted (Ctrl-C or SIGTERM)")
             self.study.tell(trial, state=TrialState.FAIL)
             raise
         except StoreFull as e:  # the sweep stops; FAIL the trial if the store still takes it
             try:  # (else it stays RUNNING until the next run reaps it)
-                trial.set_user_attr("fail_reason", f"the disk is full: {e}"[:500])
+                write(trial, fail_reason=f"the disk is full: {e}"[:500])
                 self.study.tell(trial, state=TrialState.FAIL)
             except Exception:  # noqa: BLE001 - the journal's disk is full too
                 pass
@@ -173,13 +183,30 @@ class TrialLoop:
             self.study.tell(trial, state=TrialState.PRUNED)
             return
         self.last_failure = outcome.reason
-        trial.set_user_attr("fail_reason", outcome.reason)
+        write(trial, fail_reason=outcome.reason)
         if not outcome.retry:
-            trial.set_user_attr("final", True)  # deterministic: retrying fails the same way
+            write(trial, final=True)  # deterministic: retrying fails the same way
         self.study.tell(trial, state=TrialState.FAIL)
 
 
-def _trial_id(storage, study, number: int) -> int:
-    from ablate.sweep.reaper import trial_id
+class Heartbeat:
+    """RDB storages only: a daemon thread that records a heartbeat for the running trial every
+    heartbeat interval until `close`, as `study.optimize` would (ask/tell does not), so other
+    machines can fail the trial if this one disappears; inert on other storages."""
 
-    return trial_id(storage, study, number)
+    def __init__(self, storage, trial_id: int):
+        self.stop = threading.Event()
+        self.thread = None
+        interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+        if interval:
+
+            def beat() -> None:
+                while not self.stop.wait(interval):
+                    storage.record_heartbeat(trial_id)
+
+            storage.record_heartbeat(trial_id)
+            self.thread = threading.Thread(target=beat, daemon=True)
+            self.thread.start()
+
+    def close(self) -> None:
+        self.stop.set()

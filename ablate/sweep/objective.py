@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import copy
 import math
-import socket
 from dataclasses import dataclass, field
 
 from ablate import paths
 from ablate.errors import AblateError
 from ablate.parallel import world
+from ablate.sweep.record import TrialRecord, write
 from ablate.tracking import runs, store
 from ablate.tracking.full_disk import StoreFull, is_full
+from ablate.tracking.tags import FAIL_REASON, REPEAT, STATE, standard_tags
 
 SUMMARY_METRICS = ("val/loss", "val/ppl", "train/loss", "train/lm_loss", "perf/tokens_per_s",
                    "perf/step_ms", "params_active", "params_total", "flops_per_token",
@@ -63,9 +64,10 @@ def run_trial(sweep, trial, values: dict, parent: str, trial_tags: dict[str, str
     cfg = sweep.config_for(values)
     if progress is None:
         cfg.trainer.progress = False  # worker processes log lines, not live bars
-    name = trial.user_attrs.get("run_name") or f"t{trial.number:03d}-{values.get('arm', 'trial')}"
-    first = int(trial.user_attrs.get("retry_of", trial.number))
-    done: dict[str, dict] = dict(trial.user_attrs.get("repeats_done") or {})
+    rec = TrialRecord.of(trial)
+    name = rec.run_name or f"t{trial.number:03d}-{values.get('arm', 'trial')}"
+    first = rec.retry_of if rec.retry_of is not None else trial.number
+    done: dict[str, dict] = dict(rec.repeats_done)
     prune = None if sweep.spec.multi_objective or sweep.spec.pruner["name"] == "none" else trial
     repeats = sweep.spec.repeats
     for r in range(repeats):
@@ -79,9 +81,7 @@ def run_trial(sweep, trial, values: dict, parent: str, trial_tags: dict[str, str
 
         def on_run(run_id: str, run_ids=run_ids) -> None:  # recorded at once: the reaper reads it
             run_ids.append(run_id)
-            ids = [d["run_id"] for d in done.values() if d.get("run_id")] + run_ids
-            trial.set_user_attr("mlflow_run_ids", ids)
-            trial.set_user_attr("mlflow_run_id", ids[0])
+            write(trial, run_ids=[d["run_id"] for d in done.values() if d.get("run_id")] + run_ids)
         if progress is not None:
             progress.start(trial.number, values, cfg.trainer.max_steps, r, repeats)
         if world.active():  # DDP peers train the same run
@@ -91,7 +91,7 @@ def run_trial(sweep, trial, values: dict, parent: str, trial_tags: dict[str, str
                                    tracking_uri=sweep.tracking_uri, parent_run_id=parent)
             result = train(cfg_r, experiment=sweep.experiment, tracking_uri=sweep.tracking_uri,
                            run_name=name if repeats == 1 else f"{name}-r{r}", parent_run_id=parent,
-                           tags={**trial_tags, "ablate.repeat": str(r)},
+                           tags={**trial_tags, REPEAT: str(r)},
                            trial=prune if r == 0 else None,  # prune on the first seed's curve
                            progress=progress,
                            on_run=on_run, ckpt_dir=ckpt, initial=initial,
@@ -112,12 +112,12 @@ def run_trial(sweep, trial, values: dict, parent: str, trial_tags: dict[str, str
         else:
             done[str(seed)] = {"run_id": result.run_id, "metrics": _summary(result, sweep.spec)}
             if result.pruned:
-                trial.set_user_attr("repeats_done", done)
+                write(trial, repeats_done=done)
                 return Outcome("PRUNED", reason=f"pruned at step {result.extra.get('pruned_at')}")
         finally:
             if progress is not None:
                 progress.stop()
-        trial.set_user_attr("repeats_done", done)
+        write(trial, repeats_done=done)
     return _conclude(sweep, trial, done, cfg.trainer.seed)
 
 
@@ -136,9 +136,9 @@ def _conclude(sweep, trial, done: dict[str, dict], seed0: int) -> Outcome:
     per_seed = [done[s]["metrics"] for s in seeds]
     metrics = {k: sum(m[k] for m in per_seed) / len(per_seed)
                for k in per_seed[0] if all(k in m for m in per_seed)}
-    trial.set_user_attr("metrics", {k: v for k, v in metrics.items() if k in SUMMARY_METRICS})
+    write(trial, metrics={k: v for k, v in metrics.items() if k in SUMMARY_METRICS})
     if sweep.spec.repeats > 1:
-        trial.set_user_attr("metrics_per_repeat", per_seed)
+        write(trial, metrics_per_repeat=per_seed)
     out = []
     for obj in sweep.spec.objectives:
         v = metrics.get(obj.metric)
@@ -154,9 +154,8 @@ def _failed_run(sweep, parent: str, name: str, trial_tags: dict[str, str], repea
     reason is in MLflow too."""
     client = store.client(sweep.tracking_uri)
     exp = store.ensure_experiment(client, sweep.experiment)
-    tags = runs.standard_tags(**trial_tags, **{"ablate.repeat": str(repeat), "ablate.state": "FAILED",
-                                              "ablate.fail_reason": store.mask(reason),
-                                              "ablate.host": socket.gethostname()})
+    tags = standard_tags({**trial_tags, REPEAT: str(repeat), STATE: "FAILED",
+                          FAIL_REASON: store.mask(reason)})
     run_id = runs.create_run(client, exp, name, tags, parent)
     runs.end_run(client, run_id, "FAILED")
     return run_id

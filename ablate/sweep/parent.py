@@ -7,7 +7,9 @@ import contextlib
 
 import yaml
 
+from ablate.sweep.record import PARENT_RUN_ID, TrialRecord, objective_text, parent_run_id
 from ablate.tracking import runs, store
+from ablate.tracking.tags import KIND, REVISION, STUDY, standard_tags
 
 
 def open_parent(sweep, study, client) -> str:
@@ -15,7 +17,7 @@ def open_parent(sweep, study, client) -> str:
     exp_id = store.ensure_experiment(client, sweep.experiment)
     first = sweep.spec.objectives[0]  # what the study's runs table shows and sorts by first
     store.save_runs_view(client, exp_id, first.metric, first.direction)
-    parent = study.user_attrs.get("mlflow_parent_run_id")
+    parent = parent_run_id(study)
     if parent:
         from mlflow.exceptions import MlflowException
 
@@ -27,15 +29,15 @@ def open_parent(sweep, study, client) -> str:
             if e.error_code != "RESOURCE_DOES_NOT_EXIST":  # a real problem (a full disk...)
                 raise
     spec = sweep.spec
-    tags = runs.standard_tags(**{"ablate.study": spec.study, "ablate.kind": "study"})
+    tags = standard_tags({STUDY: spec.study, KIND: "study"})
     parent = runs.create_run(client, exp_id, spec.study, tags)
     runs.log_params(client, parent, {
         "study": spec.study, "sampler": spec.sampler["name"], "pruner": spec.pruner["name"],
         "n_trials": sweep.n_trials, "repeats": spec.repeats,
-        "objectives": ",".join(f"{o.metric}:{o.direction}" for o in spec.objectives),
+        "objectives": ",".join(objective_text(o.metric, o.direction) for o in spec.objectives),
     })
     client.log_text(parent, store.mask(yaml.safe_dump(spec.source, sort_keys=False)), "sweep.yaml")
-    study.set_user_attr("mlflow_parent_run_id", parent)
+    study.set_user_attr(PARENT_RUN_ID, parent)
     return parent
 
 
@@ -62,17 +64,16 @@ def parent_open(sweep, study, client, parent: str, revision: int):
 def summarise(sweep, study, client, parent: str, revision: int) -> None:
     rows = []
     for t in study.get_trials(deepcopy=False):
+        rec = TrialRecord.of(t)
         rows.append({"trial": t.number, "state": t.state.name, "params": t.params,
-                     "values": t.values, "metrics": t.user_attrs.get("metrics", {}),
-                     "revision": t.user_attrs.get("revision", 1),
-                     "run_ids": t.user_attrs.get("mlflow_run_ids", []),
-                     "fail_reason": t.user_attrs.get("fail_reason")})
+                     "values": t.values, "metrics": rec.metrics, "revision": rec.revision,
+                     "run_ids": rec.run_ids, "fail_reason": rec.fail_reason})
     client.log_dict(parent, {"study": sweep.spec.study, "revision": revision, "trials": rows},
                     "summary.json")
     done = [t for t in study.get_trials(deepcopy=False)
-            if t.state.name == "COMPLETE" and int(t.user_attrs.get("revision", 1)) == revision]
+            if t.state.name == "COMPLETE" and TrialRecord.of(t).revision == revision]
     if done and not sweep.spec.multi_objective:
         best = min if sweep.spec.directions[0] == "minimize" else max
         client.log_metric(parent, f"best/{sweep.spec.objectives[0].metric}", best(t.values[0] for t in done))
     client.log_metric(parent, "trials/complete", len(done))
-    client.set_tag(parent, "ablate.revision", str(revision))
+    client.set_tag(parent, REVISION, str(revision))

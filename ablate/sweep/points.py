@@ -13,6 +13,8 @@ from typing import Any
 
 from optuna.trial import TrialState
 
+from ablate.sweep.record import TrialRecord, queued
+
 MAX_ATTEMPTS = 4  # the first try and 3 retries
 
 
@@ -37,7 +39,8 @@ def point_states(study, revision: int) -> PointStates:
     duplicate bookkeeping are not points)."""
     by_point: dict[str, list] = {}
     for t in study.get_trials(deepcopy=False):
-        if t.user_attrs.get("duplicate_of") is not None or int(t.user_attrs.get("revision", 1)) != revision:
+        rec = TrialRecord.of(t)
+        if not rec.is_point or rec.revision != revision:
             continue
         by_point.setdefault(point_key(params_of(t)), []).append(t)
     done, failed, in_flight, retry = set(), {}, set(), {}
@@ -49,8 +52,9 @@ def point_states(study, revision: int) -> PointStates:
             in_flight.add(key)
         else:  # every attempt failed: the last one decides
             last = max(trials, key=lambda t: t.number)
-            if last.user_attrs.get("final") or int(last.user_attrs.get("attempt", 1)) >= MAX_ATTEMPTS:
-                failed[key] = last.user_attrs.get("fail_reason", "failed")
+            rec = TrialRecord.of(last)
+            if rec.final or rec.attempt >= MAX_ATTEMPTS:
+                failed[key] = rec.fail_reason or "failed"
             else:
                 retry[key] = last
     return PointStates(done, failed, in_flight, retry)
@@ -67,12 +71,18 @@ def requeue(study, trial) -> None:
     """Queue a copy of a trial whose last attempt failed transiently (or whose worker died):
     the same point, its finished seeds and the first attempt's checkpoint directory carried
     over; nothing once the attempts are used up."""
-    attempt = int(trial.user_attrs.get("attempt", 1))
-    if attempt < MAX_ATTEMPTS:
-        study.enqueue_trial(trial.params, user_attrs={
-            "retry_of": trial.user_attrs.get("retry_of", _rdb_original(trial)),
-            "attempt": attempt + 1, "revision": int(trial.user_attrs.get("revision", 1)),
-            "repeats_done": trial.user_attrs.get("repeats_done") or {}})
+    rec = TrialRecord.of(trial)
+    if rec.attempt < MAX_ATTEMPTS:
+        study.enqueue_trial(trial.params, user_attrs=queued(
+            retry_of=original_number(trial), attempt=rec.attempt + 1, revision=rec.revision,
+            repeats_done=rec.repeats_done, **({"stage": rec.stage} if rec.stage else {})))
+
+
+def original_number(trial) -> int:
+    """The first attempt's number: recorded on a retry, else the trial RDB heartbeats retried
+    (Optuna's own record), else the trial's own. It keys the checkpoint directory."""
+    rec = TrialRecord.of(trial)
+    return rec.retry_of if rec.retry_of is not None else _rdb_original(trial)
 
 
 def _rdb_original(trial) -> int:

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import socket
 
+from ablate.sweep.points import requeue
 from ablate.sweep.proc import alive
+from ablate.sweep.record import TrialRecord, write_to_storage
+from ablate.tracking.tags import FAIL_REASON, STATE
 
 DIED = "worker process died"
 
@@ -21,22 +24,32 @@ def trial_id(storage, study, number: int) -> int:
     return storage.get_trial_id_from_study_id_trial_number(sid, number)
 
 
-def reap_dead_trials(study, client, storage) -> list[int]:
+def fail_dead_trials(study, client, storage) -> list[int]:
     """FAIL the RUNNING trials of this host whose worker is gone; -> their numbers.
-    `storage`: the study's storage object (the one it was opened with)."""
+    `storage`: the study's storage object (the one it was opened with). The sweep loop
+    queues their points again as it plans the next trial."""
     from optuna.trial import TrialState
 
     host, reaped = socket.gethostname(), []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if t.user_attrs.get("host") != host or "pid" not in t.user_attrs:
+        rec = TrialRecord.of(t)
+        if rec.host != host or rec.pid is None:
             continue  # another host's, or its worker is still starting it
-        if alive(t.user_attrs.get("pid")):
+        if alive(rec.pid):
             continue
         fail_trial(storage, study, t.number, DIED)
-        run_id = t.user_attrs.get("mlflow_run_id")
-        for rid in t.user_attrs.get("mlflow_run_ids") or ([run_id] if run_id else []):
+        for rid in rec.run_ids:
             close_run_failed(client, rid, DIED)
         reaped.append(t.number)
+    return reaped
+
+
+def reap_dead_trials(study, client, storage) -> list[int]:
+    """`ablate doctor --fix`: `fail_dead_trials`, and queue each point again at once (as a
+    re-run of the sweep would)."""
+    reaped = fail_dead_trials(study, client, storage)
+    for number in reaped:
+        requeue(study, study.get_trials(deepcopy=False)[number])
     return reaped
 
 
@@ -44,7 +57,7 @@ def fail_trial(storage, study, number: int, reason: str) -> None:
     from optuna.trial import TrialState
 
     tid = trial_id(storage, study, number)
-    storage.set_trial_user_attr(tid, "fail_reason", reason)
+    write_to_storage(storage, tid, fail_reason=reason)
     storage.set_trial_state_values(tid, TrialState.FAIL)
 
 
@@ -54,7 +67,7 @@ def close_run_failed(client, run_id: str, reason: str) -> None:
             return  # it ended on its own (FINISHED seeds of a multi-seed trial stay so)
     except Exception:  # noqa: BLE001 - deleted from the store: nothing to close
         return
-    client.set_tag(run_id, "ablate.state", "FAILED")
-    client.set_tag(run_id, "ablate.fail_reason", reason)
+    client.set_tag(run_id, STATE, "FAILED")
+    client.set_tag(run_id, FAIL_REASON, reason)
     client.set_terminated(run_id, status="FAILED")
 

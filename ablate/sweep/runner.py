@@ -29,10 +29,11 @@ from ablate.parallel import world
 from ablate.sweep import fingerprint as fp
 from ablate.sweep import space as sp
 from ablate.sweep.loop import TrialLoop
-from ablate.sweep.points import point_states, requeue
 from ablate.sweep.parent import open_parent, parent_open
+from ablate.sweep.points import point_states
 from ablate.sweep.preflight import EXHAUSTIVE, preflight
-from ablate.sweep.reaper import reap_dead_trials as _reap
+from ablate.sweep.reaper import fail_dead_trials
+from ablate.sweep.record import EXPECT, parent_run_id
 from ablate.sweep.spec import SweepSpec
 from ablate.sweep.study import make_pruner, make_sampler, make_storage
 from ablate.tracking import store
@@ -140,11 +141,11 @@ class Sweep:
         study, storage = self.open_study()  # a bad storage fails here, before anything is written:
         revision = fp.check_or_record(study, fp.definition(self.spec, self.base_cfg), self.extend,
                                       self.spec.study)
-        study.set_user_attr("expect", [e.as_dict() for e in self.spec.expect])  # the hypothesis
+        study.set_user_attr(EXPECT, [e.as_dict() for e in self.spec.expect])  # the hypothesis
         quiet_libraries()  # importing lightning builds matplotlib's font cache in ABLATE_HOME
         client = store.client(self.tracking_uri)
         parent = open_parent(self, study, client)
-        _reap(study, client, storage)
+        fail_dead_trials(study, client, storage)
         return study, storage, client, parent, revision
 
     def _lock(self):
@@ -181,7 +182,7 @@ class Sweep:
         revision = fp.check_or_record(study, fp.definition(self.spec, self.base_cfg), self.extend,
                                       self.spec.study)
         client = store.client(self.tracking_uri)
-        parent = study.user_attrs["mlflow_parent_run_id"]
+        parent = parent_run_id(study)
 
         def log_line(kind, **info) -> None:
             if kind == "end":
@@ -220,8 +221,7 @@ class Sweep:
     def run_parallel(self, worker_argv, env_for, tick=None):
         """Spawn workers (`worker_argv(i)`, `env_for(i)`), call `tick(study)` while they run,
         wait; -> (study, revision, the workers' worst exit code)."""
-        from ablate.sweep.workers import store_env
-        from ablate.sweep.workers import run_workers
+        from ablate.sweep.workers import run_workers, store_env
         from ablate.tracking.server import local_server
 
         study, storage, client, parent, revision = self.prepare()
@@ -236,19 +236,3 @@ class Sweep:
                                  (lambda: tick(study)) if tick else (lambda: None),
                                  paths.home() / "logs" / self.spec.study)
         return study, revision, rc
-
-
-def reap_dead_trials(study, client, storage) -> list[int]:
-    """`ablate doctor --fix`: fail the dead workers' trials and queue each point again (a
-    re-run of the sweep would do the same; see loop.py)."""
-    reaped = _reap(study, client, storage)
-    for number in reaped:
-        requeue(study, study.get_trials(deepcopy=False)[number])
-    return reaped
-
-
-def original_trial_number(trial) -> int:
-    """The first attempt's number: it keys the checkpoint directory across retries."""
-    from ablate.sweep.points import _rdb_original
-
-    return int(trial.user_attrs.get("retry_of", _rdb_original(trial)))

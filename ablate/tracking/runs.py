@@ -2,30 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 from typing import Any
 
 from ablate.tracking.store import mask
 
 MAX_PARAMS_PER_BATCH = 100
-
-
-def git_sha() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                             text=True, timeout=5, check=False)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def standard_tags(**extra: Any) -> dict[str, str]:
-    tags = {"ablate.host": socket.gethostname(), "ablate.git_sha": git_sha(),
-            "ablate.worker": os.environ.get("ABLATE_WORKER", "0")}
-    tags.update({k: str(v) for k, v in extra.items() if v is not None})
-    return tags
 
 
 def create_run(client, experiment_id: str, run_name: str, tags: dict[str, str],

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from ablate import paths
+from ablate.tracking.tags import TRIAL
 
 _PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)(?P<user>[^:/@]+):(?P<pw>[^@/]+)@")
 
@@ -152,7 +153,7 @@ def runs_view(metric: str, direction: str, *, by: str = "arm") -> dict:
     columns = [objective, col("params", by), col("params", "trainer.seed"),
                col("params", "params_active"), col("params", "params_total")]
     return {
-        "searchFilter": "tags.`ablate.trial` LIKE '%'",
+        "searchFilter": f"tags.`{TRIAL}` LIKE '%'",
         "orderByKey": objective,
         "orderByAsc": direction == "minimize",
         "selectedColumns": list(dict.fromkeys(columns)),

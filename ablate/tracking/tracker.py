@@ -11,6 +11,7 @@ from typing import Any
 from ablate.parallel.world import world
 from ablate.tracking import runs, store
 from ablate.tracking.logger import MlflowRunLogger
+from ablate.tracking.tags import STATE
 
 
 class RunTracker:
@@ -54,7 +55,7 @@ class RunTracker:
             return
         first: BaseException | None = None
         for write in ((lambda: self.logger.flush()) if self.logger is not None else None,
-                      lambda: self.client.set_tag(self.run_id, "ablate.state", state)):
+                      lambda: self.client.set_tag(self.run_id, STATE, state)):
             if write is None:
                 continue
             try:

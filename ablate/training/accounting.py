@@ -19,9 +19,9 @@ kv_cache_bytes_per_token what inference caches per token, summed over layers, at
 
 from __future__ import annotations
 
+from ablate.config.derived import moe_layer_ids
 from ablate.config.schema import ModelConfig
 from ablate.models.mla import mla_dims
-from ablate.config.derived import moe_layer_ids
 from ablate.registry import ROUTERS
 
 KV_CACHE_BYTES = 2  # bf16, the usual inference dtype of a KV cache

@@ -14,12 +14,12 @@ from pathlib import Path
 import torch
 
 from ablate import paths
-from ablate.config.derived import fill
+from ablate.config.derived import fill, moe_layer_ids
 from ablate.config.load import load_config, to_yaml
 from ablate.config.schema import BudgetConfig, InitConfig, RunConfig, TrackingConfig
 from ablate.errors import ConfigError
-from ablate.config.derived import moe_layer_ids
 from ablate.tracking.naming import arm_name
+from ablate.tracking.tags import ARM, DENSE_PARENT, DENSE_PARENT_SHA, ROLE
 from ablate.training.run import train
 
 
@@ -81,8 +81,8 @@ def dense_parent(cfg: RunConfig, *, experiment: str, tracking_uri: str | None,
         if not weights.is_file():
             # its own arm name: never grouped with a dense arm of the same width
             arm = arm_name(dense, seed=False).replace("dense-", "dense-parent-", 1)
-            tags = {"ablate.role": "dense_parent", "ablate.arm": arm,
-                    "ablate.dense_parent_sha": sha}
+            tags = {ROLE: DENSE_PARENT, ARM: arm,
+                    DENSE_PARENT_SHA: sha}
             with _rng_preserved():
                 result = train(dense, experiment=experiment, tracking_uri=tracking_uri,
                                parent_run_id=parent_run_id, run_name=f"{arm}-{sha[:8]}",

@@ -7,6 +7,7 @@ from torch import nn
 
 from ablate.config.schema import FREEZES
 from ablate.errors import ConfigError
+from ablate.tracking.tags import FROZEN, FROZEN_PARAMS
 
 
 def freeze(model: nn.Module, what: str) -> int:
@@ -33,4 +34,4 @@ def freeze_tags(model: nn.Module, what: str) -> dict[str, str]:
     """Freeze `model` as `init.freeze` says; -> the run's tags saying so ({} for none)."""
     if what == "none":
         return {}
-    return {"ablate.frozen": what, "ablate.frozen_params": str(freeze(model, what))}
+    return {FROZEN: what, FROZEN_PARAMS: str(freeze(model, what))}

@@ -10,9 +10,16 @@ from pathlib import Path
 
 import torch
 
+from ablate.config.derived import moe_layer_ids
 from ablate.config.schema import RunConfig
 from ablate.errors import ConfigError
-from ablate.config.derived import moe_layer_ids
+from ablate.tracking.tags import (
+    DENSE_PARENT_STEPS,
+    INIT,
+    INIT_WEIGHTS,
+    UPCYCLE_NOISE,
+    UPCYCLED_FROM,
+)
 from ablate.training.dense_parent import dense_parent, parent_run_of
 from ablate.training.upcycle import ROUTER, upcycle
 from ablate.training.weights import InitialWeights, load_weights
@@ -35,19 +42,19 @@ def prepare_init(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = 
         path, parent = dense_parent(cfg, experiment=experiment, tracking_uri=tracking_uri,
                                     parent_run_id=parent_run_id)
         source = str(path)
-        tags["ablate.dense_parent_steps"] = str(i.dense_steps)
+        tags[DENSE_PARENT_STEPS] = str(i.dense_steps)
     elif i.from_checkpoint:
         source = str(Path(i.from_checkpoint).expanduser())
         parent = parent_run_of(Path(source).parent)
     else:
         return None
     sd = load_weights(source)
-    tags["ablate.init_weights"] = source
+    tags[INIT_WEIGHTS] = source
     is_dense = not any(".ffn.router." in k or ".ffn.experts." in k for k in sd)
     if not (moe_layer_ids(cfg.model) and is_dense):  # the same model's weights
-        return InitialWeights(sd, source, {**tags, "ablate.init": "checkpoint"}, EXACT)
+        return InitialWeights(sd, source, {**tags, INIT: "checkpoint"}, EXACT)
     gen = torch.Generator().manual_seed(cfg.trainer.seed)  # not the global RNG
     state = upcycle(sd, cfg.model, i.upcycle, i.noise, gen, source=source)
-    tags.update({"ablate.init": f"upcycle_{i.upcycle}", "ablate.upcycle_noise": str(i.noise),
-                 "ablate.upcycled_from": parent or source})
+    tags.update({INIT: f"upcycle_{i.upcycle}", UPCYCLE_NOISE: str(i.noise),
+                 UPCYCLED_FROM: parent or source})
     return InitialWeights(state, source, tags, COUNTERPART, fresh=ROUTER)

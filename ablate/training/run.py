@@ -19,8 +19,18 @@ from ablate import paths
 from ablate.config.applicable import applicable
 from ablate.config.load import flatten, to_dict, to_yaml
 from ablate.config.schema import RunConfig
-from ablate.tracking import runs
 from ablate.tracking.naming import arm_name
+from ablate.tracking.tags import (
+    ARM,
+    DATA_FINGERPRINT,
+    FAIL_REASON,
+    FROZEN_ROUTER,
+    INIT,
+    NONCAUSAL_ROUTING,
+    RESUME_SKIPPED,
+    RESUMED_FROM,
+    standard_tags,
+)
 from ablate.tracking.tracker import RunTracker
 from ablate.training.accounting import param_counts
 from ablate.training.callbacks import (
@@ -123,7 +133,7 @@ def train(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = None,
         load_initial(module.model, initial)
         init_tags = dict(initial.tags)
     elif cfg.init.freeze != "none":
-        init_tags = {"ablate.init": "scratch"}
+        init_tags = {INIT: "scratch"}
     parallelize(module, cfg.model.moe.expert_parallel)  # before anything uses the model
     if cfg.trainer.compile:
         compile_model(module)
@@ -138,12 +148,12 @@ def train(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = None,
 
     tracker = RunTracker(tracking_uri, experiment)
     params = dict(params or {})
-    all_tags = runs.standard_tags(**{"ablate.data_fingerprint": dm.fingerprint,
-                                     "ablate.arm": params.get("arm") or arm_name(cfg, seed=False)})
+    all_tags = standard_tags({DATA_FINGERPRINT: dm.fingerprint,
+                              ARM: params.get("arm") or arm_name(cfg, seed=False)})
     if cfg.model.ffn == "moe" and cfg.model.moe.allow_noncausal_routing:
-        all_tags["ablate.noncausal_routing"] = "true"  # such runs see future tokens
+        all_tags[NONCAUSAL_ROUTING] = "true"  # such runs see future tokens
     if frozen:  # allowed by model.moe.allow_frozen_router: say so on the run
-        all_tags["ablate.frozen_router"] = ",".join(f"l{g.layer}" for g in frozen)
+        all_tags[FROZEN_ROUTER] = ",".join(f"l{g.layer}" for g in frozen)
     all_tags.update(init_tags)
     all_tags.update(tags or {})
     # from the run's creation on, every way out ends it (a Ctrl-C while the Trainer is built
@@ -186,7 +196,7 @@ def train(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = None,
         status, state = "KILLED", "KILLED"
         raise
     except Exception as e:
-        tracker.set_tag("ablate.fail_reason", f"{type(e).__name__}: {e}")
+        tracker.set_tag(FAIL_REASON, f"{type(e).__name__}: {e}")
         raise
     finally:
         tracker.end(status, state)
@@ -235,9 +245,9 @@ def _resume_point(cfg: RunConfig, ckpt_dir, callbacks: list, tracker: RunTracker
     last = Path(ckpt_dir) / "last.ckpt"
     resume_from = _resumable(last)
     if resume_from:
-        tracker.set_tag("ablate.resumed_from", resume_from)
+        tracker.set_tag(RESUMED_FROM, resume_from)
     elif last.exists():  # cut short by a full disk or a crash mid-write: start over
-        tracker.set_tag("ablate.resume_skipped", f"unreadable checkpoint moved to {last}.broken")
+        tracker.set_tag(RESUME_SKIPPED, f"unreadable checkpoint moved to {last}.broken")
     return resume_from
 
 

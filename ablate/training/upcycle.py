@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import torch
 
+from ablate.config.derived import moe_layer_ids
 from ablate.config.schema import ModelConfig
 from ablate.errors import ConfigError
-from ablate.config.derived import moe_layer_ids
 
 ROUTER = ".ffn.router."  # an upcycled model's routers keep their own init
 Weights = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # w1, w3 (F, D), w2 (D, F)

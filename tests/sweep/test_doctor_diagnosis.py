@@ -29,6 +29,7 @@ from ablate.sweep.doctor import (
     diagnose_snapshot,
 )
 from ablate.sweep.doctor.read import sweep_processes
+from ablate.sweep.record import Revision
 
 HOST, NOW = "here", dt.datetime(2025, 1, 1, 12, 0, 0)
 LR = optuna.distributions.CategoricalDistribution([0.1, 0.2])
@@ -68,8 +69,8 @@ def kinds(report) -> list[str]:
 def test_a_finished_study_is_consistent():
     t = trial(0, "COMPLETE", value=1.0, mlflow_run_id="a")
     report = diagnose_snapshot(snap([t], [run("a", "FINISHED", 0, {"val/loss": 1.0})],
-                                    revisions=[{"revision": 1, "definition": {
-                                        "objectives": ["val/loss:minimize"]}}]))
+                                    revisions=[Revision(1, "", {
+                                        "objectives": ["val/loss:minimize"]})]))
     assert report.ok and report.exit_code == 0 and report.states == {"COMPLETE": 1}
     assert report.trials[0].run_status == {"a": "FINISHED"} and report.runs == {"a": "FINISHED"}
 
@@ -166,7 +167,7 @@ def test_runs_that_pass_for_results():
 def test_the_revision_names_the_objective_before_the_parent_run():
     t = trial(0, "COMPLETE", value=1.0, mlflow_run_id="a", revision=2)
     runs = [run("a", "FINISHED", 0, {"val/loss": 1.0})]
-    revisions = [{"revision": 2, "definition": {"objectives": ["val/ppl:minimize"]}}]
+    revisions = [Revision(2, "", {"objectives": ["val/ppl:minimize"]})]
     parent = run("p", "FINISHED", params={"objectives": "val/loss:minimize"})
     report = diagnose_snapshot(snap([t], runs, parent, revisions=revisions))
     assert kinds(report) == [MISSING_OBJECTIVE] and "val/ppl" in report.problems[0].detail

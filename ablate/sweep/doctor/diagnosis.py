@@ -28,8 +28,9 @@ from ablate.sweep.doctor.results import (
     duplicate_runs,
     finished_runs_of_failed_trials,
     missing_objectives,
-    run_ids,
 )
+from ablate.sweep.record import Revision, TrialRecord
+from ablate.tracking.tags import DENSE_PARENT, KIND, ROLE, TRIAL
 
 CLOSE_AFTER_S = 60.0  # a RUNNING trial without a recorded worker is a crash after this long
 
@@ -46,7 +47,7 @@ class Snapshot:
     has_store: bool = True  # False: no MLflow store there (nothing was ever logged)
     parent_run_id: str | None = None
     parent_run: Any = None  # the parent's MLflow Run; None when the store does not have it
-    revisions: list[dict] = field(default_factory=list)  # the study's `revisions` user attr
+    revisions: list[Revision] = field(default_factory=list)  # the study's revisions
     host: str = ""  # this machine: RUNNING trials of other hosts are theirs to judge
     live_pids: set[int] = field(default_factory=set)  # worker pids of this host that are alive
     sweep_pids: list[int] = field(default_factory=list)  # live `ablate sweep`s of this ABLATE_HOME
@@ -87,10 +88,11 @@ def _check_trial(snap: Snapshot, t, report: Report, known_runs: dict[str, Any]) 
     """Add trial `t`'s row and problems to `report`; -> whether it may still be training."""
     s = t.state.name
     report.states[s] = report.states.get(s, 0) + 1
-    ids = run_ids(t)
+    rec = TrialRecord.of(t)
+    ids = rec.run_ids
     for rid in ids:
         known_runs[rid] = t
-    t_host, pid = t.user_attrs.get("host"), t.user_attrs.get("pid")
+    t_host, pid = rec.host, rec.pid
     row = TrialRow(t.number, s, dict(t.params), t_host, pid, "", ids,
                    {rid: (snap.runs[rid].info.status if rid in snap.runs else "missing") for rid in ids})
     live = False
@@ -122,7 +124,7 @@ def _check_trial(snap: Snapshot, t, report: Report, known_runs: dict[str, Any]) 
             "", trial=t.number))
         row.note = "no MLflow run"
     if s == "FAIL":
-        row.note = str(t.user_attrs.get("fail_reason", ""))[:200]
+        row.note = (rec.fail_reason or "")[:200]
     report.trials.append(row)
     return live
 
@@ -153,12 +155,12 @@ def _check_runs(snap: Snapshot, report: Report, known_runs: dict[str, Any], live
 def _check_unknown_run(snap: Snapshot, report: Report, rid: str, r, by_number: dict, live: bool) -> None:
     """A run of the study that no trial records: just created, a crashed attempt, a dense
     parent of upcycling, or an orphan."""
-    tag = r.data.tags.get("ablate.trial")
+    tag = r.data.tags.get(TRIAL)
     owner = by_number.get(int(tag)) if tag and tag.isdigit() else None
-    role = r.data.tags.get("ablate.role")
+    role = r.data.tags.get(ROLE)
     if r.info.status == "RUNNING" and running_live(owner, snap):
         return  # just created: its live trial records it in a moment
-    if role != "dense_parent" and r.data.tags.get("ablate.kind") != "study":
+    if role != DENSE_PARENT and r.data.tags.get(KIND) != "study":
         if r.info.status in ("FAILED", "KILLED"):  # a crashed attempt: no result lost
             report.notes.append(f"run {rid} ({r.info.run_name}, {r.info.status}) belongs "
                                 "to no trial (an attempt that died before its trial "
@@ -179,7 +181,8 @@ def running_live(trial, snap: Snapshot) -> bool:
     """A RUNNING trial that may still be training (its worker alive, or on another host)."""
     if trial is None or trial.state.name != "RUNNING":
         return False
-    t_host, pid = trial.user_attrs.get("host"), trial.user_attrs.get("pid")
+    rec = TrialRecord.of(trial)
+    t_host, pid = rec.host, rec.pid
     if t_host is None or pid is None:
         return True  # starting: give it the benefit of the doubt (see NO_WORKER)
     return t_host != snap.host or pid in snap.live_pids

@@ -16,8 +16,10 @@ from ablate.errors import ConfigError
 from ablate.sweep import proc
 from ablate.sweep.doctor.diagnosis import Snapshot, diagnose_snapshot
 from ablate.sweep.doctor.problems import Report
+from ablate.sweep.record import TrialRecord, parent_run_id, revisions
 from ablate.tracking.runs import find_runs
 from ablate.tracking.store import check_reachable, mask, resolve_tracking_uri
+from ablate.tracking.tags import STUDY
 
 
 @dataclass
@@ -67,7 +69,7 @@ def snapshot(stores: Stores) -> Snapshot:
     """The study's trials, its runs and the liveness of its workers, read now."""
     opt, client, host = stores.study, stores.client, socket.gethostname()
     name = opt.study_name
-    parent = opt.user_attrs.get("mlflow_parent_run_id")
+    parent = parent_run_id(opt)
     runs = _study_runs(client, name, parent)
     parent_run = runs.pop(parent, None) if parent else None
     if parent and parent_run is None and client is not None:
@@ -76,15 +78,15 @@ def snapshot(stores: Stores) -> Snapshot:
         except Exception:  # noqa: BLE001 - deleted from the store
             parent_run = None
     trials = opt.get_trials(deepcopy=False)
-    workers = {t.user_attrs.get("pid") for t in trials
-               if t.state.name == "RUNNING" and t.user_attrs.get("host") == host}
+    records = [TrialRecord.of(t) for t in trials if t.state.name == "RUNNING"]
+    workers = {r.pid for r in records if r.host == host}
     running = parent_run is not None and parent_run.info.status == "RUNNING"
     return Snapshot(
         study=name,
         storage=mask(stores.url or str(paths.default_storage_path(name))),
         tracking_uri=mask(stores.uri), trials=trials, runs=runs, has_store=client is not None,
         parent_run_id=parent, parent_run=parent_run,
-        revisions=list(opt.user_attrs.get("revisions") or []), host=host,
+        revisions=revisions(opt), host=host,
         live_pids={pid for pid in workers if pid is not None and proc.alive(pid)},
         sweep_pids=sweep_processes() if running else [],
     )
@@ -107,7 +109,7 @@ def _study_runs(client, study: str, parent: str | None) -> dict[str, Any]:
     if client is None:
         return {}
     try:
-        found = find_runs(client, f"tags.`ablate.study` = '{study}'")
+        found = find_runs(client, f"tags.`{STUDY}` = '{study}'")
         if parent:
             found += find_runs(client, f"tags.`mlflow.parentRunId` = '{parent}'")
     except ConfigError:

@@ -1,6 +1,6 @@
 """`ablate doctor --fix`: repair what the diagnosis finds without losing anything.
 
-Dead RUNNING trials become FAIL and are queued again (`ablate.sweep.runner.reap_dead_trials`,
+Dead RUNNING trials become FAIL and are queued again (`ablate.sweep.reaper.reap_dead_trials`,
 the same code a re-run of the sweep uses), stale runs are closed (FINISHED when their trial
 finished, FAILED otherwise), the parent run is closed KILLED when nothing runs, a FINISHED
 run of a FAILED trial is closed FAILED with the trial's reason. A COMPLETE trial is never
@@ -20,13 +20,15 @@ from ablate.sweep.doctor.problems import (
     Report,
 )
 from ablate.sweep.doctor.read import Stores, check, open_stores
+from ablate.sweep.record import TrialRecord
+from ablate.tracking.tags import FAIL_REASON, STATE
 
 
 def fix(study: str, storage: str | None = None, tracking_uri: str | None = None) -> Report:
     """Repair what `diagnose` finds; -> the report after the repair (`actions`: what changed).
     Never deletes anything, never changes a COMPLETE trial; a FINISHED run changes only when
     its trial FAILED."""
-    from ablate.sweep.runner import reap_dead_trials
+    from ablate.sweep.reaper import reap_dead_trials
 
     stores = open_stores(study, storage, tracking_uri)
     client = stores.client
@@ -47,8 +49,8 @@ def fix(study: str, storage: str | None = None, tracking_uri: str | None = None)
                 status = RUN_STATUS_FOR.get(state, "FAILED")
                 _close(client, p.run_id, status, f"closed by ablate doctor (trial {state})", actions)
             elif p.kind == FINISHED_RUN_FAILED_TRIAL:
-                reason = by_number[p.trial].user_attrs.get("fail_reason") or "trial failed"
-                _fail_finished(client, p.run_id, str(reason), actions)
+                reason = TrialRecord.of(by_number[p.trial]).fail_reason or "trial failed"
+                _fail_finished(client, p.run_id, reason, actions)
         after = check(stores)
         if any(p.kind == STALE_PARENT for p in after.problems):
             _close(client, after.parent_run_id, "KILLED", "closed by ablate doctor", actions)
@@ -114,9 +116,9 @@ def _close(client, run_id: str, status: str, reason: str, actions: list[str]) ->
     if r.info.status != "RUNNING":
         return
     if status != "FINISHED":
-        client.set_tag(run_id, "ablate.fail_reason", reason)
+        client.set_tag(run_id, FAIL_REASON, reason)
     if status == "FAILED":
-        client.set_tag(run_id, "ablate.state", "FAILED")
+        client.set_tag(run_id, STATE, "FAILED")
     client.set_terminated(run_id, status=status)
     actions.append(f"run {run_id} -> {status}")
 
@@ -127,7 +129,7 @@ def _fail_finished(client, run_id: str, reason: str, actions: list[str]) -> None
     r = client.get_run(run_id)
     if r.info.status != "FINISHED":
         return
-    client.set_tag(run_id, "ablate.fail_reason", reason[:5000])
-    client.set_tag(run_id, "ablate.state", "FAILED")
+    client.set_tag(run_id, FAIL_REASON, reason[:5000])
+    client.set_tag(run_id, STATE, "FAILED")
     client.set_terminated(run_id, status="FAILED", end_time=r.info.end_time)
     actions.append(f"run {run_id} FINISHED -> FAILED (its trial failed: {reason[:80]})")

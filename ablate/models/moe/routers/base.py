@@ -27,7 +27,10 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 from torch import nn
 
-from ablate.config.schema import ROUTER_INITS, RouterConfig  # the config layer's: MoEConfig names it
+from ablate.config.schema import (  # the config layer's: MoEConfig names it
+    ROUTER_INITS,
+    RouterConfig,
+)
 from ablate.errors import ConfigError
 
 if TYPE_CHECKING:
