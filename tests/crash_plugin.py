@@ -16,7 +16,7 @@ class _Crash(L.Callback):
             os._exit(17)
 
 
-_real_trainer = run._trainer
+_real_trainer = run.make_trainer
 
 
 def _with_crash(cfg, logger, callbacks, *args, **kwargs):
@@ -24,4 +24,4 @@ def _with_crash(cfg, logger, callbacks, *args, **kwargs):
 
 
 if CRASH_AT:
-    run._trainer = _with_crash
+    run.make_trainer = _with_crash

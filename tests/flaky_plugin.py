@@ -18,7 +18,7 @@ class _Flaky(L.Callback):
             raise OSError("flaky: a simulated transient failure")
 
 
-_real_trainer = run._trainer
+_real_trainer = run.make_trainer
 
 
 def _maybe_flaky(cfg, logger, callbacks, *args, **kwargs):
@@ -29,5 +29,5 @@ def _maybe_flaky(cfg, logger, callbacks, *args, **kwargs):
     return _real_trainer(cfg, logger, [*callbacks, *extra], *args, **kwargs)
 
 
-if getattr(run._trainer, "__name__", "") != "_maybe_flaky":
-    run._trainer = _maybe_flaky
+if getattr(run.make_trainer, "__name__", "") != "_maybe_flaky":
+    run.make_trainer = _maybe_flaky

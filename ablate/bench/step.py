@@ -130,8 +130,9 @@ def ablate_path(cfg, data, client, experiment_id: str) -> float:
 
     from ablate.tracking import runs
     from ablate.tracking.logger import MlflowRunLogger
-    from ablate.training.callbacks import RouterHealth, RoutingStats, Throughput
-    from ablate.training.run import _trainer
+    from ablate.training.callbacks import Throughput
+    from ablate.training.routing_stats import RouterHealth, RoutingStats
+    from ablate.training.run import make_trainer
 
     module = _module(cfg)
     run_id = runs.create_run(client, experiment_id, "bench-step", {})
@@ -144,7 +145,7 @@ def ablate_path(cfg, data, client, experiment_id: str) -> float:
                       RouterHealth(cfg.tracking.routing_stats_every)]
     cfg.trainer.max_steps = len(data)
     cfg.trainer.val_every = len(data) + 1  # no validation inside the timed window
-    trainer = _trainer(cfg, logger, callbacks, progress_bar=False)
+    trainer = make_trainer(cfg, logger, callbacks, progress_bar=False)
     logger.step_source = lambda: trainer.global_step
     loader = DataLoader(data, batch_size=None, shuffle=False)
     trainer.fit(module, train_dataloaders=loader)

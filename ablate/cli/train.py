@@ -38,14 +38,12 @@ def run(a) -> int:
     hub_mode(cfg.data.source)
     join_process_group(cfg.trainer.accelerator)  # torchrun: every rank trains this run
     from ablate.console import quiet_libraries
-    from ablate.training.init_weights import prepare_init
-    from ablate.training.run import train
+    from ablate.training import launch
 
     quiet_libraries()
     experiment = a.experiment or cfg.tracking.experiment or "ablate-train"
-    tracking_uri = a.tracking_uri or cfg.tracking.tracking_uri
-    initial = prepare_init(cfg, experiment=experiment, tracking_uri=tracking_uri)
-    result = train(cfg, experiment=experiment, tracking_uri=tracking_uri, initial=initial)
+    result = launch.run(cfg, experiment=experiment,
+                        tracking_uri=a.tracking_uri or cfg.tracking.tracking_uri)
     if not result.run_id:  # DDP ranks > 0 have no run of their own
         return 0
     shown = {k: v for k, v in result.metrics.items() if k in ("val/loss", "val/ppl", "perf/tokens_per_s")}

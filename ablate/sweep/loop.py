@@ -146,14 +146,14 @@ class TrialLoop:
         values = dict(trial.params)
         write(trial, pid=os.getpid())  # pid before host: the reaper needs both
         write(trial, host=socket.gethostname())
-        label = values.get("arm") or arm_name(self.sweep.config_for(values))
-        write(trial, run_name=f"t{trial.number:03d}-{label}")
         tags = {STUDY: self.sweep.spec.study, TRIAL: str(trial.number),
                 REVISION: str(self.revision)}
         self.events("start", trial=trial, values=values)
         beat = Heartbeat(self.storage, trial_id(self.storage, self.study, trial.number))
         try:
-            outcome = run_trial(self.sweep, trial, values, self.parent, tags, self.progress)
+            cfg = self.sweep.config_for(values)  # resolved once per trial
+            write(trial, run_name=f"t{trial.number:03d}-{values.get('arm') or arm_name(cfg)}")
+            outcome = run_trial(self.sweep, trial, values, cfg, self.parent, tags, self.progress)
         except Exception as e:  # noqa: BLE001 - outside training (a store, a config): recorded
             if is_full(e):  # a full store: stop the sweep (the trial resumes next run)
                 raise StoreFull(reason_of(e)) from e

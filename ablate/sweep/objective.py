@@ -54,14 +54,13 @@ def reason_of(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}"[:500]
 
 
-def run_trial(sweep, trial, values: dict, parent: str, trial_tags: dict[str, str],
+def run_trial(sweep, trial, values: dict, cfg, parent: str, trial_tags: dict[str, str],
               progress=None) -> Outcome:
-    """Train `values` for every seed not yet done; never raises except KeyboardInterrupt."""
+    """Train `values` (resolved: `cfg`) for every seed not yet done; never raises except
+    KeyboardInterrupt."""
     from ablate.tracking.naming import point_label
-    from ablate.training.init_weights import prepare_init
-    from ablate.training.run import train
+    from ablate.training import launch
 
-    cfg = sweep.config_for(values)
     if progress is None:
         cfg.trainer.progress = False  # worker processes log lines, not live bars
     rec = TrialRecord.of(trial)
@@ -87,15 +86,13 @@ def run_trial(sweep, trial, values: dict, parent: str, trial_tags: dict[str, str
         if world.active():  # DDP peers train the same run
             world.share({"values": values, "seed": seed, "ckpt": str(ckpt), "prune": prune is not None and r == 0})
         try:
-            initial = prepare_init(cfg_r, experiment=sweep.experiment,
-                                   tracking_uri=sweep.tracking_uri, parent_run_id=parent)
-            result = train(cfg_r, experiment=sweep.experiment, tracking_uri=sweep.tracking_uri,
-                           run_name=name if repeats == 1 else f"{name}-r{r}", parent_run_id=parent,
-                           tags={**trial_tags, REPEAT: str(r)},
-                           trial=prune if r == 0 else None,  # prune on the first seed's curve
-                           progress=progress,
-                           on_run=on_run, ckpt_dir=ckpt, initial=initial,
-                           params={"arm": point_label(values)})  # MLflow groups repeats by it
+            result = launch.run(cfg_r, experiment=sweep.experiment,
+                                tracking_uri=sweep.tracking_uri, parent_run_id=parent,
+                                run_name=name if repeats == 1 else f"{name}-r{r}",
+                                tags={**trial_tags, REPEAT: str(r)},
+                                trial=prune if r == 0 else None,  # prune on the first seed's curve
+                                progress=progress, on_run=on_run, ckpt_dir=ckpt,
+                                params={"arm": point_label(values)})  # MLflow groups repeats by it
         except Exception as e:  # noqa: BLE001 - every failure is recorded, none aborts the sweep
             if is_full(e):  # not the trial's fault: stop the sweep, resume the trial later
                 raise StoreFull(reason_of(e)) from e

@@ -202,8 +202,7 @@ class Sweep:
     def follow(self) -> None:
         """DDP ranks > 0 of a trial (torchrun / srun): train whatever rank 0 shares, until it
         shares None. Rank 0 records every outcome, so a follower never asks Optuna."""
-        from ablate.training.init_weights import prepare_init
-        from ablate.training.run import train
+        from ablate.training import launch
 
         while True:
             msg = world.share()
@@ -212,9 +211,8 @@ class Sweep:
             cfg = self.config_for(msg["values"])
             cfg.trainer.seed, cfg.trainer.progress = msg["seed"], False
             try:
-                initial = prepare_init(cfg, experiment=self.experiment, tracking_uri=self.tracking_uri)
-                train(cfg, experiment=self.experiment, tracking_uri=self.tracking_uri,
-                      prune_follower=msg["prune"], ckpt_dir=msg["ckpt"], initial=initial)
+                launch.run(cfg, experiment=self.experiment, tracking_uri=self.tracking_uri,
+                           prune_follower=msg["prune"], ckpt_dir=msg["ckpt"])
             except Exception:  # noqa: BLE001 - rank 0 records the trial's failure
                 pass
 

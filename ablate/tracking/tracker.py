@@ -1,4 +1,5 @@
-"""The MLflow side of one training run: create it, log params once, end it honestly.
+"""The MLflow side of one training run: create it, log params once, log its expert-load
+heatmap, end it honestly.
 
 In a DDP trial every rank runs the same training code; only global rank 0 talks to MLflow
 (the others get an inert tracker), so a trial is exactly one MLflow run.
@@ -45,6 +46,16 @@ class RunTracker:
         if self.run_id:
             self.client.log_figure(self.run_id, figure, path)
 
+    def log_expert_load(self, layer_ids: list[int], rows: list[list[float]], history: dict,
+                        title: str) -> None:
+        """The run's expert load (layer x expert fractions, whole run), its history over
+        training, and the heatmap: routing/expert_load.{json,png}, expert_load_history.json."""
+        if not (self.run_id and rows):
+            return
+        self.log_dict({"layers": layer_ids, "load_fraction": rows}, "routing/expert_load.json")
+        self.log_dict(history, "routing/expert_load_history.json")
+        self.log_figure(expert_load_figure(layer_ids, rows, title), "routing/expert_load.png")
+
     def end(self, status: str, state: str) -> None:
         """status: MLflow's FINISHED | FAILED | KILLED; state: ablate's COMPLETE | PRUNED | ...
 
@@ -69,3 +80,22 @@ class RunTracker:
             runs.end_run(store.client(self.tracking_uri), self.run_id, status)
         if first is not None:
             raise first
+
+
+def expert_load_figure(layer_ids: list[int], rows: list[list[float]], title: str = ""):
+    """The expert-load heatmap (layer x expert), a matplotlib Figure made without pyplot:
+    nothing keeps it alive after it is logged (pyplot's figures stay open until closed: one
+    per trial would pile up in a sweep)."""
+    from matplotlib.figure import Figure
+
+    n_experts = len(rows[0]) if rows else 0
+    fig = Figure(figsize=(max(4, 0.25 * n_experts + 2), 0.5 * len(rows) + 1.5))
+    ax = fig.subplots()
+    im = ax.imshow(rows, aspect="auto", cmap="viridis", vmin=0)
+    ax.set_xlabel("expert")
+    ax.set_ylabel("layer")
+    ax.set_yticks(range(len(layer_ids)), [str(i) for i in layer_ids])
+    ax.set_title(title or "fraction of routed tokens per expert")
+    fig.colorbar(im, ax=ax, label="load fraction (uniform = 1/E)")
+    fig.tight_layout()
+    return fig

@@ -11,8 +11,6 @@ import torch.nn.functional as F
 from ablate.config.schema import ModelConfig, OptimConfig
 from ablate.models.mtp import mtp_losses
 from ablate.models.transformer import Transformer
-from ablate.parallel.checkpoint import gather_expert_shards, slice_expert_states
-from ablate.parallel.expert_parallel import clip_grad_norm_, expert_param_names
 
 
 class DivergenceError(RuntimeError):
@@ -132,22 +130,6 @@ class LMModule(L.LightningModule):
         loss = torch.stack(self._val_losses).mean()  # the LM loss only, no aux terms
         self.log("val/loss", loss, prog_bar=True, sync_dist=True)
         self.log("val/ppl", torch.exp(loss.clamp(max=20.0)), sync_dist=True)
-
-    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None,
-                                    gradient_clip_algorithm=None) -> None:
-        if gradient_clip_val and expert_param_names(self):
-            clip_grad_norm_(self, gradient_clip_val)  # one global norm over all ranks' shards
-            return
-        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # every rank builds the checkpoint: gather the expert shards (only rank 0 writes it)
-        opts = self.trainer.optimizers
-        params = [p for g in opts[0].param_groups for p in g["params"]] if opts else []
-        gather_expert_shards(self, checkpoint, params)
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        slice_expert_states(self, checkpoint, [p for g in self.param_groups() for p in g["params"]])
 
     def param_groups(self) -> list[dict]:
         """AdamW's groups: decayed matrices, undecayed vectors, routers (own lr multiplier)."""

@@ -37,7 +37,7 @@ def check_environment(cfg: RunConfig, tracking_uri: str | None = None) -> None:
 
 def check_init(i: InitConfig) -> None:
     """`init.from_checkpoint` is a file torch.save wrote (a zip archive): checked before
-    `ablate.training.init_weights.prepare_init` reads it and anything is created."""
+    `ablate.training.launch.prepare_init` reads it and anything is created."""
     from ablate.errors import ConfigError
 
     if not i.from_checkpoint:

@@ -1,6 +1,10 @@
 """One training run, start to finish: data -> model -> Trainer -> one MLflow run.
 
-Used by `ablate train` directly and by the sweep objective for each trial.
+`build` makes what a run trains: the data, the model with its starting weights, sharded
+(expert parallelism), compiled and frozen as the config says, its routers probed. `fit`
+trains it as one MLflow run and ends that run honestly whichever way training ends. `train`
+is both; `ablate.training.launch.run` prepares the starting weights and calls it, for
+`ablate train`, every sweep trial and the DDP followers.
 """
 
 from __future__ import annotations
@@ -16,8 +20,7 @@ from typing import Any
 import lightning as L
 
 from ablate import paths
-from ablate.config.applicable import applicable
-from ablate.config.load import flatten, to_dict, to_yaml
+from ablate.config.load import applicable, flatten, to_dict, to_yaml
 from ablate.config.schema import RunConfig
 from ablate.tracking.naming import arm_name
 from ablate.tracking.tags import (
@@ -33,16 +36,9 @@ from ablate.tracking.tags import (
 )
 from ablate.tracking.tracker import RunTracker
 from ablate.training.accounting import param_counts
-from ablate.training.callbacks import (
-    FlushMetrics,
-    OptunaPruning,
-    RouterHealth,
-    RoutingStats,
-    StepProgress,
-    Throughput,
-)
-from ablate.training.freeze import freeze_tags
-from ablate.training.weights import InitialWeights, load_initial, save_weights
+from ablate.training.callbacks import FlushMetrics, OptunaPruning, StepProgress, Throughput
+from ablate.training.routing_stats import RouterHealth, RoutingStats
+from ablate.training.weights import InitialWeights, freeze_tags, load_initial, save_weights
 
 
 @dataclass
@@ -54,14 +50,136 @@ class TrainResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class Built:
+    """What `build` made: the resolved config, the data, the module, and what describes the
+    run (its sizes, and tags for what is not the default: its init, frozen parts, ...)."""
+
+    cfg: RunConfig
+    dm: Any  # ablate.data.LMDataModule
+    module: Any  # ablate.training.module.LMModule
+    sizes: dict[str, int]
+    tags: dict[str, str]
+    expert_parallel: bool  # the experts are sharded: the ExpertParallel callback clips
+
+
 def build_datamodule(cfg: RunConfig):
     from ablate.data import LMDataModule
 
     return LMDataModule(cfg.data, paths.cache_dir(), seed=cfg.trainer.seed)
 
 
-def _trainer(cfg: RunConfig, logger, callbacks, progress_bar: bool,
-             checkpointing: bool = False) -> L.Trainer:
+def build(cfg: RunConfig, initial: InitialWeights | None = None, progress=None) -> Built:
+    """The data and the model of `cfg` (a copy: the caller's config is left as it was).
+    `initial`: the starting weights cfg.init asks for (`ablate.training.launch`)."""
+    if initial is None and (cfg.init.from_checkpoint or cfg.init.dense_steps):
+        raise ValueError("cfg.init names starting weights: pass initial=prepare_init(cfg, ...)")
+    from ablate.parallel.expert_parallel import parallelize
+    from ablate.training.module import LMModule
+
+    cfg = copy.deepcopy(cfg)
+    L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
+    dm = build_datamodule(cfg)
+    if progress is not None and hasattr(progress, "message"):
+        dm.report = progress.message  # "tokenizing ...": the first run of a corpus takes a while
+    dm.prepare_data()
+    dm.setup("fit")
+    if cfg.model.vocab_size is None:
+        cfg.model.vocab_size = dm.vocab_size
+    module = LMModule(cfg.model, cfg.optim, cfg.trainer.max_steps, cfg.data.block_size)
+    tags: dict[str, str] = {}
+    if initial is not None:  # whole weights, before parallelize slices the experts
+        load_initial(module.model, initial)
+        tags.update(initial.tags)
+    elif cfg.init.freeze != "none":
+        tags[INIT] = "scratch"
+    sharded = parallelize(module, cfg.model.moe.expert_parallel)  # before anything uses it
+    if cfg.trainer.compile:
+        compile_model(module)
+    tags.update(freeze_tags(module.model, cfg.init.freeze))  # the parameters it trains
+    if cfg.model.ffn == "moe":  # before anything is logged: a router the LM loss cannot train
+        from ablate.training.probe import check_routers_learn
+
+        frozen = check_routers_learn(module.model, *dm.probe_batch(),
+                                     allow_frozen=cfg.model.moe.allow_frozen_router)
+        if frozen:  # allowed by model.moe.allow_frozen_router: say so on the run
+            tags[FROZEN_ROUTER] = ",".join(f"l{g.layer}" for g in frozen)
+        if cfg.model.moe.allow_noncausal_routing:
+            tags[NONCAUSAL_ROUTING] = "true"  # such runs see future tokens
+    sizes = param_counts(cfg.model, cfg.data.block_size)
+    return Built(cfg, dm, module, sizes, tags, bool(sharded))
+
+
+def train(cfg: RunConfig, *, experiment: str, initial: InitialWeights | None = None,
+          progress=None, **fit_kwargs) -> TrainResult:
+    """`build` then `fit`: one MLflow run (rank 0 only under DDP)."""
+    return fit(build(cfg, initial, progress), experiment=experiment, progress=progress,
+               **fit_kwargs)
+
+
+def fit(built: Built, *, experiment: str, tracking_uri: str | None = None,
+        run_name: str | None = None, parent_run_id: str | None = None,
+        tags: dict[str, str] | None = None, trial=None, progress=None, on_run=None,
+        weights_out: str | None = None, ckpt_dir=None, prune_follower: bool = False,
+        params: dict[str, str] | None = None) -> TrainResult:
+    """Train `built` as one MLflow run. `trial`: the Optuna trial to report to and prune by;
+    `prune_follower`: a DDP rank > 0 of a prunable trial (it receives rank 0's decision).
+    `ckpt_dir`: where the run checkpoints and resumes from. `params`: more MLflow params (a
+    sweep's `arm`: the point's label, also the run's `ablate.arm` tag; without it the tag is
+    the config's seed-free name)."""
+    cfg, dm, module = built.cfg, built.dm, built.module
+    tracker = RunTracker(tracking_uri, experiment)
+    params = dict(params or {})
+    all_tags = standard_tags({DATA_FINGERPRINT: dm.fingerprint,
+                              ARM: params.get("arm") or arm_name(cfg, seed=False),
+                              **built.tags, **(tags or {})})
+    # from the run's creation on, every way out ends it (a Ctrl-C while the Trainer is built
+    # must not leave it RUNNING)
+    status, state = "FAILED", "FAILED"
+    try:
+        # sizes describe the config: params, not metrics (MLflow's charts take either as an axis)
+        run_id = tracker.start(run_name or cfg.tracking.run_name or arm_name(cfg), all_tags,
+                               parent_run_id, {**applicable(flatten(to_dict(cfg)), cfg),
+                                               **built.sizes, **params}, to_yaml(cfg))
+        if on_run is not None and run_id:
+            on_run(run_id)
+        routing = RoutingStats(cfg.tracking.routing_stats_every)
+        pruning = OptunaPruning(trial) if (trial is not None or prune_follower) else None
+        callbacks, bar = _callbacks(built, routing, pruning, progress)
+        resume_from = _resume_point(cfg, ckpt_dir, callbacks, tracker)
+        trainer = make_trainer(cfg, tracker.logger or False, callbacks, bar,
+                               checkpointing=ckpt_dir is not None,
+                               clip=not built.expert_parallel)
+        if tracker.logger is not None:
+            tracker.logger.step_source = lambda: trainer.global_step
+        with _interrupts_propagate(trainer):
+            trainer.fit(module, datamodule=dm, ckpt_path=resume_from, weights_only=True)
+            pruned = bool(pruning and pruning.pruned)
+            if not pruned and trainer.global_step % cfg.trainer.val_every:
+                trainer.validate(module, datamodule=dm, verbose=False)  # always end on a val/loss
+        if weights_out:
+            save_weights(module.model, weights_out)
+        tracker.log_expert_load(*routing.load_matrix(), routing.load_history(), arm_name(cfg))
+        status, state = "FINISHED", ("PRUNED" if pruned else "COMPLETE")
+        if ckpt_dir is not None:  # finished: the resume point is no longer needed
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+        extra = {"pruned_at": pruning.pruned_at} if pruned else {}
+        last = dict(tracker.logger.last) if tracker.logger is not None else dict_metrics(trainer)
+        return TrainResult(tracker.run_id or "", last, built.sizes, pruned, extra)
+    except KeyboardInterrupt:
+        status, state = "KILLED", "KILLED"
+        raise
+    except Exception as e:
+        tracker.set_tag(FAIL_REASON, f"{type(e).__name__}: {e}")
+        raise
+    finally:
+        tracker.end(status, state)
+
+
+def make_trainer(cfg: RunConfig, logger, callbacks, progress_bar: bool,
+                 checkpointing: bool = False, clip: bool = True) -> L.Trainer:
+    """The Lightning Trainer of `cfg`. `clip`: False when a callback clips the gradients
+    itself (expert parallelism's global norm)."""
     t = cfg.trainer
     gpu = t.accelerator in ("gpu", "cuda")
     strategy = "auto"
@@ -69,7 +187,8 @@ def _trainer(cfg: RunConfig, logger, callbacks, progress_bar: bool,
         from lightning.pytorch.strategies import DDPStrategy
 
         # the reference loop skips experts without tokens, and an allowed frozen router may
-        # get no gradient (PITFALLS #14); grouped dispatch touches every expert's weights
+        # get no gradient: DDP must not wait for their gradients; grouped dispatch touches
+        # every expert's weights
         moe = cfg.model.moe
         unused = cfg.model.ffn == "moe" and (moe.dispatch == "loop" or moe.allow_frozen_router)
         strategy = DDPStrategy(find_unused_parameters=unused)
@@ -84,9 +203,9 @@ def _trainer(cfg: RunConfig, logger, callbacks, progress_bar: bool,
         accelerator=t.accelerator,
         devices=t.devices,
         precision=t.precision,
-        gradient_clip_val=cfg.optim.grad_clip or None,
+        gradient_clip_val=(cfg.optim.grad_clip or None) if clip else None,
         accumulate_grad_batches=t.accumulate_grad_batches,
-        # MoE scatter ops have no deterministic CUDA kernel: warn there (PITFALLS #15)
+        # MoE scatter ops have no deterministic CUDA kernel: warn there, not fail
         deterministic=("warn" if gpu else True) if t.deterministic else False,
         logger=logger,
         callbacks=callbacks,
@@ -97,109 +216,6 @@ def _trainer(cfg: RunConfig, logger, callbacks, progress_bar: bool,
         # the datamodule shards train batches by rank itself, in a resumable order
         use_distributed_sampler=False,
     )
-
-
-def train(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = None,
-          run_name: str | None = None, parent_run_id: str | None = None,
-          tags: dict[str, str] | None = None, trial=None, progress=None,
-          on_run=None, weights_out: str | None = None, ckpt_dir=None,
-          prune_follower: bool = False, initial: InitialWeights | None = None,
-          params: dict[str, str] | None = None) -> TrainResult:
-    """Train `cfg` as one MLflow run (rank 0 only under DDP). `trial`: the Optuna trial to
-    report to and prune by; `prune_follower`: a DDP rank > 0 of a prunable trial (it
-    receives rank 0's pruning decision). `initial`: the starting weights cfg.init asks for,
-    prepared by the caller (`ablate.training.init_weights.prepare_init`); `init.freeze` is
-    applied here. `params`: more MLflow params (a sweep's `arm`: the point's label, also the
-    run's `ablate.arm` tag; without it the tag is the config's seed-free name)."""
-    if initial is None and (cfg.init.from_checkpoint or cfg.init.dense_steps):
-        raise ValueError("cfg.init names starting weights: pass initial=prepare_init(cfg, ...)")
-    from ablate.parallel.expert_parallel import parallelize
-    from ablate.tracking.heatmap import expert_load_figure
-    from ablate.training.module import LMModule
-
-    cfg = copy.deepcopy(cfg)
-    L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
-    dm = build_datamodule(cfg)
-    if progress is not None and hasattr(progress, "message"):
-        dm.report = progress.message  # "tokenizing ...": the first run of a corpus takes a while
-    dm.prepare_data()
-    dm.setup("fit")
-    if cfg.model.vocab_size is None:
-        cfg.model.vocab_size = dm.vocab_size
-    sizes = param_counts(cfg.model, cfg.data.block_size)
-    module = LMModule(cfg.model, cfg.optim, cfg.trainer.max_steps, cfg.data.block_size)
-    init_tags = {}
-    if initial is not None:  # whole weights, before parallelize slices the experts
-        load_initial(module.model, initial)
-        init_tags = dict(initial.tags)
-    elif cfg.init.freeze != "none":
-        init_tags = {INIT: "scratch"}
-    parallelize(module, cfg.model.moe.expert_parallel)  # before anything uses the model
-    if cfg.trainer.compile:
-        compile_model(module)
-    init_tags.update(freeze_tags(module.model, cfg.init.freeze))  # the parameters it trains
-
-    frozen = []
-    if cfg.model.ffn == "moe":  # before anything is logged: a router the LM loss cannot train
-        from ablate.training.probe import check_routers_learn
-
-        frozen = check_routers_learn(module.model, *dm.probe_batch(),
-                                     allow_frozen=cfg.model.moe.allow_frozen_router)
-
-    tracker = RunTracker(tracking_uri, experiment)
-    params = dict(params or {})
-    all_tags = standard_tags({DATA_FINGERPRINT: dm.fingerprint,
-                              ARM: params.get("arm") or arm_name(cfg, seed=False)})
-    if cfg.model.ffn == "moe" and cfg.model.moe.allow_noncausal_routing:
-        all_tags[NONCAUSAL_ROUTING] = "true"  # such runs see future tokens
-    if frozen:  # allowed by model.moe.allow_frozen_router: say so on the run
-        all_tags[FROZEN_ROUTER] = ",".join(f"l{g.layer}" for g in frozen)
-    all_tags.update(init_tags)
-    all_tags.update(tags or {})
-    # from the run's creation on, every way out ends it (a Ctrl-C while the Trainer is built
-    # must not leave it RUNNING)
-    status, state, run_id = "FAILED", "FAILED", None
-    try:
-        # sizes describe the config: params, not metrics (MLflow's charts take either as an axis)
-        run_id = tracker.start(run_name or cfg.tracking.run_name or arm_name(cfg), all_tags, parent_run_id,
-                               {**applicable(flatten(to_dict(cfg)), cfg), **sizes, **params}, to_yaml(cfg))
-        if on_run is not None and run_id:
-            on_run(run_id)
-        logger = tracker.logger
-
-        routing = RoutingStats(cfg.tracking.routing_stats_every)
-        pruning = OptunaPruning(trial) if (trial is not None or prune_follower) else None
-        callbacks, bar = _callbacks(cfg, dm, routing, pruning, progress)
-        resume_from = _resume_point(cfg, ckpt_dir, callbacks, tracker)
-        trainer = _trainer(cfg, logger or False, callbacks, bar, checkpointing=ckpt_dir is not None)
-        if logger is not None:
-            logger.step_source = lambda: trainer.global_step
-        with _interrupts_propagate(trainer):
-            trainer.fit(module, datamodule=dm, ckpt_path=resume_from, weights_only=True)
-            pruned = bool(pruning and pruning.pruned)
-            if not pruned and trainer.global_step % cfg.trainer.val_every:
-                trainer.validate(module, datamodule=dm, verbose=False)  # always end on a val/loss
-        if weights_out:
-            save_weights(module.model, weights_out)
-        ids, rows = routing.load_matrix()
-        if rows and tracker.enabled:
-            tracker.log_dict({"layers": ids, "load_fraction": rows}, "routing/expert_load.json")
-            tracker.log_dict(routing.load_history(), "routing/expert_load_history.json")
-            tracker.log_figure(expert_load_figure(ids, rows, arm_name(cfg)), "routing/expert_load.png")
-        status, state = "FINISHED", ("PRUNED" if pruned else "COMPLETE")
-        if ckpt_dir is not None:  # finished: the resume point is no longer needed
-            shutil.rmtree(ckpt_dir, ignore_errors=True)
-        extra = {"pruned_at": pruning.pruned_at} if pruned else {}
-        last = dict(logger.last) if logger is not None else dict_metrics(trainer)
-        return TrainResult(run_id or "", last, sizes, pruned, extra)
-    except KeyboardInterrupt:
-        status, state = "KILLED", "KILLED"
-        raise
-    except Exception as e:
-        tracker.set_tag(FAIL_REASON, f"{type(e).__name__}: {e}")
-        raise
-    finally:
-        tracker.end(status, state)
 
 
 def compile_model(module) -> None:
@@ -215,9 +231,10 @@ def compile_model(module) -> None:
             block.ffn.compile()
 
 
-def _callbacks(cfg: RunConfig, dm, routing, pruning, progress) -> tuple[list[L.Callback], bool]:
+def _callbacks(built: Built, routing, pruning, progress) -> tuple[list[L.Callback], bool]:
     """The run's callbacks, and whether it shows Lightning's own progress bar."""
-    callbacks: list[L.Callback] = [Throughput(dm.tokens_per_batch, cfg.trainer.log_every)]
+    cfg = built.cfg
+    callbacks: list[L.Callback] = [Throughput(built.dm.tokens_per_batch, cfg.trainer.log_every)]
     if cfg.model.ffn == "moe":
         callbacks += [routing, RouterHealth(cfg.tracking.routing_stats_every)]
     if pruning:
@@ -229,6 +246,10 @@ def _callbacks(cfg: RunConfig, dm, routing, pruning, progress) -> tuple[list[L.C
         from lightning.pytorch.callbacks import RichProgressBar
 
         callbacks.append(RichProgressBar(leave=True))
+    if built.expert_parallel:  # last: RouterHealth reads the gradients before it clips them
+        from ablate.parallel.expert_parallel import ExpertParallel
+
+        callbacks.append(ExpertParallel(cfg.optim.grad_clip))
     return callbacks, bar
 
 
@@ -288,5 +309,3 @@ def _resumable(last: Path) -> str | None:
 def dict_metrics(trainer) -> dict[str, float]:
     """The trainer's last metrics (ranks without an MLflow logger)."""
     return {k: float(v) for k, v in trainer.callback_metrics.items()}
-
-

@@ -4,7 +4,8 @@ import argparse
 
 import pytest
 
-from ablate.cli.main import build_parser as _parser, main
+from ablate.cli.main import build_parser as _parser
+from ablate.cli.main import main
 
 
 def _commands(parser, path=("ablate",)):

@@ -7,9 +7,17 @@ import math
 import pytest
 import torch
 
-from ablate.losses.aux import (AuxContext, comm_loss, device_loss, expert_fraction,
-                               importance_loss, seq_aux_loss, switch_loss, z_loss)
 from ablate.config.schema import MoEConfig
+from ablate.losses.aux import (
+    AuxContext,
+    comm_loss,
+    device_loss,
+    expert_fraction,
+    importance_loss,
+    seq_aux_loss,
+    switch_loss,
+    z_loss,
+)
 from ablate.models.moe.layer import MoELayer
 from ablate.models.moe.routers.base import RouterOutput
 from ablate.registry import AUX_LOSSES

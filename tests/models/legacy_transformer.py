@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ablate.config.derived import moe_layer_ids
 from ablate.config.schema import ModelConfig
 from ablate.models.mlp import SwiGLU
 from ablate.models.moe.layer import MoELayer
-from ablate.config.derived import moe_layer_ids
 
 
 def init_normal_(owner: nn.Module, p: torch.Tensor, std: float) -> None:

@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ablate.parallel.checkpoint import gather_expert_shards, slice_expert_states
+from ablate.parallel.expert_parallel import gather_expert_shards, slice_expert_states
 from ablate.parallel.sharded_experts import ExpertParallelExperts, shard_range
 from ablate.parallel.world import leave as finish
 from tests.dist_helpers import spawn_ranks

@@ -23,8 +23,18 @@ from ablate.errors import ConfigError
 from ablate.models.moe.experts import RoutedExperts
 from ablate.models.moe.layer import MoELayer, build_router
 from ablate.models.transformer import Transformer
-from ablate.parallel.expert_parallel import clip_grad_norm_, exclude_from_ddp, expert_param_names, parallelize
-from ablate.parallel.sharded_experts import ExpertParallelExperts, groups_per_rank, shard_from_full, shard_range
+from ablate.parallel.expert_parallel import (
+    clip_grad_norm_,
+    exclude_from_ddp,
+    expert_param_names,
+    parallelize,
+)
+from ablate.parallel.sharded_experts import (
+    ExpertParallelExperts,
+    groups_per_rank,
+    shard_from_full,
+    shard_range,
+)
 from ablate.parallel.world import leave as finish
 from tests.dist_helpers import spawn_ranks
 

@@ -59,16 +59,16 @@ class _Probe(L.Callback):
 
 
 def _train(monkeypatch, cfg, ckpt, probe: _Probe):
-    real = run_mod._trainer
+    real = run_mod.make_trainer
 
     def with_probe(cfg_, logger, callbacks, *args, **kwargs):
         return real(cfg_, logger, [*callbacks, probe], *args, **kwargs)
 
-    monkeypatch.setattr(run_mod, "_trainer", with_probe)
+    monkeypatch.setattr(run_mod, "make_trainer", with_probe)
     try:
         return train(cfg, experiment="det", ckpt_dir=ckpt)
     finally:
-        monkeypatch.setattr(run_mod, "_trainer", real)
+        monkeypatch.setattr(run_mod, "make_trainer", real)
 
 
 @pytest.fixture(scope="module")

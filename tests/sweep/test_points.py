@@ -153,7 +153,7 @@ def test_a_key_a_newer_ablate_adds_at_its_default_does_not_change_a_study():
     a key set away from its default still does."""
     from ablate.config.load import load_config
     from ablate.sweep.fingerprint import changes, definition
-    from ablate.sweep.spec import SweepSpec, Objective
+    from ablate.sweep.spec import Objective, SweepSpec
 
     spec = SweepSpec("s", {}, {"optim.lr": [0.001]}, [Objective()])
     new = definition(spec, load_config())

@@ -5,7 +5,7 @@ import io
 
 import matplotlib.pyplot as plt
 
-from ablate.tracking.heatmap import expert_load_figure
+from ablate.tracking.tracker import expert_load_figure
 
 
 def test_figures_are_not_kept_open_and_render():

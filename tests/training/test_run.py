@@ -24,7 +24,7 @@ def test_ctrl_c_between_run_creation_and_fit_ends_the_run_killed(where, ablate_h
     if where == "on_run":  # what the sweep does first: record the run id on the trial
         on_run = _interrupt
     else:
-        monkeypatch.setattr(run_mod, "_trainer", _interrupt)
+        monkeypatch.setattr(run_mod, "make_trainer", _interrupt)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, experiment="ctrlc", on_run=on_run)
     (r,) = all_runs(ablate_home)
@@ -36,7 +36,7 @@ def test_a_failure_while_the_trainer_is_built_fails_the_run_with_its_reason(abla
     def broken(*_a, **_k):
         raise RuntimeError("no such accelerator")
 
-    monkeypatch.setattr(run_mod, "_trainer", broken)
+    monkeypatch.setattr(run_mod, "make_trainer", broken)
     with pytest.raises(RuntimeError):
         train(load_config(overrides=list(TINY)), experiment="broken")
     (r,) = all_runs(ablate_home)

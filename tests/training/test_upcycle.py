@@ -7,10 +7,9 @@ import torch.nn.functional as F
 from ablate.config.load import load_config
 from ablate.errors import ConfigError
 from ablate.models.transformer import Transformer
-from ablate.training.freeze import freeze
-from ablate.training.init_weights import COUNTERPART, prepare_init
+from ablate.training.launch import COUNTERPART, prepare_init
 from ablate.training.upcycle import ROUTER, upcycle
-from ablate.training.weights import InitialWeights, load_initial, load_weights, save_weights
+from ablate.training.weights import InitialWeights, freeze, load_initial, load_weights, save_weights
 from tests.mlflow_helpers import all_runs
 
 SIZES = ["model.vocab_size=256", "model.d_model=32", "model.n_heads=2", "model.d_ff=64",

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from ablate.config.load import load_config
-from ablate.config.schema import MoEConfig, ModelConfig
+from ablate.config.schema import ModelConfig, MoEConfig
 from ablate.errors import ConfigError
 from ablate.models.moe.checks import FrozenRouterError
 from ablate.models.moe.layer import MoELayer

@@ -1,7 +1,11 @@
-"""Where a run's weights start (`init.*`), prepared by the caller before `train`: nothing
-(scratch), a checkpoint, or an upcycled dense model (a given file, or the dense parent
-trained here first). `train(cfg, initial=prepare_init(cfg, ...))` loads the result and
-applies `init.freeze`; `ablate.training.run` never imports this module.
+"""A run with its starting weights: what `ablate train`, every sweep trial and the DDP
+followers call.
+
+`run(cfg, ...)` prepares where the weights start (`init.*`: nothing (scratch), a
+checkpoint, or an upcycled dense model: a given file, or the dense parent trained here
+first) and trains (`ablate.training.run.train`, which loads them and applies
+`init.freeze`). `ablate.training.run` never imports this module: the dense parent is a
+plain run of its own.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from ablate.tracking.tags import (
     UPCYCLED_FROM,
 )
 from ablate.training.dense_parent import dense_parent, parent_run_of
+from ablate.training.run import TrainResult, train
 from ablate.training.upcycle import ROUTER, upcycle
 from ablate.training.weights import InitialWeights, load_weights
 
@@ -58,3 +63,13 @@ def prepare_init(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = 
     tags.update({INIT: f"upcycle_{i.upcycle}", UPCYCLE_NOISE: str(i.noise),
                  UPCYCLED_FROM: parent or source})
     return InitialWeights(state, source, tags, COUNTERPART, fresh=ROUTER)
+
+
+def run(cfg: RunConfig, *, experiment: str, tracking_uri: str | None = None,
+        parent_run_id: str | None = None, **train_kwargs) -> TrainResult:
+    """Prepare `cfg`'s starting weights, then train it as one MLflow run (`train`'s
+    keywords: run_name, tags, trial, progress, on_run, ckpt_dir, prune_follower, params)."""
+    initial = prepare_init(cfg, experiment=experiment, tracking_uri=tracking_uri,
+                           parent_run_id=parent_run_id)
+    return train(cfg, experiment=experiment, tracking_uri=tracking_uri,
+                 parent_run_id=parent_run_id, initial=initial, **train_kwargs)
