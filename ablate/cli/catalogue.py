@@ -169,7 +169,7 @@ class Section:
 
 
 def sections() -> list[Section]:
-    from ablate.config.load import preset_names
+    from ablate.config.schema import preset_names
 
     parts = [Section("routers", "model.moe.router.name", "routers (model.moe.router.name: a "
                      "bundle of parts; any model.moe.router.* key can be set on top)",
@@ -240,7 +240,8 @@ def _panels() -> Section:
 
 
 def _preset_line(name: str) -> str:
-    from ablate.config.load import PRESETS_DIR, flatten, read_yaml
+    from ablate.config.load import flatten, read_yaml
+    from ablate.config.schema import PRESETS_DIR
 
     path = PRESETS_DIR / f"{name}.yaml"
     sets = " ".join(f"{k}={yaml_text(v)}" for k, v in flatten(read_yaml(path)).items())

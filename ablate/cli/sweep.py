@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from ablate.cli.common import add_plugin_arg, add_store_args, hub_mode, join_process_group
+from ablate.sweep.record import TrialRecord
 
 
 def add_parser(sub) -> None:
@@ -65,7 +67,6 @@ def _run_sweep(a, sweep, n: int, envs: list[dict[str, str]]) -> int:
     from rich.console import Console
 
     from ablate.cli.progress import SweepDisplay
-    from ablate.reporting.table import trials_table
 
     console, spec = Console(), sweep.spec
     rc = 0
@@ -159,3 +160,42 @@ def _worker_argv(a, sweep, n: int, i: int) -> list[str]:
     for plugin in a.plugin:
         argv += ["--plugin", plugin]
     return argv
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float) and abs(v) >= 1000:
+        return f"{v:,.0f}"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "" if v is None else str(v)
+
+
+def trials_table(study, objectives: list[str], title: str = ""):
+    """The study's final comparison table (rich), one row per trial."""
+    import optuna
+    from rich.table import Table
+
+    table = Table(title=title or f"study {study.study_name}", header_style="bold")
+    for col in ["trial", "state", "arm / params", *objectives, "params_active", "tokens/s", "min"]:
+        table.add_column(col, justify="left" if col in ("state", "arm / params") else "right")
+    trials = study.get_trials(deepcopy=False)
+    multi = len(study.directions) > 1
+    sign = 1 if study.directions[0] == optuna.study.StudyDirection.MINIMIZE else -1
+
+    def key(t):
+        done = t.state == optuna.trial.TrialState.COMPLETE and t.values
+        return (0, sign * t.values[0]) if done else (1, t.number)
+
+    for t in sorted(trials, key=key):
+        m = TrialRecord.of(t).metrics
+        label = t.params.get("arm") or ", ".join(f"{k}={_fmt(v)}" for k, v in t.params.items())
+        extra = {k: v for k, v in t.params.items() if k != "arm"}
+        if "arm" in t.params and extra:
+            label += " " + ", ".join(f"{k}={_fmt(v)}" for k, v in extra.items())
+        values = list(t.values) if t.values else [m.get(o) for o in objectives]
+        minutes = t.duration.total_seconds() / 60 if t.duration else None
+        table.add_row(str(t.number), t.state.name, label, *(_fmt(v) for v in values),
+                      _fmt(m.get("params_active")), _fmt(m.get("perf/tokens_per_s")), _fmt(minutes))
+    if multi:
+        table.caption = "Pareto set: trials " + ", ".join(str(t.number) for t in study.best_trials)
+    return table

@@ -15,8 +15,10 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from ablate.config.derived import apply_budget, resolve
 from ablate.config.domains import check_domains
-from ablate.config.schema import RunConfig
+from ablate.config.schema import PRESETS_DIR, RunConfig, preset_names
+from ablate.config.validate import validate
 from ablate.errors import ConfigError
 from ablate.registry import ROUTERS
 
@@ -162,8 +164,6 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = (),
         merged = _merge(layers, _router_typed(schema, layers))
     cfg: RunConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
     check_domains(cfg)  # every key's own domain, the router's included, before any use
-    from ablate.config.derived import apply_budget, resolve
-    from ablate.config.validate import validate
     from ablate.registry import CONFIG_CHECKS
 
     apply_budget(cfg)
@@ -172,13 +172,6 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = (),
         CONFIG_CHECKS.get(name).obj(cfg)
     validate(cfg)
     return cfg
-
-
-PRESETS_DIR = Path(__file__).parent / "presets" / "moe"
-
-
-def preset_names() -> list[str]:
-    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
 
 
 def preset_layer(name: str, drop_router: bool = False) -> dict[str, Any]:

@@ -10,6 +10,7 @@ subclass, see `ablate.registry`); aux-loss weights live in an open dict (`model.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
 from ablate.config.domains import (
@@ -47,10 +48,11 @@ def _tokenizers() -> list[str]:
     return TOKENIZERS.names()
 
 
-def _presets() -> list[str]:
-    from ablate.config.load import preset_names
+PRESETS_DIR = Path(__file__).parent / "presets" / "moe"  # model.moe.preset: a file each
 
-    return preset_names()
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
 
 
 @dataclass
@@ -148,7 +150,7 @@ class MoEConfig:
                                                      "is tagged)")
     allow_frozen_router: bool = described(False, "train even if the LM loss cannot reach the "
                                                  "router")
-    preset: Optional[str] = one_of(None, _presets, help="a model's MoE block (presets/moe/): sets "
+    preset: Optional[str] = one_of(None, preset_names, help="a model's MoE block (presets/moe/): sets "
                                                         "the keys below; any key you set wins")
     expert_parallel: bool = described(False, "shard the experts across the ranks of a DDP trial "
                                              "(all_to_all)")

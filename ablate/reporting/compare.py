@@ -80,7 +80,7 @@ def compare(data: StudyData, metric: str | None = None, baseline: str | None = N
     duplicates: dict[str, int] = {}
     for arm in order:
         runs = [r for r in data.complete() if r.arm == arm and r.value(metric) is not None]
-        runs, dropped = _one_per_config_and_seed(runs)
+        runs, dropped = one_per_config_and_seed(runs)
         if dropped:
             duplicates[arm] = dropped
         others = [r for r in data.rows if r.arm == arm and r.state != "COMPLETE"]
@@ -111,7 +111,7 @@ def compare(data: StudyData, metric: str | None = None, baseline: str | None = N
                       not_complete, data.by, duplicates)
 
 
-def _one_per_config_and_seed(runs: list) -> tuple[list, int]:
+def one_per_config_and_seed(runs: list) -> tuple[list, int]:
     """Two runs of the same configuration and seed are one sample, not two (they measure the
     same thing twice: counting both would shrink the CI for nothing). Keeps the first of
     each (the same run listed by two attempts of a trial is one run)."""

@@ -5,6 +5,7 @@
   arm A's seed s and arm B's seed s see the same init stream and data order): the mean of
   the per-seed differences, its t-interval, and a two-sided p-value with n-1 d.o.f.
 - `welch_test`: Welch's unequal-variance t-test, used when no seeds can be matched.
+- `mean_curve`: the pointwise mean and t-interval of several runs' histories.
 
 Each refuses what it cannot honestly compute: one value has no interval, and values that
 are all equal (runs of different seeds never are, unless they are the same run counted
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 NAN = float("nan")
 
@@ -106,3 +107,30 @@ def welch_test(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> T
     df = (va + vb) ** 2 / (va ** 2 / (sa.n - 1) + vb ** 2 / (sb.n - 1))
     half = t_quantile((1 + level) / 2, df) * se
     return TestResult("welch-t", sa.n + sb.n, diff, half, _t_sf2(diff / se, df))
+
+
+@dataclass
+class Curve:
+    steps: list[int]
+    mean: list[float]
+    lo: list[float] = field(default_factory=list)
+    hi: list[float] = field(default_factory=list)
+    n: list[int] = field(default_factory=list)
+
+
+def mean_curve(histories: list[list[tuple[int, float]]], level: float = 0.95) -> Curve:
+    """Pointwise mean and t-interval over runs at each step any run logged."""
+    steps = sorted({s for h in histories for s, _ in h})
+    maps = [dict(h) for h in histories]
+    c = Curve([], [], [], [], [])
+    for s in steps:
+        vals = [m[s] for m in maps if s in m and math.isfinite(m[s])]
+        if not vals:
+            continue
+        summ = mean_ci(vals, level)
+        c.steps.append(s)
+        c.mean.append(summ.mean)
+        c.lo.append(summ.lo if summ.n > 1 else summ.mean)
+        c.hi.append(summ.hi if summ.n > 1 else summ.mean)
+        c.n.append(summ.n)
+    return c

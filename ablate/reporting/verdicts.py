@@ -18,10 +18,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ablate.reporting.compare import one_per_config_and_seed
 from ablate.reporting.stats import TestResult, mean_ci, paired_test, t_quantile, welch_test
 from ablate.reporting.study_data import StudyData, direction_of
 from ablate.sweep.expect import Expectation, split_metric
 from ablate.sweep.record import expectations
+from ablate.tracking.runs import describe
 from ablate.tracking.tags import CLAIM
 
 MAX_NEEDED = 10_000
@@ -57,10 +59,8 @@ def _json(v: float) -> float | None:
 
 def _values(data: StudyData, arm: str, metric: str) -> dict[int | None, float]:
     """seed -> the arm's value of `metric` (aggregated over the curve for max:/min:/mean:)."""
-    from ablate.reporting.compare import _one_per_config_and_seed
-
     agg, name = split_metric(metric)
-    rows, _ = _one_per_config_and_seed([r for r in data.complete() if r.arm == arm])
+    rows, _ = one_per_config_and_seed([r for r in data.complete() if r.arm == arm])
     out = {}
     for r in rows:
         if agg is None:
@@ -138,18 +138,14 @@ def to_markdown(verdicts: list[Verdict], metric: str) -> str:
 def log_verdicts(client, parent_run_id: str, verdicts: list[Verdict], metric: str,
                  arms_md: str = "") -> None:
     """Tags `ablate.claim.<i>` (the verdict), `claims.json`, and the run description (unless
-    a person wrote one: see dashboard.NOTE_MARKER)."""
-    from ablate.reporting.dashboard import NOTE_MARKER
-
+    a person wrote one: `ablate.tracking.runs.describe`)."""
     if not verdicts:
         return
     for i, v in enumerate(verdicts):
         client.set_tag(parent_run_id, CLAIM.format(i), v.verdict)
     client.log_dict(parent_run_id, {"verdicts": [v.as_dict() for v in verdicts]}, "claims.json")
-    note = client.get_run(parent_run_id).data.tags.get("mlflow.note.content", "")
-    if not note or note.startswith(NOTE_MARKER):
-        client.set_tag(parent_run_id, "mlflow.note.content", f"{NOTE_MARKER}\n" + verdicts_md(verdicts, metric)
-                       + (f"\n{arms_md}" if arms_md else ""))
+    describe(client, parent_run_id, verdicts_md(verdicts, metric)
+             + (f"\n{arms_md}" if arms_md else ""))
 
 
 def verdicts_md(verdicts: list[Verdict], metric: str) -> str:

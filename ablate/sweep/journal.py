@@ -1,4 +1,4 @@
-"""Journal files that a crash or a full disk cannot make unreadable (PITFALLS #27, optuna#5138).
+"""Journal files that a crash or a full disk cannot make unreadable (optuna#5138).
 
 Optuna's `JournalFileBackend` appends one JSON record per line. A write cut short (a full
 disk, a crash mid-append) leaves half a record at the end of the file; Optuna skips it when

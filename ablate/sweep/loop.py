@@ -14,7 +14,7 @@ seeds already finished carried over), also when a worker died before it could.
 Finite spaces are enumerated: the next point is the first of the space (in sweep-file
 order) that is neither done, failed for good nor in flight; it is queued and asked, so no
 sampler can repeat it or skip it (Optuna's BruteForceSampler counts failed trials as
-explored: PITFALLS #25). Other spaces ask the sampler; a proposal equal to a point the
+explored, so it would never propose a failed point again and leave a hole). Other spaces ask the sampler; a proposal equal to a point the
 study already has is told FAIL as `duplicate_of` (bookkeeping, never trained) and asked
 again.
 """

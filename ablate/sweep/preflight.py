@@ -10,14 +10,16 @@ one ConfigError (one line, exit 2) for the first problem found.
 - the base config and every value each parameter can take (each arm, each choice, every
   value of an int range or a stepped float range, the ends of a continuous one) resolve
   to a valid config, including the router check;
-- the data and devices those configs need exist (`check_environment`, when available).
+- the data and devices those configs need exist (`check_machine`).
 """
 
 from __future__ import annotations
 
 from ablate.errors import ConfigError
 from ablate.sweep import space as sp
+from ablate.sweep.study import check_pruner, check_sampler
 from ablate.tracking.metrics import check_metric
+from ablate.training.preflight import check_environment
 
 EXHAUSTIVE = ("bruteforce", "grid")
 
@@ -56,11 +58,7 @@ def check_sampler_fits_space(spec, params) -> None:
             raise ConfigError("sampler.name", name, "tpe, random, gp, cmaes, nsga2 for a continuous "
                               f"range, or give space.{continuous[0]} a step or choices",
                               f"space.{continuous[0]} is continuous: it cannot be enumerated")
-    try:  # the part-A checks (options against the constructors), where they exist
-        from ablate.sweep.study import check_pruner, check_sampler
-    except ImportError:
-        return
-    check_sampler(spec.sampler, len(spec.objectives))
+    check_sampler(spec.sampler, len(spec.objectives))  # options vs the Optuna constructors
     check_pruner(spec.pruner)
 
 
@@ -76,17 +74,14 @@ def check_configs(sweep) -> list:
     return configs
 
 
-def check_environment(configs: list, tracking_uri: str | None = None) -> None:
-    try:
-        from ablate.training.preflight import check_environment as check
-    except ImportError:
-        return
+def check_machine(configs: list, tracking_uri: str | None = None) -> None:
+    """What the distinct configs need from this machine (data, devices, stores): each once."""
     seen = set()
     for cfg in configs:  # data, devices, stores: the same for most arms, check each once
         key = repr((cfg.data, cfg.trainer, cfg.init, cfg.tracking))
         if key not in seen:
             seen.add(key)
-            check(cfg, tracking_uri)
+            check_environment(cfg, tracking_uri)
 
 
 def preflight(sweep) -> None:
@@ -98,4 +93,4 @@ def preflight(sweep) -> None:
     check_sampler_fits_space(spec, sweep.params)
     configs = check_configs(sweep)
     check_objectives(spec, configs)
-    check_environment(configs, sweep.tracking_uri_flag)
+    check_machine(configs, sweep.tracking_uri_flag)

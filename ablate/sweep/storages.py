@@ -1,6 +1,7 @@
 """Optuna storages: one table from a storage URL's scheme to how it is checked and opened.
 
-Storage by deployment (Optuna's own decision graph, PITFALLS #1-3): a journal file for one
+Storage by deployment (Optuna's own decision graph in its distributed-optimization tutorial;
+SQLite raises "database is locked" under parallel workers): a journal file for one
 machine (default, safe for many processes), PostgreSQL for many machines (heartbeats +
 retry of stale trials), SQLite for one process only. A new backend is one entry in
 `STORAGES`: the error messages and the `--storage` help of every command read it.
@@ -59,7 +60,7 @@ def _open_journal(url: str | None, study: str):
 
     path = journal_path(url, study)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(open_backend(path))  # torn records cut first (PITFALLS #27)
+    return JournalStorage(open_backend(path))  # torn records cut first (journal.py)
 
 
 def _check_database(url: str, workers: int) -> None:

@@ -64,7 +64,7 @@ def run_workers(worker_argv: Callable[[int], list[str]], env_for: Callable[[int]
     procs = []
     for i in range(n):
         env = {**os.environ, **env_for(i), "ABLATE_WORKER": str(i)}
-        env.pop("MLFLOW_RUN_ID", None)  # a stray run id would hijack the child runs (PITFALLS #8)
+        env.pop("MLFLOW_RUN_ID", None)  # MLflow would log into that run instead of a new child run (and end it)
         log = open(log_dir / f"worker-{i}.log", "ab")
         procs.append((subprocess.Popen(worker_argv(i), env=env, stdout=log,
                                        stderr=subprocess.STDOUT), log))

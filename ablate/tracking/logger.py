@@ -1,7 +1,8 @@
 """A small Lightning logger that writes metrics into an existing MLflow run.
 
-Why not `MLFlowLogger`: its `finalize` terminates whatever run it was given and its
-defaults read env vars at import (PITFALLS #7, #8). Here the run's lifecycle belongs to
+Why not `MLFlowLogger`: its `finalize` terminates whatever run it was given (a sweep's parent
+run, if handed that one) and its default tracking URI is read from the environment when
+Lightning is imported, not when the logger is made. Here the run's lifecycle belongs to
 `ablate.tracking.runs`; this logger only batches metrics into it.
 
 Batches are written every `flush_every` metrics or `flush_secs` seconds, whichever comes

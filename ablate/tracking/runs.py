@@ -59,3 +59,17 @@ def number(metrics: dict[str, float], params: dict[str, str], key: str,
         return float(params[key])
     except (KeyError, TypeError, ValueError):
         return default
+
+
+NOTE = "mlflow.note.content"  # the run's description in the MLflow UI
+NOTE_MARKER = "<!-- ablate:summary -->"  # a description ablate wrote (and may rewrite)
+
+
+def describe(client, run_id: str, markdown: str) -> bool:
+    """Set the run's description (what the MLflow UI shows on its page) to `markdown`, unless
+    a person wrote one: ablate only replaces its own (marked) text. -> whether it was set."""
+    note = client.get_run(run_id).data.tags.get(NOTE, "")
+    if note and not note.startswith(NOTE_MARKER):
+        return False
+    client.set_tag(run_id, NOTE, f"{NOTE_MARKER}\n{markdown}")
+    return True

@@ -1,4 +1,6 @@
-"""The MLflow store: explicit tracking URI always (PITFALLS #7), experiments, masking."""
+"""The MLflow store: explicit tracking URI always (a logger left to its default reads the
+environment at import, and falls back to a file store MLflow 3.13+ refuses), experiments,
+masking."""
 
 from __future__ import annotations
 
@@ -175,7 +177,7 @@ def save_runs_view(mlflow_client, experiment_id: str, metric: str, direction: st
 
 def ui_url(experiment_id: str, base: str = UI, view: bool = True) -> str:
     """The MLflow UI's runs table of an experiment, in the classic model-training view
-    (MLflow 3 otherwise opens an experiment on its GenAI overview: PITFALLS #28), with the
+    (MLflow 3 otherwise opens an experiment on its GenAI overview), with the
     study's saved view (`save_runs_view`) when `view`."""
     url = f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
     return url + f"&viewStateShareKey={VIEW}" if view else url

@@ -8,8 +8,8 @@ import yaml
 
 from ablate.cli import main
 from ablate.config.domains import help_of
-from ablate.config.load import flatten, load_config, preset_names, to_dict
-from ablate.config.schema import RunConfig
+from ablate.config.load import flatten, load_config, to_dict
+from ablate.config.schema import RunConfig, preset_names
 from ablate.registry import AUX_LOSSES, GATES, ROUTERS, SCORES, SELECTIONS
 
 

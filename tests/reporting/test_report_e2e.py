@@ -136,7 +136,7 @@ def test_dashboard_renders_every_panel_and_logs_to_mlflow(home, tmp_path, capsys
 @pytest.mark.parametrize("path", sorted(ROOT_DASHBOARDS.glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_shipped_dashboard_renders_on_a_real_study(path, home):
     from ablate.reporting.collect import parse_by
-    from ablate.reporting.dashboard_html import render_panels
+    from ablate.reporting.dashboard import render_panels
 
     spec = load_spec(path)
     by = spec.by

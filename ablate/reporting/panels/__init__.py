@@ -1,4 +1,4 @@
-"""Dashboard panels: one small file per kind, registered by name like the routers.
+"""Dashboard panels: one module per kind, registered by name like the routers.
 
 A panel is a function `render(cfg, ctx) -> list[block]` with a config dataclass of its
 options; a block is a plotly Figure, `Html` (a fragment) or `Note` (a sentence shown where
@@ -63,9 +63,9 @@ class PanelRegistry(Registry):
         return deco
 
 
-# every module of this package is a panel, imported on the first lookup (a new panel is a new
-# file here); a leading underscore marks a helper shared by panels (`_optuna`)
-_BUILTINS = tuple(f"{__name__}.{m.name}" for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+# every module of this package registers panels, imported on the first lookup (a new panel is
+# a new file here, or joins the module of its kind: `optuna` holds Optuna's three)
+_BUILTINS = tuple(f"{__name__}.{m.name}" for m in pkgutil.iter_modules(__path__))
 PANELS = PanelRegistry("panel", "kind", builtins=_BUILTINS)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ablate.reporting.curve_stats import mean_curve
 from ablate.reporting.panels import PANELS, Note, layout, rgba
+from ablate.reporting.stats import mean_curve
 
 
 @dataclass

@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ablate.reporting.curve_stats import mean_curve
 from ablate.reporting.panels import PANELS, Note, layout
 from ablate.reporting.panels.expert_load import balance_scale, grid
+from ablate.reporting.stats import mean_curve
 
 HISTORY_ARTIFACT = "routing/expert_load_history.json"
 

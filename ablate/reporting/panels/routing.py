@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ablate.reporting.curve_stats import mean_curve
 from ablate.reporting.panels import PANELS, Note, layout
+from ablate.reporting.stats import mean_curve
 
 
 @dataclass

@@ -14,7 +14,7 @@ study can be left with
   `ablate.sweep.journal`; the doctor says what was cut and where it is kept).
 
 The parts: `read` (the stores and /proc, never creating anything) gathers a `Snapshot`;
-`diagnosis` and `results` turn it into a `Report` (pure functions: no I/O); `repair` fixes
+`diagnosis` turns it into a `Report` (pure functions: no I/O); `repair` fixes
 what can be fixed; `ablate/cli/doctor.py` prints the report.
 
 ```python
@@ -26,8 +26,7 @@ report = fix("quickstart")               # -> the report after the repair; repor
 ```
 """
 
-from ablate.sweep.doctor.diagnosis import Snapshot, diagnose_snapshot
-from ablate.sweep.doctor.problems import (
+from ablate.sweep.doctor.diagnosis import (
     DEAD_TRIAL,
     DUPLICATE_RUN,
     FINISHED_RUN_FAILED_TRIAL,
@@ -40,7 +39,9 @@ from ablate.sweep.doctor.problems import (
     STALE_RUN,
     Problem,
     Report,
+    Snapshot,
     TrialRow,
+    diagnose_snapshot,
 )
 from ablate.sweep.doctor.read import diagnose
 from ablate.sweep.doctor.repair import fix

@@ -14,8 +14,7 @@ from typing import Any
 from ablate import paths
 from ablate.errors import ConfigError
 from ablate.sweep import proc
-from ablate.sweep.doctor.diagnosis import Snapshot, diagnose_snapshot
-from ablate.sweep.doctor.problems import Report
+from ablate.sweep.doctor.diagnosis import Report, Snapshot, diagnose_snapshot
 from ablate.sweep.record import TrialRecord, parent_run_id, revisions
 from ablate.tracking.runs import find_runs
 from ablate.tracking.store import check_reachable, mask, resolve_tracking_uri

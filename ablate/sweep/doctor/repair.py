@@ -9,7 +9,7 @@ changed, nothing is deleted.
 
 from __future__ import annotations
 
-from ablate.sweep.doctor.problems import (
+from ablate.sweep.doctor.diagnosis import (
     DEAD_TRIAL,
     FINISHED_RUN_FAILED_TRIAL,
     NO_WORKER,

@@ -1,10 +1,46 @@
-"""Shared by the three Optuna panels: Optuna's own plotly figures, or a note saying why not."""
+"""Optuna's own plotly figures as panels: `optuna_history` (objective per trial, best so far),
+`optuna_parallel` (params vs the objective) and `optuna_importances` (PED-ANOVA in Optuna
+5), or a note saying why a figure cannot be drawn."""
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
-from ablate.reporting.panels import Note, layout
+from ablate.reporting.panels import PANELS, Note, layout
+
+
+@dataclass
+class OptunaConfig:
+    objective: int = 0  # which objective of a multi-objective study
+
+
+@PANELS.register("optuna_history", OptunaConfig, title="optimisation history (Optuna)",
+                 description="Objective value of each completed trial in order, with the best "
+                 "value so far.")
+def optuna_history(cfg: OptunaConfig, ctx):
+    from optuna.visualization import plot_optimization_history
+
+    return optuna_figure(plot_optimization_history, ctx, cfg.objective)
+
+
+@PANELS.register("optuna_parallel", OptunaConfig, title="parallel coordinates (Optuna)",
+                 description="One line per completed trial through its parameter values to its "
+                 "objective value.")
+def optuna_parallel(cfg: OptunaConfig, ctx):
+    from optuna.visualization import plot_parallel_coordinate
+
+    return optuna_figure(plot_parallel_coordinate, ctx, cfg.objective)
+
+
+@PANELS.register("optuna_importances", OptunaConfig, title="parameter importances (Optuna)",
+                 description="How much each search-space parameter explains the objective "
+                 "across completed trials (Optuna's default evaluator).")
+def optuna_importances(cfg: OptunaConfig, ctx):
+    from optuna.visualization import plot_param_importances
+
+    return optuna_figure(plot_param_importances, ctx, cfg.objective, needs_varied_params=True,
+                         height=360)
 
 
 def optuna_figure(plot, ctx, objective: int, needs_varied_params: bool = False, height: int = 440):
