@@ -51,7 +51,8 @@ class Registry:
         self._load()
         name = self.default if name is None else name
         if name not in self._entries:
-            raise ConfigError(key or self.key, name, ", ".join(self.names()), f"unknown {self.kind}")
+            raise ConfigError(key or self.key, name, ", ".join(self.names()),
+                              f"unknown {self.kind}")
         return self._entries[name]
 
     def names(self) -> list[str]:
@@ -103,7 +104,8 @@ def load_plugins(modules: list[str]) -> None:
         try:
             importlib.import_module(mod)
         except ImportError as e:
-            raise ConfigError("--plugin", mod, "an importable Python module", _one_line(e)) from None
+            raise ConfigError("--plugin", mod, "an importable Python module",
+                              _one_line(e)) from None
         except (Exception, SystemExit) as e:  # noqa: BLE001 - the user's module: any error
             raise ConfigError("--plugin", mod, "a module that imports without error",
                               f"{type(e).__name__} at import: {_one_line(e)}") from None

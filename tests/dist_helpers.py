@@ -17,5 +17,6 @@ def spawn_ranks(worker, out: Path, world: int) -> None:
     try:
         mp.start_processes(worker, args=(free_port(), str(out)), nprocs=world, start_method="spawn")
     except mp.ProcessExitedException as e:
-        if e.signal_name != "SIGABRT" or not all((out / f"rank{r}.pt").exists() for r in range(world)):
+        if (e.signal_name != "SIGABRT"
+                or not all((out / f"rank{r}.pt").exists() for r in range(world))):
             raise

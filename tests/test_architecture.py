@@ -13,8 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_import_contracts_hold():
     lint = Path(sys.executable).with_name("lint-imports")
-    proc = subprocess.run([str(lint)], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.run([str(lint)], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          check=False, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert "4 kept, 0 broken" in proc.stdout
 

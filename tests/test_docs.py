@@ -23,7 +23,8 @@ def _text() -> str:
 
 def _section(title: str) -> str:
     """The text of the `### title` section (up to the next heading)."""
-    return re.search(rf"^#+ {re.escape(title)}\n(.*?)(?=^#)", _text() + "\n#", re.DOTALL | re.MULTILINE).group(1)
+    return re.search(rf"^#+ {re.escape(title)}\n(.*?)(?=^#)", _text() + "\n#",
+                     re.DOTALL | re.MULTILINE).group(1)
 
 
 def _allowed(fn, *args) -> list[str]:

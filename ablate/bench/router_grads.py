@@ -14,8 +14,10 @@ from ablate.config.schema import MoEConfig
 from ablate.models.moe.layer import MoELayer
 
 CASES = [
-    ("top_k=1 gate=prob normalize=true (the old default: frozen)", 1, {"gate": "prob", "normalize": True}),
-    ("top_k=1 gate=prob normalize=false (Switch: raw probability)", 1, {"gate": "prob", "normalize": False}),
+    ("top_k=1 gate=prob normalize=true (the old default: frozen)", 1,
+     {"gate": "prob", "normalize": True}),
+    ("top_k=1 gate=prob normalize=false (Switch: raw probability)", 1,
+     {"gate": "prob", "normalize": False}),
     ("top_k=1 gate=straight_through", 1, {"gate": "straight_through"}),
     ("top_k=1 default (gate=auto: E x probability)", 1, {}),
     ("top_k=2 default (gate=auto: prob, normalize=true)", 2, {}),

@@ -31,7 +31,8 @@ import torch
 
 ARMS = {
     "dense": ["model.ffn=dense"],
-    "moe": ["model.ffn=moe", "model.moe.n_experts=8", "model.moe.top_k=2", "model.moe.d_expert=256"],
+    "moe": ["model.ffn=moe", "model.moe.n_experts=8", "model.moe.top_k=2",
+            "model.moe.d_expert=256"],
 }
 BASE = ["model.d_model=128", "model.n_layers=4", "model.n_heads=4", "model.d_ff=512",
         "data.block_size=128", "data.batch_size=16", "model.vocab_size=256",
@@ -44,7 +45,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="models to time (default: dense moe)")
     p.add_argument("--steps", type=int, default=20, help="timed steps per round")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps per round")
-    p.add_argument("--rounds", type=int, default=11, help="interleaved rounds per arm (short rounds, many: the machine's drift cancels within a round)")
+    p.add_argument("--rounds", type=int, default=11,
+                   help="interleaved rounds per arm (short rounds, many: the machine's drift "
+                        "cancels within a round)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: as is)")
     p.add_argument("--compile", action="store_true", help="also time trainer.compile=true (both "
                    "paths), in the same rounds: its speed-up over eager")
@@ -55,7 +58,8 @@ def _parser() -> argparse.ArgumentParser:
 def config(arm: str, compile_model: bool = False):
     from ablate.config.load import load_config
 
-    return load_config(overrides=[*BASE, *ARMS[arm], f"trainer.compile={str(compile_model).lower()}"])
+    return load_config(overrides=[*BASE, *ARMS[arm],
+                                  f"trainer.compile={str(compile_model).lower()}"])
 
 
 def batches(cfg, n: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -177,12 +181,14 @@ def measure(arm: str, steps: int, warmup: int, rounds: int, compiled: tuple[bool
     data = batches(cfgs[compiled[0]], warmup + steps)
     bare.warmup = warmup
     torch.use_deterministic_algorithms(cfgs[compiled[0]].trainer.deterministic)  # as the Trainer
-    times: dict[tuple[bool, str], list[float]] = {(c, p): [] for c in compiled for p in ("bare", "ablate")}
+    times: dict[tuple[bool, str], list[float]] = {(c, p): [] for c in compiled
+                                                  for p in ("bare", "ablate")}
     runs = [(c, p) for c in compiled for p in ("bare", "ablate")]
     for r in range(rounds):
         for c, p in runs[r % len(runs):] + runs[:r % len(runs)]:
             cfg = copy.deepcopy(cfgs[c])
-            times[c, p].append(bare(cfg, data) if p == "bare" else ablate_path(cfg, data, client, exp))
+            times[c, p].append(bare(cfg, data) if p == "bare"
+                               else ablate_path(cfg, data, client, exp))
     tokens = steps * cfgs[compiled[0]].data.batch_size * cfgs[compiled[0]].data.block_size
     rows = []
     for c in compiled:
@@ -191,7 +197,8 @@ def measure(arm: str, steps: int, warmup: int, rounds: int, compiled: tuple[bool
         row = {"arm": arm, "compile": c, "steps": steps, "rounds": rounds,
                "bare_tokens_per_s": statistics.median(tokens / t for t in tb),
                "ablate_tokens_per_s": statistics.median(tokens / t for t in ta),
-               "ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
+               "ratio": statistics.median(ratios), "ratio_min": min(ratios),
+               "ratio_max": max(ratios),
                "ratio_best": min(tb) / min(ta)}  # fastest round of each: what interference spares
         if c and False in compiled:  # compiled vs eager, ablate's path, round by round
             row["compile_speedup"] = statistics.median(
@@ -211,14 +218,15 @@ def main(argv: list[str] | None = None) -> int:
         client = store.client(f"sqlite:///{Path(tmp) / 'mlflow.db'}")
         exp = client.create_experiment("bench-step", artifact_location=(Path(tmp) / "a").as_uri())
         for arm in a.arms:
-            rows += measure(arm, a.steps, a.warmup, a.rounds, (False, True) if a.compile else (False,),
+            rows += measure(arm, a.steps, a.warmup, a.rounds,
+                            (False, True) if a.compile else (False,),
                             client, exp)
     if a.json:
         print(json.dumps(rows, indent=1))
         return 0
     print(__doc__.split("\n\n", 1)[1].strip())
-    print(f"\nthreads {torch.get_num_threads()}, {a.rounds} rounds x ({a.warmup} + {a.steps} steps), "
-          "batch 16 x 128 tokens, d_model 128, 4 layers\n")
+    print(f"\nthreads {torch.get_num_threads()}, {a.rounds} rounds x ({a.warmup} + {a.steps} "
+          "steps), batch 16 x 128 tokens, d_model 128, 4 layers\n")
     print(f"{'arm':<8}{'compile':>8}{'bare tok/s':>12}{'ablate tok/s':>14}{'ablate/bare':>13}"
           f"  (min-max)  best/best{'   compiled/eager' if a.compile else ''}")
     for r in rows:

@@ -25,12 +25,14 @@ def add_parser(sub) -> None:
         "with its 95% CI, verdict (reproduced / contradicted / inconclusive), minutes. The "
         "report lands in $ABLATE_HOME/claims/ (markdown and HTML) and in MLflow (experiment "
         "ablate-claims).")
-    c.add_argument("overrides", nargs="*", metavar="key=value", help="applied to every claim's base")
+    c.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="applied to every claim's base")
     c.add_argument("--only", action="append", metavar="NAME", help="run only these claims (file "
                    "names without .yaml; repeatable or comma-separated)")
     c.add_argument("--repeats", type=int, help="seeds per point for every claim (default: each "
                    "file's own `repeats:`)")
-    c.add_argument("--dir", default=None, help=f"folder of claim sweep files (default: {DEFAULT_DIR})")
+    c.add_argument("--dir", default=None,
+                   help=f"folder of claim sweep files (default: {DEFAULT_DIR})")
     c.add_argument("--report-only", action="store_true", help="do not train: report what the "
                    "studies hold now")
     add_plugin_arg(c)
@@ -94,7 +96,8 @@ def run(a) -> int:
         if a.repeats is not None:
             spec.repeats = a.repeats
         if not spec.expect:
-            raise ConfigError(f"{f.name}: expect", None, "an `expect:` list", "a claim needs an expectation")
+            raise ConfigError(f"{f.name}: expect", None, "an `expect:` list",
+                              "a claim needs an expectation")
         sweeps.append((f, Sweep(spec, a.overrides, storage=a.storage, tracking_uri=a.tracking_uri)))
     # offline and without `datasets`' progress bars, as `ablate sweep`, unless a claim reads the hub
     hub_mode("hub" if any(s.base_cfg.data.source == "hub" for _, s in sweeps) else "stdlib")
@@ -121,11 +124,13 @@ def run(a) -> int:
             rows.append(ClaimRow(name, f.name, v, minutes, complete))
     title = "What ablate reproduces" + (f" (settings {suffix[1:]})" if suffix else "")
     md, page, run_id = write_and_log(rows, lambda r: metrics.get(r.study, "val/loss"), title,
-                                     "claims" + suffix, sweeps[0][1].tracking_uri if sweeps else None)
+                                     "claims" + suffix,
+                                     sweeps[0][1].tracking_uri if sweeps else None)
     console.print(md.read_text())
     console.print(f"report: {md} and {page}; MLflow: experiment ablate-claims, run {run_id}")
     if incomplete:
         print(f"ablate: {incomplete} claim studies ended with failed or missing points "
-              "(their verdicts use what finished; see each study's `ablate doctor`)", file=sys.stderr)
+              "(their verdicts use what finished; see each study's `ablate doctor`)",
+              file=sys.stderr)
         return 1
     return 0

@@ -38,7 +38,8 @@ def add_store_args(p: argparse.ArgumentParser, *, storage: str | None) -> None:
     if storage is not None:
         p.add_argument("--storage", help=f"{storage}. {storage_help()}; or set ${STORAGE_ENV}")
     p.add_argument("--tracking-uri",
-                   help=f"MLflow tracking URI (default: sqlite in ABLATE_HOME); or set ${TRACKING_ENV}")
+                   help="MLflow tracking URI (default: sqlite in ABLATE_HOME); or set "
+                        f"${TRACKING_ENV}")
 
 
 def apply_env(a: argparse.Namespace) -> None:

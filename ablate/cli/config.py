@@ -32,7 +32,8 @@ def add_parser(sub) -> None:
         "presets and the metrics a run logs.")
     k.add_argument("prefix", nargs="?", default="", metavar="PREFIX",
                    help="only keys starting with PREFIX (e.g. model.moe.router), or a section: "
-                   "routers, scores, selections, gates, samplers, pruners, panels, presets, metrics")
+                   "routers, scores, selections, gates, samplers, pruners, panels, presets, "
+                   "metrics")
     add_plugin_arg(k)
 
 

@@ -33,5 +33,6 @@ def run(a) -> int:
               revision=a.revision)
     print(f"dashboard: {r.path}  ({len(r.panels)} panels, study {r.study})")
     if r.artifact:
-        print(f"MLflow: artifact {r.artifact} of parent run {r.parent_run_id}.  Open it with: ablate ui")
+        print(f"MLflow: artifact {r.artifact} of parent run {r.parent_run_id}.  Open it "
+              "with: ablate ui")
     return 0

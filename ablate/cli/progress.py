@@ -86,15 +86,17 @@ class SweepDisplay:
             if self.plain:
                 self.line(f"{self.total} points to train")
             else:
-                self.study_task = self.bars.add_task(f"[bold]{self.name}[/] points", total=self.total, info="")
+                self.study_task = self.bars.add_task(f"[bold]{self.name}[/] points",
+                                                     total=self.total, info="")
         elif kind == "end":
             self.done += 1
             o, t = info["outcome"], info["trial"]
             took = duration(time.monotonic() - self.trial.get("t0", time.monotonic()))
             if self.plain:
                 value = f" {o.values[0]:.4f}" if o.values else ""
-                self.line(f"trial {t.number} {o.state}{value}{' (' + o.reason + ')' if o.reason else ''} "
-                          f"in {took}; {self.done}/{self.total} points, eta {self._study_eta()}; "
+                self.line(f"trial {t.number} "
+                          f"{o.state}{value}{' (' + o.reason + ')' if o.reason else ''} in {took}; "
+                          f"{self.done}/{self.total} points, eta {self._study_eta()}; "
                           f"{status_line(t.study)}")
             elif self.study_task is not None:
                 self.bars.update(self.study_task, advance=1, info=status_line(t.study))
@@ -108,10 +110,12 @@ class SweepDisplay:
         if self.plain:
             if done != self.done + done0 or not self.total:
                 self.total, self.done = max(total, 0), done - done0
-                self.line(f"{self.done}/{self.total} points, eta {self._study_eta()}; {status_line(study)}")
+                self.line(f"{self.done}/{self.total} points, eta {self._study_eta()}; "
+                          f"{status_line(study)}")
             return
         if self.study_task is None:
-            self.study_task = self.bars.add_task(f"[bold]{self.name}[/] points", total=max(total, 0), info="")
+            self.study_task = self.bars.add_task(f"[bold]{self.name}[/] points",
+                                                 total=max(total, 0), info="")
         self.bars.update(self.study_task, completed=done - done0, info=status_line(study))
 
     # -- the trial training here ----------------------------------------------------------
@@ -124,7 +128,8 @@ class SweepDisplay:
         if self.plain:
             self.line(f"{self.trial['label']}: started ({max_steps} steps)")
         else:
-            self.trial_task = self.bars.add_task(f"  {self.trial['label']}", total=max_steps, info="")
+            self.trial_task = self.bars.add_task(f"  {self.trial['label']}",
+                                                 total=max_steps, info="")
 
     def message(self, text: str) -> None:
         self.line(text) if self.plain else self.console.print(f"  {text}")
@@ -139,7 +144,8 @@ class SweepDisplay:
         self.trial["val"] = val_loss
         if self.plain:
             elapsed = time.monotonic() - self.trial["seed_t0"]
-            left = (self.trial["max"] - global_step) * elapsed / global_step if global_step else None
+            left = ((self.trial["max"] - global_step) * elapsed / global_step if global_step
+                    else None)
             val = f"val/loss {val_loss:.4f}" if val_loss is not None else "val/loss ?"
             self.line(f"{self.trial['label']}: step {global_step}/{self.trial['max']} {val} "
                       f"(eta {duration(left)})")

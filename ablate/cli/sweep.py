@@ -24,7 +24,8 @@ def add_parser(sub) -> None:
     s.add_argument("--workers", type=int, help="worker processes on this machine (default 1, "
                    "or one per GPU group)")
     s.add_argument("--gpus", help="GPU indices to use, e.g. 0,1,2,3")
-    s.add_argument("--gpus-per-trial", type=int, default=1, help="GPUs per worker (DDP inside a trial)")
+    s.add_argument("--gpus-per-trial", type=int, default=1,
+                   help="GPUs per worker (DDP inside a trial)")
     add_plugin_arg(s)
     s.add_argument("--extend", action="store_true", help="the sweep file or overrides changed "
                    "what the stored study measures: record it as the study's next revision "
@@ -77,7 +78,8 @@ def _run_sweep(a, sweep, n: int, envs: list[dict[str, str]]) -> int:
             def tick(study) -> None:
                 if not state:
                     state.update(total=sweep.n_trials, done0=sum(
-                        t.state.name in ("COMPLETE", "PRUNED") for t in study.get_trials(deepcopy=False)))
+                        t.state.name in ("COMPLETE", "PRUNED")
+                        for t in study.get_trials(deepcopy=False)))
                 display.tick(study, **state)
 
             study, revision, rc = sweep.run_parallel(lambda i: _worker_argv(a, sweep, n, i),
@@ -110,14 +112,16 @@ def _next_commands(console, sweep, study) -> None:
     parent = parent_run_id(study)
     link = ""
     try:
-        exp = store.client(sweep.tracking_uri).get_run(parent).info.experiment_id if parent else None
+        exp = (store.client(sweep.tracking_uri).get_run(parent).info.experiment_id if parent
+               else None)
         if exp:
             link = f"  (then open {store.ui_url(exp)})"
     except Exception:  # noqa: BLE001 - a link is a courtesy, never a failure
         pass
     storage = f" --storage {store.mask(sweep.storage_url)}" if sweep.storage_url else ""
     console.print("next:\n"
-                  f"  ablate compare --study {name}{storage}          arms: mean ± 95% CI, verdicts\n"
+                  f"  ablate compare --study {name}{storage}          "
+                  "arms: mean ± 95% CI, verdicts\n"
                   f"  ablate dashboard {dashboard} --study {name}{storage}   plots, one HTML file\n"
                   f"  ablate ui{link}")
 

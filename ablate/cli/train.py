@@ -46,7 +46,8 @@ def run(a) -> int:
                         tracking_uri=a.tracking_uri or cfg.tracking.tracking_uri)
     if not result.run_id:  # DDP ranks > 0 have no run of their own
         return 0
-    shown = {k: v for k, v in result.metrics.items() if k in ("val/loss", "val/ppl", "perf/tokens_per_s")}
+    shown = {k: v for k, v in result.metrics.items()
+             if k in ("val/loss", "val/ppl", "perf/tokens_per_s")}
     print(f"run {result.run_id}: " + "  ".join(f"{k}={v:.4g}" for k, v in shown.items())
           + f"  params_active={result.sizes['params_active']:,}")
     return 0

@@ -12,7 +12,8 @@ from ablate.cli.common import add_store_args
 
 def add_parser(sub) -> None:
     u = sub.add_parser("ui", help="MLflow UI for the default store, on 127.0.0.1")
-    u.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: local only)")
+    u.add_argument("--host", default="127.0.0.1",
+                   help="bind address (default 127.0.0.1: local only)")
     u.add_argument("--port", type=int, default=5000, help="port (default 5000)")
     u.add_argument("--verbose", action="store_true",
                    help="show the server's deprecation warnings (hidden by default)")

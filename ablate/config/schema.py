@@ -1,4 +1,5 @@
-# Over 250 lines: one declarative dataclass per config section; splitting them would scatter the keys.
+# Over 250 lines: one declarative dataclass per config section; splitting them
+# would scatter the keys.
 """Typed configuration schema: dataclass defaults <- YAML <- `key=value` dotlist.
 
 Every field here is a dotted key users can override on the command line
@@ -150,8 +151,9 @@ class MoEConfig:
                                                      "is tagged)")
     allow_frozen_router: bool = described(False, "train even if the LM loss cannot reach the "
                                                  "router")
-    preset: Optional[str] = one_of(None, preset_names, help="a model's MoE block (presets/moe/): sets "
-                                                        "the keys below; any key you set wins")
+    preset: Optional[str] = one_of(None, preset_names,
+                                   help="a model's MoE block (presets/moe/): sets "
+                                        "the keys below; any key you set wins")
     expert_parallel: bool = described(False, "shard the experts across the ranks of a DDP trial "
                                              "(all_to_all)")
     n_devices: Optional[int] = positive(None, help="expert groups for the device/comm losses "

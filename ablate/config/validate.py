@@ -25,11 +25,14 @@ def _check_model(cfg: RunConfig) -> None:
     if m.d_model % m.n_heads and not (mla and m.mla.head_dim):  # MLA: head_dim may set the width
         raise ConfigError("model.n_heads", m.n_heads, f"a divisor of model.d_model ({m.d_model})")
     if not mla and (m.d_model // m.n_heads) % 2:
-        raise ConfigError("model.n_heads", m.n_heads, "a head width d_model/n_heads that is even (RoPE)")
+        raise ConfigError("model.n_heads", m.n_heads,
+                          "a head width d_model/n_heads that is even (RoPE)")
     if mla and m.mla.rope_dim % 2:  # MLA rotates only its decoupled part
-        raise ConfigError("model.mla.rope_dim", m.mla.rope_dim, "an even width (RoPE rotates pairs)")
+        raise ConfigError("model.mla.rope_dim", m.mla.rope_dim,
+                          "an even width (RoPE rotates pairs)")
     if m.mtp.depth >= cfg.data.block_size:  # depth k trains on the block's first S - k positions
-        raise ConfigError("model.mtp.depth", m.mtp.depth, f"0..data.block_size - 1 ({cfg.data.block_size - 1})")
+        raise ConfigError("model.mtp.depth", m.mtp.depth,
+                          f"0..data.block_size - 1 ({cfg.data.block_size - 1})")
 
 
 def _check_moe(cfg: RunConfig) -> None:
@@ -41,7 +44,8 @@ def _check_moe(cfg: RunConfig) -> None:
         raise ConfigError("model.moe.granularity", moe.granularity,
                           f"a divisor of the expert width ({d_exp})")
     if moe.first_dense > m.n_layers:
-        raise ConfigError("model.moe.first_dense", moe.first_dense, f"0..model.n_layers ({m.n_layers})")
+        raise ConfigError("model.moe.first_dense", moe.first_dense,
+                          f"0..model.n_layers ({m.n_layers})")
     if moe.n_devices and moe.routed_experts % moe.n_devices:
         raise ConfigError("model.moe.n_devices", moe.n_devices,
                           f"a divisor of the routed experts ({moe.routed_experts})")
@@ -50,6 +54,7 @@ def _check_moe(cfg: RunConfig) -> None:
 def _check_data(cfg: RunConfig) -> None:
     d = cfg.data
     if d.source in ("text", "json", "parquet") and not d.files:
-        raise ConfigError("data.files", d.files, f"one or more paths or globs for data.source={d.source}")
+        raise ConfigError("data.files", d.files,
+                          f"one or more paths or globs for data.source={d.source}")
     if d.source == "hub" and not d.name:
         raise ConfigError("data.name", d.name, "a Hugging Face dataset name for data.source=hub")

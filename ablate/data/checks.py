@@ -95,7 +95,8 @@ def _head(path: str, key: str) -> tuple[bytes | None, bool]:
     except PermissionError:
         raise ConfigError(key, path, "readable files", "permission denied") from None
     except (OSError, EOFError, lzma.LZMAError) as e:
-        raise ConfigError(key, path, "readable files", f"cannot read it ({type(e).__name__})") from None
+        raise ConfigError(key, path, "readable files",
+                          f"cannot read it ({type(e).__name__})") from None
     return head[:SNIFF_BYTES], len(head) <= SNIFF_BYTES
 
 
@@ -152,7 +153,8 @@ def _check_json(body: str, complete: bool, path: str, text_field: str, key: str)
         if line.strip() and not isinstance(_parse(line), dict):
             raise ConfigError(key, path, "one JSON object per line", f"invalid JSON on line {n}")
     if text_field not in record:
-        raise ConfigError("data.text_field", text_field, f"a key of the records: {', '.join(record)}",
+        raise ConfigError("data.text_field", text_field,
+                          f"a key of the records: {', '.join(record)}",
                           f"not in the first record of {path}")
 
 
@@ -182,5 +184,6 @@ def _check_parquet(path: str, text_field: str, key: str) -> None:
         raise ConfigError(key, path, "Parquet files for data.source=parquet",
                           f"unreadable Parquet ({type(e).__name__})") from None
     if text_field not in names:
-        raise ConfigError("data.text_field", text_field, f"a column of the data: {', '.join(names)}",
+        raise ConfigError("data.text_field", text_field,
+                          f"a column of the data: {', '.join(names)}",
                           f"not a column of {path}")

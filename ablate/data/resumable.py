@@ -63,7 +63,8 @@ class ResumableDataLoader(DataLoader):
 
     def state_dict(self) -> dict[str, int]:
         if self.consumed is None:
-            raise RuntimeError("ResumableDataLoader.state_dict needs `consumed` (batches trained on)")
+            raise RuntimeError("ResumableDataLoader.state_dict needs `consumed` "
+                               "(batches trained on)")
         return {"epoch": self.sampler.epoch, "batches": int(self.consumed())}
 
     def load_state_dict(self, state: dict[str, int]) -> None:

@@ -80,7 +80,8 @@ class MultiHeadLatentAttention(nn.Module):
             self.wq_b = nn.Linear(d.q_rank, H * d.qk_dim, bias=False)
         else:  # queries straight from x (DeepSeek-V2-Lite)
             self.wq = nn.Linear(d_model, H * d.qk_dim, bias=False)
-        self.wkv_a = nn.Linear(d_model, d.kv_rank + d.rope_dim, bias=False)  # W^DKV and W^KR (9, 15)
+        # W^DKV and W^KR (9, 15)
+        self.wkv_a = nn.Linear(d_model, d.kv_rank + d.rope_dim, bias=False)
         self.kv_norm = RMSNorm(d.kv_rank, norm_eps)
         self.wkv_b = nn.Linear(d.kv_rank, H * (d.head_dim + d.v_head_dim), bias=False)  # W^UK, W^UV
         self.proj = nn.Linear(H * d.v_head_dim, d_model, bias=False)  # W^O (eq. 19)
@@ -116,9 +117,11 @@ class MultiHeadLatentAttention(nn.Module):
         k_BHTK = torch.cat([kc_BHTN, kr_BHTR], dim=-1)  # eq. 17
         p = self.dropout if self.training else 0.0
         if S == T:  # SDPA's own causal mask: the training path, same kernel as MHA
-            y_BHSV = F.scaled_dot_product_attention(q_BHSK, k_BHTK, v_BHTV, dropout_p=p, is_causal=True)
+            y_BHSV = F.scaled_dot_product_attention(q_BHSK, k_BHTK, v_BHTV,
+                                                    dropout_p=p, is_causal=True)
         else:  # is_causal aligns top-left; queries at T-S.. need the bottom-right triangle
             mask_ST = torch.ones(S, T, dtype=torch.bool, device=x_BSD.device).tril(T - S)
-            y_BHSV = F.scaled_dot_product_attention(q_BHSK, k_BHTK, v_BHTV, attn_mask=mask_ST, dropout_p=p)
+            y_BHSV = F.scaled_dot_product_attention(q_BHSK, k_BHTK, v_BHTV,
+                                                    attn_mask=mask_ST, dropout_p=p)
         # SDPA's default scale is 1/sqrt(K) = 1/sqrt(d_h + d_h^R), eq. 18's
         return self.proj(y_BHSV.transpose(1, 2).reshape(B, S, H * d.v_head_dim))  # eq. 19

@@ -23,9 +23,9 @@ balancing, upcycling and expert parallelism then concern the main model's router
 h^0 is the main model's residual stream before its final RMSNorm (the paper says "the
 representation given by the main model"); the module's h_norm normalises it, so the choice
 differs from feeding the normed state only by the final norm's per-channel gain.
-Not a deviation: each module ends with its own RMSNorm before the shared head (V3's released weights: the
-`shared_head.norm` of each MTP layer), as the main model's final norm does. L^k here is the
-mean over the S-k predicted positions (eq. 24 writes 1/T before a sum of T-k terms), so
+Not a deviation: each module ends with its own RMSNorm before the shared head (V3's released
+weights: the `shared_head.norm` of each MTP layer), as the main model's final norm does. L^k here is
+the mean over the S-k predicted positions (eq. 24 writes 1/T before a sum of T-k terms), so
 that `train/mtp/d{k}` reads as a per-token cross-entropy beside `train/lm_loss`.
 
 Legend: B batch, S block positions, P = S - k positions at depth k, D d_model, V vocab.

@@ -23,7 +23,8 @@ from ablate.models.mtp import MTP
 def attention(cfg: ModelConfig) -> nn.Module:
     """The block's self-attention: `model.attention` = mha | mla."""
     if cfg.attention == "mla":
-        return MultiHeadLatentAttention(cfg.mla, cfg.d_model, cfg.n_heads, cfg.dropout, cfg.norm_eps)
+        return MultiHeadLatentAttention(cfg.mla, cfg.d_model, cfg.n_heads,
+                                        cfg.dropout, cfg.norm_eps)
     return CausalSelfAttention(cfg.d_model, cfg.n_heads, cfg.dropout)
 
 
@@ -38,7 +39,8 @@ class Block(nn.Module):
         self.attn_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.attn = attention(cfg)
         self.ffn_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
-        self.ffn = MoELayer(cfg.moe, cfg.d_model, cfg.d_ff) if moe else SwiGLU(cfg.d_model, cfg.d_ff)
+        self.ffn = (MoELayer(cfg.moe, cfg.d_model, cfg.d_ff) if moe
+                    else SwiGLU(cfg.d_model, cfg.d_ff))
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x, cos, sin, token_ids):
@@ -86,7 +88,8 @@ class Transformer(nn.Module):
             if name.endswith("experts.w13"):
                 self.get_submodule(name.rpartition(".")[0]).reset_parameters(std, w2_std=out_std)
             else:
-                nn.init.normal_(p, std=out_std if name.endswith(("proj.weight", "w2.weight")) else std)
+                nn.init.normal_(p,
+                                std=out_std if name.endswith(("proj.weight", "w2.weight")) else std)
 
     @property
     def moe_layers(self) -> list[MoELayer]:
@@ -104,7 +107,8 @@ class Transformer(nn.Module):
         logits_BSV = self.head(self.norm(h_BSD))
         if self.mtp is None:
             return logits_BSV, aux, []
-        return logits_BSV, aux, self.mtp(h_BSD, idx_BS, self.embed, self.head, self.rope_cos, self.rope_sin)
+        return logits_BSV, aux, self.mtp(h_BSD, idx_BS, self.embed, self.head,
+                                         self.rope_cos, self.rope_sin)
 
     def hidden(self, idx_BS: torch.Tensor):
         """token ids (B, S) -> the last block's output (B, S, D) before the final norm, aux."""

@@ -119,7 +119,8 @@ def gather_expert_shards(module: nn.Module, checkpoint: dict, params: list[torch
         sd[key] = m.gather(p)
     # the same keys on every rank: the same collectives in the same order
     _map_states(checkpoint, entries, params,
-                lambda v, p, m: m.gather(v) if isinstance(v, torch.Tensor) and v.shape == p.shape else v)
+                lambda v, p, m: (m.gather(v) if isinstance(v, torch.Tensor) and v.shape == p.shape
+                                 else v))
 
 
 def slice_expert_states(module: nn.Module, checkpoint: dict, params: list[torch.Tensor]) -> None:

@@ -140,7 +140,8 @@ class ExpertParallelExperts(RoutedExperts):
     def local(self, t, like: torch.Tensor):
         """This rank's rows of `t` when it is a full (E, ...) counterpart of the parameter
         `like` (its weights, its Adam moments); anything else unchanged."""
-        if isinstance(t, torch.Tensor) and t.dim() == like.dim() and t.shape[0] == self.n_experts_global:
+        if (isinstance(t, torch.Tensor) and t.dim() == like.dim()
+                and t.shape[0] == self.n_experts_global):
             return t[self.expert_lo:self.expert_hi]
         return t
 
@@ -178,7 +179,8 @@ class ExpertParallelExperts(RoutedExperts):
         # a checkpoint holds all E experts (ours gather them, a single-process one has them)
         for name in ("w13", "w2"):
             if prefix + name in state_dict:
-                state_dict[prefix + name] = self.local(state_dict[prefix + name], getattr(self, name))
+                state_dict[prefix + name] = self.local(state_dict[prefix + name],
+                                                       getattr(self, name))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()

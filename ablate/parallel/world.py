@@ -32,7 +32,8 @@ def world() -> World:
     dist = sys.modules.get("torch.distributed")
     if dist is not None and dist.is_available() and dist.is_initialized():
         return World(dist.get_rank(), dist.get_world_size(), joined=True)
-    return World(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")), joined=False)
+    return World(int(os.environ.get("RANK", "0")),
+                 int(os.environ.get("WORLD_SIZE", "1")), joined=False)
 
 
 def launched_distributed() -> bool:

@@ -65,7 +65,8 @@ def to_markdown(rows: list[ClaimRow], metric_of, title: str) -> str:
 def to_html(markdown_table: str, title: str) -> str:
     """The report as one offline HTML page (a plain table: it opens anywhere)."""
     lines = [ln for ln in markdown_table.splitlines() if ln.startswith("|")]
-    rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines if not ln.startswith("|---")]
+    rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines
+            if not ln.startswith("|---")]
     e = html.escape
     color = {"reproduced": "#1a7f37", "contradicted": "#cf222e", "inconclusive": "#9a6700"}
 
@@ -105,9 +106,10 @@ def write_and_log(rows: list[ClaimRow], metric_of, title: str, name: str,
         client.log_metric(run_id, f"claims/{k.replace(' ', '_')}", n)
     client.log_text(run_id, md, "claims.md")
     client.log_text(run_id, html_path.read_text(), "claims.html")
-    client.log_text(run_id, json.dumps([{"study": r.study, "minutes": r.minutes, "complete": r.complete,
-                                         **(r.verdict.as_dict() if r.verdict else {"note": r.note})}
-                                        for r in rows], indent=1), "claims.json")
+    client.log_text(run_id,
+                    json.dumps([{"study": r.study, "minutes": r.minutes, "complete": r.complete,
+                                 **(r.verdict.as_dict() if r.verdict else {"note": r.note})}
+                                for r in rows], indent=1), "claims.json")
     client.set_tag(run_id, "mlflow.note.content", md)
     runs.end_run(client, run_id, "FINISHED")
     return md_path, html_path, run_id

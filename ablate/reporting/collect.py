@@ -38,7 +38,8 @@ def _objectives(parent_run, study) -> list[Objective]:
     raw = parent_run.data.params.get("objectives", "") if parent_run is not None else ""
     objs = [Objective(*record.parse_objective(part)) for part in filter(None, raw.split(","))]
     if len(objs) != len(directions):
-        objs = [Objective("val/loss" if i == 0 else f"objective{i}", d) for i, d in enumerate(directions)]
+        objs = [Objective("val/loss" if i == 0 else f"objective{i}", d)
+                for i, d in enumerate(directions)]
     return objs
 
 
@@ -125,7 +126,8 @@ def load_study(name: str, storage: str | None = None, tracking_uri: str | None =
                 run_name = run.info.run_name
             else:
                 config, repeat, run_name = {}, r, rec.run_name
-                metrics = dict(per[r]) if r < len(per) else dict(rec.metrics) if len(ids) == 1 else {}
+                metrics = (dict(per[r]) if r < len(per)
+                           else dict(rec.metrics) if len(ids) == 1 else {})
             rows.append(RunRow(repeat=repeat, arm="", config=config, metrics=metrics,
                                seed=_seed(config, None), run_id=rid, run_name=run_name, **common))
 
@@ -138,7 +140,8 @@ def load_study(name: str, storage: str | None = None, tracking_uri: str | None =
                                   "such as model.moe.top_k", "not a param of this study")
     for row in rows:
         row.arm = _label(row.params, row.config, by)
-    return StudyData(name, study, client, parent_id, experiment_id, _objectives(parent, study), rows, by)
+    return StudyData(name, study, client, parent_id, experiment_id,
+                     _objectives(parent, study), rows, by)
 
 
 def parse_by(values: list[str] | None) -> list[str] | None:

@@ -118,7 +118,8 @@ def one_per_config_and_seed(runs: list) -> tuple[list, int]:
     kept, seen = [], set()
     for r in runs:
         config = {k: v for k, v in r.config.items()} or dict(r.params)
-        key = (r.run_id, ) if not config else (json.dumps(config, sort_keys=True, default=str), r.seed)
+        key = ((r.run_id, ) if not config
+               else (json.dumps(config, sort_keys=True, default=str), r.seed))
         if key in seen or (r.run_id and (r.run_id,) in seen):
             continue
         seen.add(key)

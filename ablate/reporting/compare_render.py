@@ -72,7 +72,8 @@ def records(c: Comparison) -> list[dict[str, Any]]:
             "mean": r.summary.mean, "ci95_low": r.summary.lo, "ci95_high": r.summary.hi,
             "ci95_half": r.summary.half, "std": r.summary.std,
             "delta": t.diff if t else 0.0, "delta_ci95_half": t.half if t else NAN,
-            "p_value": t.p if t else NAN, "test": t.test if t else "", "test_n": t.n if t and t.test else 0,
+            "p_value": t.p if t else NAN, "test": t.test if t else "",
+            "test_n": t.n if t and t.test else 0,
             **r.sizes,
             "tokens_per_s": r.tokens_per_s.mean if r.tokens_per_s else NAN,
             "trials": " ".join(map(str, r.trials)), "values": r.values,
@@ -106,7 +107,8 @@ def to_csv(c: Comparison) -> str:
     w = csv.DictWriter(buf, fieldnames=fields + ["values", "params"], lineterminator="\n")
     w.writeheader()
     for rec in recs:
-        row = {k: ("" if isinstance(v, float) and not math.isfinite(v) else v) for k, v in rec.items()}
+        row = {k: ("" if isinstance(v, float) and not math.isfinite(v) else v)
+               for k, v in rec.items()}
         row["values"] = " ".join(f"{v:.6g}" for v in rec["values"])
         row["params"] = " ".join(f"{k}={v}" for k, v in rec["params"].items())
         w.writerow(row)
@@ -147,7 +149,8 @@ def caption(c: Comparison) -> str:
         text += (" One run per arm: no CI or p-value; set `repeats: N` in the sweep file "
                  "for N seeds per arm.")
     if c.not_complete:
-        text += " Excluded (not COMPLETE): " + ", ".join(f"{a}: {n}" for a, n in c.not_complete.items()) + "."
+        text += (" Excluded (not COMPLETE): "
+                 + ", ".join(f"{a}: {n}" for a, n in c.not_complete.items()) + ".")
     if c.duplicates:
         text += (" Runs of a configuration and seed already counted (counted once): "
                  + ", ".join(f"{a}: {n}" for a, n in c.duplicates.items()) + ".")
@@ -166,7 +169,8 @@ def to_rich(c: Comparison):
     from rich import box
     from rich.table import Table
 
-    title = f"study {c.study}: {c.metric} by arm" + (f" (grouped by {', '.join(c.by)})" if c.by else "")
+    title = (f"study {c.study}: {c.metric} by arm"
+             + (f" (grouped by {', '.join(c.by)})" if c.by else ""))
     cap = caption(c).replace("Δ = arm − baseline", f"Δ = arm − baseline ({c.baseline})")
     table = Table(title=title, header_style="bold", caption=cap, caption_justify="left",
                   box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
@@ -179,7 +183,8 @@ def to_rich(c: Comparison):
         table.add_column(col, justify="left" if col in ("arm", "test") else "right",
                          no_wrap=col in ("arm", c.metric, "Δ"))
     for i, (r, row) in enumerate(zip(c.rows, rows)):
-        style = "bold green" if i == 0 and len(c.rows) > 1 else ("dim" if r.arm == c.baseline else None)
+        style = ("bold green" if i == 0 and len(c.rows) > 1
+                 else ("dim" if r.arm == c.baseline else None))
         table.add_row(*(row[j] for j in keep), style=style)
     return table
 

@@ -33,12 +33,15 @@ header .meta code{background:rgba(255,255,255,.12);padding:1px 5px;border-radius
 nav{padding:8px 28px;background:#fff;border-bottom:1px solid #dde;font-size:13px}
 nav a{margin-right:14px;color:#2458a6;text-decoration:none}
 main{max-width:1500px;margin:0 auto;padding:16px 20px 40px}
-section.panel{background:#fff;border:1px solid #dde1e6;border-radius:6px;margin:16px 0;padding:12px 18px}
+section.panel{background:#fff;border:1px solid #dde1e6;border-radius:6px;margin:16px 0;\
+padding:12px 18px}
 section.panel h2{font-size:17px;margin:4px 0 4px 0}
 section.panel p.desc{font-size:13px;color:#555;margin:0 0 8px 0}
-div.note{background:#fff8e1;border-left:4px solid #f0b400;padding:8px 12px;font-size:13px;margin:8px 0}
+div.note{background:#fff8e1;border-left:4px solid #f0b400;padding:8px 12px;font-size:13px;\
+margin:8px 0}
 table.runs{border-collapse:collapse;font-size:12.5px;width:100%}
-table.runs th,table.runs td{border-bottom:1px solid #e3e6ea;padding:4px 8px;text-align:left;white-space:nowrap}
+table.runs th,table.runs td{border-bottom:1px solid #e3e6ea;padding:4px 8px;text-align:left;\
+white-space:nowrap}
 table.runs th{background:#f0f2f5;position:sticky;top:0}
 table.runs td.num,table.runs th.num{text-align:right;font-variant-numeric:tabular-nums}
 table.runs tbody tr:hover{background:#f5f9ff}
@@ -90,7 +93,8 @@ def render_panels(spec: DashboardSpec, data, metric: str | None = None) -> list[
         except Exception as e:  # noqa: BLE001 - one broken panel must not hide the others
             blocks = [Note(f"panel failed: {type(e).__name__}: {e}")]
         out.append({"kind": p.kind, "title": _title(p.title or entry.title, p.options, ctx.metric),
-                    "description": p.description if p.description is not None else entry.description,
+                    "description": (p.description if p.description is not None
+                                    else entry.description),
                     "blocks": blocks})
     return out
 
@@ -129,12 +133,14 @@ def to_html(spec: DashboardSpec, data, metric: str | None = None) -> str:
 <script type="text/javascript">{get_plotlyjs()}</script>
 </head><body>
 <header><h1>{e(spec.title)} &mdash; study {e(data.name)}</h1>
-<div class="meta">{e(spec.description)}{'<br>' if spec.description else ''}{_study_meta(data)}{grouped}</div></header>
+<div class="meta">{e(spec.description)}{'<br>' if spec.description else ''}\
+{_study_meta(data)}{grouped}</div></header>
 <nav>{nav}</nav>
 <main>
 {chr(10).join(sections)}
 </main>
-<footer>ablate dashboard {e(spec.name)} &middot; generated {now} &middot; self-contained (plotly.js embedded, works offline)</footer>
+<footer>ablate dashboard {e(spec.name)} &middot; generated {now} &middot; \
+self-contained (plotly.js embedded, works offline)</footer>
 </body></html>
 """
 
@@ -171,8 +177,9 @@ def publish(data, html_text: str, name: str, metric: str | None = None) -> str |
 
 
 def build(spec_path: str | Path, study: str | None = None, by: list[str] | None = None,
-          storage: str | None = None, tracking_uri: str | None = None, out: str | Path | None = None,
-          log: bool = True, metric: str | None = None, revision: str | int | None = None) -> DashboardResult:
+          storage: str | None = None, tracking_uri: str | None = None,
+          out: str | Path | None = None, log: bool = True, metric: str | None = None,
+          revision: str | int | None = None) -> DashboardResult:
     from ablate.reporting.collect import load_study
 
     spec = load_spec(spec_path)

@@ -66,7 +66,8 @@ def parse_spec(raw: dict[str, Any], name: str = "dashboard") -> DashboardSpec:
     by = raw.get("by")
     if isinstance(by, str):
         by = [by]
-    if by is not None and (not isinstance(by, list) or not all(isinstance(b, str) for b in by) or not by):
+    if by is not None and (not isinstance(by, list) or not all(isinstance(b, str) for b in by)
+                           or not by):
         raise ConfigError("by", raw.get("by"), "a param name or a list of them")
     study = _str(raw, "study")
     if study is not None:
@@ -75,7 +76,8 @@ def parse_spec(raw: dict[str, Any], name: str = "dashboard") -> DashboardSpec:
         check_study_name(study)
     panels_raw = raw.get("panels")
     if not isinstance(panels_raw, list) or not panels_raw:
-        raise ConfigError("panels", panels_raw, "a non-empty list of panels: " + ", ".join(PANELS.names()))
+        raise ConfigError("panels", panels_raw,
+                          "a non-empty list of panels: " + ", ".join(PANELS.names()))
     panels = []
     for i, entry in enumerate(panels_raw):
         where = f"panels[{i}]"
@@ -84,13 +86,16 @@ def parse_spec(raw: dict[str, Any], name: str = "dashboard") -> DashboardSpec:
         if not isinstance(entry, dict):
             raise ConfigError(where, entry, "a panel name or a mapping with `kind`")
         if "kind" not in entry:
-            raise ConfigError(f"{where}.kind", None, ", ".join(PANELS.names()), "missing panel kind")
+            raise ConfigError(f"{where}.kind", None, ", ".join(PANELS.names()),
+                              "missing panel kind")
         panel = PANELS.get(entry["kind"], key=f"{where}.kind")
         for key in ("title", "description"):
             if key in entry and not isinstance(entry[key], str):
                 raise ConfigError(f"{where}.{key}", entry[key], "a string")
-        options = check_options(panel, {k: v for k, v in entry.items() if k not in ENTRY_KEYS}, where)
-        panels.append(PanelSpec(entry["kind"], options, entry.get("title"), entry.get("description")))
+        options = check_options(panel,
+                                {k: v for k, v in entry.items() if k not in ENTRY_KEYS}, where)
+        panels.append(PanelSpec(entry["kind"], options, entry.get("title"),
+                                entry.get("description")))
     return DashboardSpec(name=name, title=_str(raw, "title") or name, panels=panels,
                          description=_str(raw, "description", "") or "", study=study, by=by,
                          metric=_str(raw, "metric"), source=raw)

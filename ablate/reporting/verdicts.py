@@ -49,7 +49,8 @@ class Verdict:
     def as_dict(self) -> dict:
         return {**self.expectation.as_dict(), "metric": self.metric, "verdict": self.verdict,
                 "diff": _json(self.test.diff), "ci95_half": _json(self.test.half), "n": self.test.n,
-                "test": self.test.test, "repeats_needed": self.needed, "failed_runs": list(self.failed),
+                "test": self.test.test, "repeats_needed": self.needed,
+                "failed_runs": list(self.failed),
                 "note": self.note}
 
 
@@ -67,7 +68,8 @@ def _values(data: StudyData, arm: str, metric: str) -> dict[int | None, float]:
             v = r.value(name)
         else:
             curve = [x for _, x in data.history(r.run_id, name)] if r.run_id else []
-            v = {"max": max, "min": min, "mean": lambda c: sum(c) / len(c)}[agg](curve) if curve else None
+            v = ({"max": max, "min": min, "mean": lambda c: sum(c) / len(c)}[agg](curve) if curve
+                 else None)
         if v is not None and math.isfinite(v):
             out[r.seed] = float(v)
     return out
@@ -95,7 +97,8 @@ def judge(e: Expectation, data: StudyData) -> Verdict:
     else:  # the spread of a difference of two single runs
         t = welch_test(list(a.values()), list(b.values()))
         sa, sb = mean_ci(list(a.values())).std, mean_ci(list(b.values())).std
-        spread = math.sqrt(sa ** 2 + sb ** 2) if math.isfinite(sa) and math.isfinite(sb) else math.nan
+        spread = (math.sqrt(sa ** 2 + sb ** 2) if math.isfinite(sa) and math.isfinite(sb)
+                  else math.nan)
     if not math.isfinite(t.half):
         why = "fewer than 2 runs per arm" if min(len(a), len(b)) < 2 else "no spread between seeds"
         return Verdict(e, metric, "not measured", t, failed=failed, note=why)
@@ -149,7 +152,8 @@ def log_verdicts(client, parent_run_id: str, verdicts: list[Verdict], metric: st
 
 
 def verdicts_md(verdicts: list[Verdict], metric: str) -> str:
-    return "**Expectations** (`expect:` of the sweep file)\n\n" + to_markdown(verdicts, metric) if verdicts else ""
+    return ("**Expectations** (`expect:` of the sweep file)\n\n" + to_markdown(verdicts, metric)
+            if verdicts else "")
 
 
 def to_rich(verdicts: list[Verdict], metric: str):
@@ -161,5 +165,6 @@ def to_rich(verdicts: list[Verdict], metric: str):
         table.add_column(col)
     for v in verdicts:
         c = color.get(v.verdict, "dim")
-        table.add_row(v.expectation.text(metric), v.delta, str(v.test.n), f"[{c}]{v.verdict}[/]", v.note)
+        table.add_row(v.expectation.text(metric), v.delta, str(v.test.n),
+                      f"[{c}]{v.verdict}[/]", v.note)
     return table

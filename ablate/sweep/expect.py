@@ -71,7 +71,8 @@ def parse_expect(raw: Any) -> list[Expectation]:
             raise ConfigError(key, item, "a mapping such as {better: ARM, than: ARM}")
         unknown = sorted(set(item) - set(KEYS))
         if unknown:
-            raise ConfigError(f"{key}.{unknown[0]}", item[unknown[0]], ", ".join(KEYS), "unknown key")
+            raise ConfigError(f"{key}.{unknown[0]}", item[unknown[0]],
+                              ", ".join(KEYS), "unknown key")
         relations = [r for r in RELATIONS if r in item]
         if len(relations) != 1:
             raise ConfigError(key, item, "exactly one of better, lower, higher, similar",
@@ -85,12 +86,14 @@ def parse_expect(raw: Any) -> list[Expectation]:
             if not isinstance(item.get(k), str) or not item.get(k):
                 raise ConfigError(f"{key}.{k}", item.get(k), "an arm name of the space")
         if item[rel] == item[other_key]:
-            raise ConfigError(f"{key}.{other_key}", item[other_key], f"an arm other than {item[rel]}")
+            raise ConfigError(f"{key}.{other_key}", item[other_key],
+                              f"an arm other than {item[rel]}")
         margin = item.get("margin")
         if rel == "similar":
             ok = isinstance(margin, (int, float)) and not isinstance(margin, bool)
             if not ok or not math.isfinite(margin) or margin <= 0:
-                raise ConfigError(f"{key}.margin", margin, "a finite number > 0 (how close is similar)")
+                raise ConfigError(f"{key}.margin", margin,
+                                  "a finite number > 0 (how close is similar)")
         elif margin is not None:
             raise ConfigError(f"{key}.margin", margin, "no margin except with `similar:`")
         metric = item.get("metric")

@@ -14,9 +14,9 @@ seeds already finished carried over), also when a worker died before it could.
 Finite spaces are enumerated: the next point is the first of the space (in sweep-file
 order) that is neither done, failed for good nor in flight; it is queued and asked, so no
 sampler can repeat it or skip it (Optuna's BruteForceSampler counts failed trials as
-explored, so it would never propose a failed point again and leave a hole). Other spaces ask the sampler; a proposal equal to a point the
-study already has is told FAIL as `duplicate_of` (bookkeeping, never trained) and asked
-again.
+explored, so it would never propose a failed point again and leave a hole). Other spaces ask the
+sampler; a proposal equal to a point the study already has is told FAIL as `duplicate_of`
+(bookkeeping, never trained) and asked again.
 """
 
 from __future__ import annotations
@@ -92,10 +92,12 @@ class TrialLoop:
                 running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
                 return "wait" if running else None
             if self.finite:
-                point = next((p for p in sp.points(self.params) if point_key(p) not in states.taken), None)
+                point = next((p for p in sp.points(self.params)
+                              if point_key(p) not in states.taken), None)
                 if point is None:
                     return None
-                self.study.enqueue_trial(point, user_attrs=queued(revision=self.revision, attempt=1))
+                self.study.enqueue_trial(point,
+                                         user_attrs=queued(revision=self.revision, attempt=1))
         for _ in range(MAX_DUPLICATE_ASKS):
             trial = self.study.ask(self.distributions)
             key = point_key(trial.params)  # (a queued trial without params got a sampled point)
@@ -103,7 +105,8 @@ class TrialLoop:
             if twin is None:
                 write(trial, revision=self.revision)
                 frozen = self.study.get_trials(deepcopy=False)[trial.number]
-                if TrialRecord.of(frozen).retry_of is None and _rdb_original(frozen) != trial.number:
+                if (TrialRecord.of(frozen).retry_of is None
+                        and _rdb_original(frozen) != trial.number):
                     write(trial, retry_of=_rdb_original(frozen))  # an RDB heartbeat retry
                 return trial
             # not a point: bookkeeping only

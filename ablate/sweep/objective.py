@@ -84,7 +84,8 @@ def run_trial(sweep, trial, values: dict, cfg, parent: str, trial_tags: dict[str
         if progress is not None:
             progress.start(trial.number, values, cfg.trainer.max_steps, r, repeats)
         if world.active():  # DDP peers train the same run
-            world.share({"values": values, "seed": seed, "ckpt": str(ckpt), "prune": prune is not None and r == 0})
+            world.share({"values": values, "seed": seed, "ckpt": str(ckpt),
+                         "prune": prune is not None and r == 0})
         try:
             result = launch.run(cfg_r, experiment=sweep.experiment,
                                 tracking_uri=sweep.tracking_uri, parent_run_id=parent,
@@ -140,7 +141,8 @@ def _conclude(sweep, trial, done: dict[str, dict], seed0: int) -> Outcome:
     for obj in sweep.spec.objectives:
         v = metrics.get(obj.metric)
         if v is None or not math.isfinite(v):
-            return Outcome("FAIL", reason=f"objective {obj.metric} is {v}: not logged or not finite")
+            return Outcome("FAIL",
+                           reason=f"objective {obj.metric} is {v}: not logged or not finite")
         out.append(v)
     return Outcome("COMPLETE", values=out, metrics=metrics)
 

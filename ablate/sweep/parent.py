@@ -74,6 +74,7 @@ def summarise(sweep, study, client, parent: str, revision: int) -> None:
             if t.state.name == "COMPLETE" and TrialRecord.of(t).revision == revision]
     if done and not sweep.spec.multi_objective:
         best = min if sweep.spec.directions[0] == "minimize" else max
-        client.log_metric(parent, f"best/{sweep.spec.objectives[0].metric}", best(t.values[0] for t in done))
+        client.log_metric(parent, f"best/{sweep.spec.objectives[0].metric}",
+                          best(t.values[0] for t in done))
     client.log_metric(parent, "trials/complete", len(done))
     client.set_tag(parent, REVISION, str(revision))

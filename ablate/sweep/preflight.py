@@ -46,7 +46,8 @@ def check_objectives(spec, configs: list) -> None:
         if obj.metric.startswith("train/mtp/d"):  # depth k is logged only where mtp.depth >= k
             k = int(obj.metric.rsplit("d", 1)[1])
             if any(c.model.mtp.depth < k for c in configs):
-                raise ConfigError(key, obj.metric, f"a metric every arm logs (model.mtp.depth >= {k} "
+                raise ConfigError(key, obj.metric,
+                                  f"a metric every arm logs (model.mtp.depth >= {k} "
                                   "in every arm)", "not logged by every arm")
 
 
@@ -55,7 +56,8 @@ def check_sampler_fits_space(spec, params) -> None:
     if name in EXHAUSTIVE:
         continuous = [p.key for p in params if not p.finite]
         if continuous:
-            raise ConfigError("sampler.name", name, "tpe, random, gp, cmaes, nsga2 for a continuous "
+            raise ConfigError("sampler.name", name,
+                              "tpe, random, gp, cmaes, nsga2 for a continuous "
                               f"range, or give space.{continuous[0]} a step or choices",
                               f"space.{continuous[0]} is continuous: it cannot be enumerated")
     check_sampler(spec.sampler, len(spec.objectives))  # options vs the Optuna constructors

@@ -57,7 +57,8 @@ class Param:
         if self.kind == "categorical":
             return d.CategoricalDistribution(list(self.choices))
         if self.kind == "int":
-            return d.IntDistribution(int(self.low), int(self.high), log=self.log, step=int(self.step or 1))
+            return d.IntDistribution(int(self.low), int(self.high), log=self.log,
+                                     step=int(self.step or 1))
         return d.FloatDistribution(self.low, self.high, log=self.log, step=self.step)
 
 
@@ -88,7 +89,8 @@ def parse_space(space: dict[str, Any]) -> tuple[list[Param], dict[str, dict[str,
         elif isinstance(spec, dict):
             params.append(_typed(key, spec, where))
         else:
-            raise ConfigError(where, spec, "a list of choices or {type, low, high} or {type, choices}")
+            raise ConfigError(where, spec,
+                              "a list of choices or {type, low, high} or {type, choices}")
     for p in params:  # an arm and an entry setting one key: which value wins would be a guess
         owner = next((a for a, bundle in arms.items() if p.key != ARM and p.key in bundle), None)
         if owner is not None:
@@ -117,7 +119,8 @@ def _typed(key: str, spec: dict[str, Any], where: str) -> Param:
     extra = set(spec) - {"type", "choices", "low", "high", "step", "log"}
     if extra:
         k = sorted(extra)[0]
-        raise ConfigError(f"{where}.{k}", spec[k], "type, choices, low, high, step, log", "unknown key")
+        raise ConfigError(f"{where}.{k}", spec[k],
+                          "type, choices, low, high, step, log", "unknown key")
     kind = spec.get("type")
     if kind == "categorical":
         choices = spec.get("choices")
@@ -194,7 +197,8 @@ def check_points(params: list[Param]) -> Iterator[dict[str, Any]]:
     for p in params:
         values = p.values() or [p.low, p.high]
         if len(values) > MAX_CHECKED:
-            idx = sorted({round(i * (len(values) - 1) / (MAX_CHECKED - 1)) for i in range(MAX_CHECKED)})
+            idx = sorted({round(i * (len(values) - 1) / (MAX_CHECKED - 1))
+                          for i in range(MAX_CHECKED)})
             values = [values[i] for i in idx]
         for v in values:
             yield {**first, p.key: v}

@@ -102,11 +102,13 @@ def _named(raw: Any, key: str, allowed: tuple[str, ...], default: str) -> dict[s
                           "unknown key")
     if raw.get("name", default) not in allowed:
         raise ConfigError(f"{key}.name", raw.get("name"), ", ".join(allowed), f"unknown {key}")
-    return {"name": raw.get("name", default), "seed": raw.get("seed"), "options": raw.get("options") or {}}
+    return {"name": raw.get("name", default), "seed": raw.get("seed"),
+            "options": raw.get("options") or {}}
 
 
 def check_study_name(name: Any, key: str = "study") -> str:
-    if not isinstance(name, str) or not name or not set(name) <= STUDY_NAME_CHARS or len(name) > 100:
+    if (not isinstance(name, str) or not name or not set(name) <= STUDY_NAME_CHARS
+            or len(name) > 100):
         raise ConfigError(key, name, "1-100 characters from letters, digits, '_', '-', '.'")
     return name
 

@@ -65,7 +65,8 @@ def _open_journal(url: str | None, study: str):
 
 def _check_database(url: str, workers: int) -> None:
     if url.split(":", 1)[0].lower() == "sqlite" and workers > 1:
-        raise ConfigError("--storage", mask(url), "a journal file or postgresql:// URL for --workers > 1",
+        raise ConfigError("--storage", mask(url),
+                          "a journal file or postgresql:// URL for --workers > 1",
                           "SQLite locks under parallel writers (Optuna FAQ)")
     check_db_driver(_with_driver(url), "--storage", STORAGE_ALLOWED)
 
@@ -132,7 +133,8 @@ def check_storage_url(url: str | None, workers: int = 1) -> None:
     backend = STORAGES.get(scheme_of(url))
     if backend is None:
         scheme = url.split(":", 1)[0].lower()
-        raise ConfigError("--storage", mask(url), STORAGE_ALLOWED, f"unsupported scheme {scheme}://")
+        raise ConfigError("--storage", mask(url), STORAGE_ALLOWED,
+                          f"unsupported scheme {scheme}://")
     backend.check(url, workers)
 
 
@@ -157,7 +159,8 @@ def load_study(name: str, storage: str | None = None):
     st = make_storage(storage, name)
     names = optuna.get_all_study_names(st)
     if name not in names:
-        raise ConfigError("--study", name, ", ".join(sorted(names)) or "none stored there", "unknown study")
+        raise ConfigError("--study", name,
+                          ", ".join(sorted(names)) or "none stored there", "unknown study")
     return optuna.load_study(study_name=name, storage=st), st
 
 

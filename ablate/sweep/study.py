@@ -26,7 +26,8 @@ def _quiet_experimental(make):
 
 SAMPLERS = {"tpe": "TPESampler", "random": "RandomSampler", "gp": "GPSampler",
             "cmaes": "CmaEsSampler", "nsga2": "NSGAIISampler",
-            "bruteforce": "BruteForceSampler", "grid": "BruteForceSampler"}  # exhaustive, safe across workers
+            # exhaustive, safe across workers
+            "bruteforce": "BruteForceSampler", "grid": "BruteForceSampler"}
 SINGLE_OBJECTIVE = ("cmaes",)  # Optuna raises at the first trial of a multi-objective study
 PRUNERS = {"none": "NopPruner", "median": "MedianPruner", "hyperband": "HyperbandPruner",
            "successive_halving": "SuccessiveHalvingPruner", "wilcoxon": "WilcoxonPruner",
@@ -116,7 +117,8 @@ def _options(kind: str, options: Any, settable: dict[str, str | None]) -> dict[s
         raise ConfigError(f"{kind}.options", options, "a mapping of constructor arguments")
     for key, value in options.items():
         if key in settable and settable[key] is None:
-            raise ConfigError(f"{kind}.options.{key}", value, f"{kind}.{key}", f"set {kind}.{key} instead")
+            raise ConfigError(f"{kind}.options.{key}", value, f"{kind}.{key}",
+                              f"set {kind}.{key} instead")
         if key not in settable:
             names = ", ".join(k for k, v in settable.items() if v is not None) or "none"
             raise ConfigError(f"{kind}.options.{key}", value, names, "unknown option")
@@ -170,6 +172,8 @@ def _construct(kind: str, cls, opts: dict[str, Any], **fixed: Any):
             try:
                 cls(**{key: value}, **fixed)
             except (TypeError, ValueError):
-                raise ConfigError(f"{kind}.options.{key}", value, f"what optuna's {cls.__name__} accepts",
+                raise ConfigError(f"{kind}.options.{key}", value,
+                                  f"what optuna's {cls.__name__} accepts",
                                   why) from None
-        raise ConfigError(f"{kind}.options", opts, f"what optuna's {cls.__name__} accepts", why) from None
+        raise ConfigError(f"{kind}.options", opts,
+                          f"what optuna's {cls.__name__} accepts", why) from None

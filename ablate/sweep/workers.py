@@ -36,7 +36,8 @@ def parse_gpus(gpus: str | None) -> list[str]:
     return ids
 
 
-def plan_devices(n_workers: int | None, gpus: list[str], per_trial: int) -> tuple[int, list[dict[str, str]]]:
+def plan_devices(n_workers: int | None, gpus: list[str],
+                 per_trial: int) -> tuple[int, list[dict[str, str]]]:
     """-> (workers, env per worker). GPUs are split into disjoint groups of `per_trial`;
     without GPUs the CPU cores are split evenly (torch threads = cores // workers)."""
     if per_trial < 1:
@@ -44,7 +45,8 @@ def plan_devices(n_workers: int | None, gpus: list[str], per_trial: int) -> tupl
     if gpus:
         groups = len(gpus) // per_trial
         if groups < 1:
-            raise ConfigError("--gpus-per-trial", per_trial, f"at most {len(gpus)} (the GPUs given)")
+            raise ConfigError("--gpus-per-trial", per_trial,
+                              f"at most {len(gpus)} (the GPUs given)")
         n = n_workers or groups
         if n > groups:
             raise ConfigError("--workers", n, f"at most {groups} with {len(gpus)} GPUs and "
@@ -64,7 +66,8 @@ def run_workers(worker_argv: Callable[[int], list[str]], env_for: Callable[[int]
     procs = []
     for i in range(n):
         env = {**os.environ, **env_for(i), "ABLATE_WORKER": str(i)}
-        env.pop("MLFLOW_RUN_ID", None)  # MLflow would log into that run instead of a new child run (and end it)
+        # MLflow would log into that run instead of a new child run (and end it)
+        env.pop("MLFLOW_RUN_ID", None)
         log = open(log_dir / f"worker-{i}.log", "ab")
         procs.append((subprocess.Popen(worker_argv(i), env=env, stdout=log,
                                        stderr=subprocess.STDOUT), log))

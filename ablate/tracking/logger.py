@@ -67,7 +67,8 @@ class MlflowRunLogger(Logger):
             self._logged[key] = (step, value)
             self.last[key] = value
             self._buffer.append(Metric(key, value, ts, step))
-        if len(self._buffer) >= self.flush_every or time.monotonic() - self._flushed_at >= self.flush_secs:
+        if (len(self._buffer) >= self.flush_every
+                or time.monotonic() - self._flushed_at >= self.flush_secs):
             self.flush()
 
     @rank_zero_only

@@ -58,7 +58,8 @@ def patterns() -> list[tuple[str, str]]:
             (rf"train/aux_weighted/({losses})", "an aux loss times its weight"),
             (rf"moe/({stats})", "a routing statistic, mean over MoE layers"),
             (rf"moe/l\d+/({stats})", "a routing statistic of one MoE layer"),
-            (r"train/mtp/d[1-9]\d*", "the MTP cross-entropy of depth k (model.mtp.depth >= k), unscaled")]
+            (r"train/mtp/d[1-9]\d*",
+             "the MTP cross-entropy of depth k (model.mtp.depth >= k), unscaled")]
 
 
 def is_logged(name: str) -> bool:
@@ -69,7 +70,8 @@ def check_metric(name: str, key: str) -> None:
     """ConfigError unless `name` is a metric a run logs, with the closest names as a hint."""
     if isinstance(name, str) and is_logged(name):
         return
-    examples = list(FIXED) + [f"moe/{s}" for s in MOE_STATS] + [f"train/aux/{n}" for n in _loss_names()]
+    examples = (list(FIXED) + [f"moe/{s}" for s in MOE_STATS]
+                + [f"train/aux/{n}" for n in _loss_names()])
     close = difflib.get_close_matches(str(name), examples, n=3, cutoff=0.6)
     hint = f"did you mean {', '.join(close)}?" if close else "not a metric ablate logs"
     raise ConfigError(key, name, ", ".join(list(FIXED)[:6]) + ", moe/<stat>, moe/l<i>/<stat>, "

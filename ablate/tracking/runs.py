@@ -37,7 +37,8 @@ def find_runs(client, filter_string: str, experiment_ids: list[str] | None = Non
     from mlflow.entities import ViewType
 
     if experiment_ids is None:
-        experiment_ids = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)]
+        experiment_ids = [e.experiment_id
+                          for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)]
     out, token = [], None
     while experiment_ids:
         page = client.search_runs(experiment_ids, filter_string=filter_string, max_results=1000,

@@ -42,7 +42,8 @@ def ensure_experiment(mlflow_client, name: str) -> str:
     if not mlflow_client.tracking_uri.startswith(("http://", "https://")):
         location = (paths.artifact_root() / name).as_uri()
     try:
-        return mlflow_client.create_experiment(name, artifact_location=location, tags={KIND_TAG: KIND})
+        return mlflow_client.create_experiment(name, artifact_location=location,
+                                               tags={KIND_TAG: KIND})
     except Exception:  # noqa: BLE001 - another worker created it first
         exp = mlflow_client.get_experiment_by_name(name)
         if exp is None:
@@ -79,7 +80,8 @@ def check_tracking_uri(uri: str | None, key: str = "--tracking-uri") -> None:
         if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() in ("true", "1"):
             return
         raise ConfigError(key, mask(uri), TRACKING_ALLOWED,
-                          "MLflow refuses the file store (set MLFLOW_ALLOW_FILE_STORE=true to force it)")
+                          "MLflow refuses the file store (set MLFLOW_ALLOW_FILE_STORE=true "
+                          "to force it)")
     raise ConfigError(key, mask(uri), TRACKING_ALLOWED, f"unsupported scheme {scheme}://")
 
 
@@ -98,13 +100,15 @@ def check_db_driver(url: str, key: str, allowed: str) -> None:
         raise ConfigError(key, mask(url), allowed,
                           f"unknown database driver {url.split('://', 1)[0]}") from None
     except (ArgumentError, ValueError) as e:
-        raise ConfigError(key, mask(url), allowed, f"not a database URL ({type(e).__name__})") from None
+        raise ConfigError(key, mask(url), allowed,
+                          f"not a database URL ({type(e).__name__})") from None
     try:
         dialect.import_dbapi()
     except ImportError as e:
         name = getattr(e, "name", None) or str(e)
         dialect_name = url.split("://", 1)[0].split("+", 1)[0]
-        raise ConfigError(key, mask(url), allowed, f"its driver is not installed (no module {name}): "
+        raise ConfigError(key, mask(url), allowed,
+                          f"its driver is not installed (no module {name}): "
                           f"install it, or name one that is: {dialect_name}+DRIVER://") from None
 
 
@@ -123,7 +127,8 @@ def check_reachable(uri: str | None, timeout: float = 5.0, key: str = "--trackin
     parts = urllib.parse.urlsplit(uri)
     host = parts.hostname or ""
     netloc = f"{host}:{parts.port}" if parts.port else host  # no credentials in the probe
-    probe = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") + "/health", "", ""))
+    probe = urllib.parse.urlunsplit((parts.scheme, netloc,
+                                     parts.path.rstrip("/") + "/health", "", ""))
     try:
         with urllib.request.urlopen(probe, timeout=timeout):
             return
@@ -136,7 +141,8 @@ def check_reachable(uri: str | None, timeout: float = 5.0, key: str = "--trackin
 
 UI = "http://127.0.0.1:5000"  # where `ablate ui` serves by default
 VIEW = "ablate"  # the saved runs view of every study's experiment: ?viewStateShareKey=ablate
-KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"  # MLflow 3's model-training view
+# MLflow 3's model-training view
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
 
 
 def runs_view(metric: str, direction: str, *, by: str = "arm") -> dict:
@@ -159,7 +165,8 @@ def runs_view(metric: str, direction: str, *, by: str = "arm") -> dict:
         "orderByKey": objective,
         "orderByAsc": direction == "minimize",
         "selectedColumns": list(dict.fromkeys(columns)),
-        "groupBy": {"aggregateFunction": "average", "groupByKeys": [{"mode": "param", "groupByData": by}]},
+        "groupBy": {"aggregateFunction": "average",
+                    "groupByKeys": [{"mode": "param", "groupByData": by}]},
         "groupsExpanded": {},
         "runsHiddenMode": "SHOW_ALL",
         "useGroupedValuesInCharts": True,

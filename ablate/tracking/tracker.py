@@ -21,7 +21,8 @@ class RunTracker:
         self.tracking_uri = tracking_uri
         self.run_id: str | None = None
         self.client = store.client(tracking_uri) if self.enabled else None
-        self.experiment_id = store.ensure_experiment(self.client, experiment) if self.enabled else None
+        self.experiment_id = (store.ensure_experiment(self.client, experiment) if self.enabled
+                              else None)
         self.logger: MlflowRunLogger | None = None
 
     def start(self, name: str, tags: dict[str, str], parent_run_id: str | None,

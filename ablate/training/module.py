@@ -31,7 +31,8 @@ def reward_losses(layers, reward_T: torch.Tensor) -> dict[str, tuple[torch.Tenso
     for layer in layers:
         for name, pair in layer.router.reward_losses(reward_T).items():
             found.setdefault(name, []).append(pair)
-    return {name: (sum(v for v, _ in pairs) / len(pairs), pairs[0][1]) for name, pairs in found.items()}
+    return {name: (sum(v for v, _ in pairs) / len(pairs), pairs[0][1])
+            for name, pairs in found.items()}
 
 
 class LMModule(L.LightningModule):
@@ -64,7 +65,8 @@ class LMModule(L.LightningModule):
         lm_T = F.cross_entropy(logits_BSV.float().flatten(0, 1), y_BS.flatten(), reduction="none")
         weights = dict(self.aux_weights)
         if self.training:  # losses a router makes from the reward = -(the token's LM loss)
-            for name, (value, weight) in reward_losses(self.model.moe_layers, -lm_T.detach()).items():
+            for name, (value, weight) in reward_losses(self.model.moe_layers,
+                                                       -lm_T.detach()).items():
                 aux[name], weights[name] = value, weight
         weighted = {k: weights.get(k, 1.0) * v for k, v in aux.items()}
         return lm_T.mean(), aux, weighted, mtp_losses(mtp_logits, y_BS)
@@ -75,18 +77,22 @@ class LMModule(L.LightningModule):
         if mtp:  # DeepSeek-V3 eq. 25: lambda / D * sum_k L^k
             loss = loss + self.model_cfg.mtp.weight / len(mtp) * sum(mtp)
         if not bool(torch.isfinite(loss)):  # stop now: every later step would be wasted
-            raise DivergenceError(f"the training loss is {float(loss.detach())} at step {self.global_step} "
-                                  "(diverged: lower optim.lr or raise model.moe.aux.z)")
-        self._loss_ema = lm.detach() if self._loss_ema is None else 0.9 * self._loss_ema + 0.1 * lm.detach()
+            raise DivergenceError(f"the training loss is {float(loss.detach())} at step "
+                                  f"{self.global_step} (diverged: lower optim.lr or raise "
+                                  "model.moe.aux.z)")
+        self._loss_ema = (lm.detach() if self._loss_ema is None
+                          else 0.9 * self._loss_ema + 0.1 * lm.detach())
         if self._logs_this_step():
-            self.log("train/loss_spike", lm.detach() / self._loss_ema)  # > 1: above its recent average
+            # > 1: above its recent average
+            self.log("train/loss_spike", lm.detach() / self._loss_ema)
             self.log("train/loss", loss, prog_bar=True)
             self.log("train/lm_loss", lm)
             for k in aux:
                 self.log(f"train/aux/{k}", aux[k].detach())
                 self.log(f"train/aux_weighted/{k}", weighted[k].detach())
             for k, l_k in enumerate(mtp, start=1):
-                self.log(f"train/mtp/d{k}", l_k.detach())  # unscaled; val/loss stays next-token only
+                # unscaled; val/loss stays next-token only
+                self.log(f"train/mtp/d{k}", l_k.detach())
         return loss
 
     def _logs_this_step(self) -> bool:
@@ -101,7 +107,8 @@ class LMModule(L.LightningModule):
         val = trainer.val_check_interval
         # and every validation step: ablate checkpoints there, and FlushMetrics writes the
         # step's train values with the checkpoint (a resumed curve has no gap)
-        val_step = isinstance(val, int) and step % max(1, val // trainer.accumulate_grad_batches) == 0
+        val_step = (isinstance(val, int)
+                    and step % max(1, val // trainer.accumulate_grad_batches) == 0)
         due = (bool(n) and step % n == 0) or val_step or trainer.should_stop
         if due:
             self.train_logged_step = step  # FlushMetrics: these train values are this step's

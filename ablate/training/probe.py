@@ -55,7 +55,8 @@ def router_gradients(model, idx_BS: torch.Tensor, targets_BS: torch.Tensor) -> l
             for i, layer in enumerate(model.moe_layers):
                 if layer.router.learns_from != "lm":
                     continue
-                out.append(RouterGradient(i, blocks[id(layer)], _norm(layer.router.learned_weights()),
+                out.append(RouterGradient(i, blocks[id(layer)],
+                                          _norm(layer.router.learned_weights()),
                                           _norm(layer.experts.parameters())))
             return out
     finally:
@@ -73,7 +74,8 @@ def check_routers_learn(model, idx_BS: torch.Tensor, targets_BS: torch.Tensor,
         g = frozen[0]
         layer = model.moe_layers[g.layer]
         keys = layer.router.frozen_reason() or (
-            f"model.moe.router.name={layer.router.cfg.name} (its gates do not depend on its weights)")
+            f"model.moe.router.name={layer.router.cfg.name} (its gates do not depend on "
+            "its weights)")
         raise FrozenRouterError(
             f"MoE layer {g.layer} (block {g.block}) cannot learn: {keys}; router gradient "
             f"{g.router:.1e} vs experts {g.experts:.1e} from the LM loss (allowed: {FROZEN_FIX})")

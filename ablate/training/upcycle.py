@@ -97,7 +97,8 @@ def _moe_layer(prefix: str, ffn: Weights, cfg: ModelConfig, mode: str, noise: fl
     for e in range(E):
         lo = (e % n) * H
         w1_DH, w3_DH, w2_HD = _units(ffn, torch.arange(lo, lo + H))
-        w13.append(torch.cat([_noisy(w1_DH, noise, generator), _noisy(w3_DH, noise, generator)], -1))
+        w13.append(torch.cat([_noisy(w1_DH, noise, generator),
+                              _noisy(w3_DH, noise, generator)], -1))
         w2.append(_noisy(w2_HD * scale, noise, generator))
     out = {prefix + "experts.w13": torch.stack(w13), prefix + "experts.w2": torch.stack(w2)}
     if moe.n_shared:

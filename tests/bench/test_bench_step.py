@@ -49,7 +49,8 @@ def test_bare_loop_and_ablate_path_train_to_the_same_weights(tmp_path):
 
 
 def test_bench_step_json(capsys):
-    assert step.main(["--json", "--arms", "dense", "--steps", "2", "--warmup", "1", "--rounds", "2"]) == 0
+    assert step.main(["--json", "--arms", "dense", "--steps", "2", "--warmup", "1",
+                      "--rounds", "2"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert row["arm"] == "dense" and row["rounds"] == 2 and row["compile"] is False
     assert row["bare_tokens_per_s"] > 0 and row["ablate_tokens_per_s"] > 0

@@ -33,7 +33,8 @@ def test_tiny_train_lands_in_mlflow(ablate_home, tiny, capsys):
 def test_bad_input_exits_2_and_creates_nothing(ablate_home):
     proc = subprocess.run(
         [sys.executable, "-m", "ablate", "train", "model.moe.top_k=9", "model.moe.n_experts=8"],
-        capture_output=True, text=True, env={**__import__("os").environ, "ABLATE_HOME": str(ablate_home)},
+        capture_output=True, text=True,
+        env={**__import__("os").environ, "ABLATE_HOME": str(ablate_home)},
     )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()

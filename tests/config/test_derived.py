@@ -17,7 +17,8 @@ MOE = ["model.ffn=moe", "model.d_ff=256", "model.moe.n_experts=8", "model.moe.to
     (["model.moe.granularity=4"], (32, 8, 64, 64)),
     (["model.moe.d_expert=128", "model.moe.granularity=2"], (16, 4, 64, 64)),
     (["model.moe.n_shared=1", "model.moe.d_shared=96"], (8, 2, 256, 96)),
-    (["budget.ffn_active=500", "model.moe.granularity=2", "model.moe.n_shared=1"], (16, 4, 100, 100)),
+    (["budget.ffn_active=500", "model.moe.granularity=2", "model.moe.n_shared=1"],
+     (16, 4, 100, 100)),
 ])
 def test_load_config_resolves_the_derived_sizes(extra, sizes):
     """(The last case after the budget step: 500 units over 4 routed + 1 shared slots.)"""
@@ -34,7 +35,8 @@ def test_derived_sizes_are_params_and_refused_when_set_otherwise():
     assert e.value.key == "model.moe.routed_experts" and "derived" in e.value.why
     assert "\n" not in str(e.value)
     # the value it resolves to anyway is accepted: a run's own config.yaml loads back
-    again = load_config(overrides=[*MOE, "model.moe.routed_experts=8", "model.moe.shared_width=256"])
+    again = load_config(overrides=[*MOE, "model.moe.routed_experts=8",
+                                   "model.moe.shared_width=256"])
     assert again.model.moe == cfg.model.moe
 
 

@@ -58,10 +58,12 @@ def _declared(kinds: tuple) -> list[tuple[str, type, str]]:
     return [k for k in KEYS if _kind(k[1], k[2]) in kinds]
 
 
-FLOAT_KEYS = [key for key, cls, name in _declared((float,))] + ["model.moe.aux.switch", "model.moe.aux.z"]
+FLOAT_KEYS = ([key for key, cls, name in _declared((float,))]
+              + ["model.moe.aux.switch", "model.moe.aux.z"])
 ENUM_KEYS = [(key, domain_of(cls, name)) for key, cls, name in _declared((str,))
              if isinstance(domain_of(cls, name), OneOf)]
-RANGES = [(key, domain_of(cls, name), _kind(cls, name) is int) for key, cls, name in _declared((int, float))]
+RANGES = [(key, domain_of(cls, name), _kind(cls, name) is int)
+          for key, cls, name in _declared((int, float))]
 
 
 def test_the_walk_sees_every_section_and_the_router():
@@ -122,7 +124,8 @@ def test_each_bound_is_where_the_declaration_says(key, domain, integer):
 
 
 @pytest.mark.parametrize("override, ok", [
-    ("optim.min_lr_ratio=0", True), ("optim.min_lr_ratio=1", True), ("optim.min_lr_ratio=1.01", False),
+    ("optim.min_lr_ratio=0", True), ("optim.min_lr_ratio=1", True),
+    ("optim.min_lr_ratio=1.01", False),
     ("optim.weight_decay=0", True), ("optim.grad_clip=0", True), ("optim.eps=1e-12", True),
     ("optim.beta1=0", True), ("optim.beta2=0.999999", True), ("optim.beta2=1", False),
     ("model.moe.router.jitter=0.999", True), ("model.moe.router.init=zeros", True),
@@ -158,7 +161,8 @@ def test_a_router_option_nobody_declared_must_still_be_finite():
     with pytest.raises(ConfigError) as e:
         load_config(overrides=["model.moe.router.name=cosine", "model.moe.router.temperature=nan"])
     assert e.value.key == "model.moe.router.temperature"
-    cfg = load_config(overrides=["model.moe.router.name=cosine", "model.moe.router.temperature=0.05"])
+    cfg = load_config(overrides=["model.moe.router.name=cosine",
+                                 "model.moe.router.temperature=0.05"])
     assert cfg.model.moe.router.temperature == pytest.approx(0.05)
 
 
@@ -187,7 +191,8 @@ def test_a_config_file_may_use_dotted_keys(tmp_path):
     f.write_text("model.d_model: 64\nmodel.n_heads: 2\nmodel.moe: {top_k: 1}\n"
                  "model.moe.router: {name: sigmoid}\noptim: {lr: 0.01}\n")
     cfg = load_config(f)
-    assert cfg.model.d_model == 64 and cfg.model.moe.top_k == 1 and cfg.optim.lr == pytest.approx(0.01)
+    assert (cfg.model.d_model == 64 and cfg.model.moe.top_k == 1
+            and cfg.optim.lr == pytest.approx(0.01))
     assert cfg.model.moe.router.name == "sigmoid"
 
 
@@ -209,7 +214,8 @@ def test_duplicate_yaml_keys_are_refused_with_their_line(tmp_path):
     f.write_text("study: s\nspace:\n  arm:\n    a: {model.ffn: dense}\n    a: {model.ffn: moe}\n")
     with pytest.raises(ConfigError) as e:
         read_yaml(f, what="sweep")
-    assert e.value.key == "sweep" and "duplicate key 'a' at line 5 (first at line 4)" in str(e.value)
+    assert (e.value.key == "sweep"
+            and "duplicate key 'a' at line 5 (first at line 4)" in str(e.value))
 
 
 def test_yaml_merge_keys_may_still_be_overridden(tmp_path):

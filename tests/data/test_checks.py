@@ -55,7 +55,8 @@ def test_good_text_files_pass(tmp_path, name, content):
     '\ufeff{"text": "a"}\n\n{"text": "b"}\n',  # BOM, blank line
     json.dumps([{"text": "a"}, {"text": "b"}], indent=2),  # one pretty-printed document
     '[{"text": "a"}, {"text": "b"}]',
-    "".join(json.dumps({"text": "x" * 100, "i": i}) + "\n" for i in range(400)),  # longer than the sniff
+    # longer than the sniff
+    "".join(json.dumps({"text": "x" * 100, "i": i}) + "\n" for i in range(400)),
     # 111-byte lines of two-byte characters: the sniff ends inside one (byte 66 of line 148)
     "".join(json.dumps({"text": "é" * 49}, ensure_ascii=False) + "\n" for _ in range(400)),
 ])
@@ -108,7 +109,8 @@ def test_bad_files_are_refused(tmp_path, source, name, content, why):
     f = _write(tmp_path / name, content)
     with pytest.raises(ConfigError) as e:
         check_data(_cfg(source, f))
-    assert e.value.key == "data.files" and e.value.value == str(f) and why in e.value.why, str(e.value)
+    assert (e.value.key == "data.files" and e.value.value == str(f)
+            and why in e.value.why), str(e.value)
 
 
 def test_a_bad_validation_file_is_named_as_such(tmp_path):

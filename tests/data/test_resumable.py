@@ -25,7 +25,8 @@ def test_order_is_a_permutation_per_epoch_and_differs_between_epochs():
 
 def test_ranks_get_disjoint_equal_shards_of_the_same_permutation():
     n, world = 11, 3
-    shards = [list(EpochPermutationSampler(n, seed=0, rank=r, world_size=world)) for r in range(world)]
+    shards = [list(EpochPermutationSampler(n, seed=0, rank=r, world_size=world))
+              for r in range(world)]
     assert all(len(s) == n // world for s in shards)
     flat = [i for s in shards for i in s]
     assert len(set(flat)) == len(flat)
@@ -87,7 +88,8 @@ class _Data(L.LightningDataModule):
 def _fit(tmp_path, module, max_steps, ckpt_path=None, every=None):
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    cb = [ModelCheckpoint(dirpath=tmp_path, save_last=True, save_top_k=0, every_n_train_steps=every)] if every else []
+    cb = ([ModelCheckpoint(dirpath=tmp_path, save_last=True, save_top_k=0,
+                           every_n_train_steps=every)] if every else [])
     trainer = L.Trainer(max_steps=max_steps, logger=False, enable_progress_bar=False,
                         enable_model_summary=False, callbacks=cb, enable_checkpointing=bool(every),
                         use_distributed_sampler=False)

@@ -74,7 +74,8 @@ class Block(nn.Module):
         self.attn_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.attn = CausalSelfAttention(cfg.d_model, cfg.n_heads, cfg.dropout)
         self.ffn_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
-        self.ffn = MoELayer(cfg.moe, cfg.d_model, cfg.d_ff) if moe else SwiGLU(cfg.d_model, cfg.d_ff)
+        self.ffn = (MoELayer(cfg.moe, cfg.d_model, cfg.d_ff) if moe
+                    else SwiGLU(cfg.d_model, cfg.d_ff))
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x, cos, sin, token_ids):

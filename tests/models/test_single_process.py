@@ -8,7 +8,8 @@ from pathlib import Path
 
 import ablate.models
 
-FORBIDDEN = re.compile(r"torch\.distributed|\bdist\.|os\.environ|getenv|WORLD_SIZE|\bRANK\b|get_rank|get_world_size")
+FORBIDDEN = re.compile(r"torch\.distributed|\bdist\.|os\.environ|getenv|WORLD_SIZE|\bRANK\b|"
+                       r"get_rank|get_world_size")
 
 
 def test_models_read_no_process_group_and_no_environment():
@@ -16,5 +17,6 @@ def test_models_read_no_process_group_and_no_environment():
     files = sorted(root.rglob("*.py"))
     assert len(files) > 10  # the package was found
     hits = [f"{f.relative_to(root.parent.parent)}:{i}: {line.strip()}"
-            for f in files for i, line in enumerate(f.read_text().splitlines(), 1) if FORBIDDEN.search(line)]
+            for f in files for i, line in enumerate(f.read_text().splitlines(), 1)
+            if FORBIDDEN.search(line)]
     assert hits == [], "distributed or environment reads on the model path:\n" + "\n".join(hits)

@@ -79,7 +79,8 @@ def worker(rank: int, port: int, out: str) -> None:
 def ranks(tmp_path_factory):
     out = tmp_path_factory.mktemp("epckpt")
     spawn_ranks(worker, out, W)
-    return torch.load(out / "ckpt.pt", weights_only=True), [torch.load(out / f"rank{r}.pt") for r in range(W)]
+    return (torch.load(out / "ckpt.pt", weights_only=True),
+            [torch.load(out / f"rank{r}.pt") for r in range(W)])
 
 
 def test_checkpoint_holds_every_expert_and_its_moments(ranks):
@@ -89,7 +90,8 @@ def test_checkpoint_holds_every_expert_and_its_moments(ranks):
         assert sd[name].shape[0] == E
         assert torch.equal(sd[name], torch.cat([res[r]["shard"][name] for r in range(W)]))
         for k in ("exp_avg", "exp_avg_sq"):
-            assert torch.equal(state[i][k], torch.cat([res[r]["moments"][name][k] for r in range(W)]))
+            assert torch.equal(state[i][k],
+                               torch.cat([res[r]["moments"][name][k] for r in range(W)]))
     assert torch.equal(sd["lin.weight"], res[0]["shard"]["lin.weight"])
     assert all(r["live_unchanged"] for r in res)  # gathering never touched the live optimizer
 

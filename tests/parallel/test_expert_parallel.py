@@ -121,7 +121,8 @@ def layer_case(rank: int, out: str) -> dict:
 
 
 def model_cfg(*overrides: str):
-    cfg = load_config(overrides=["model.ffn=moe", "model.d_model=16", "model.n_layers=2", "model.n_heads=2",
+    cfg = load_config(overrides=["model.ffn=moe", "model.d_model=16", "model.n_layers=2",
+                                 "model.n_heads=2",
                                  "model.d_ff=32", f"model.moe.n_experts={E}", *overrides]).model
     cfg.vocab_size = 40
     return cfg
@@ -133,12 +134,14 @@ def init_case() -> dict:
     model = Transformer(model_cfg("model.moe.expert_parallel=true"), S)
     rng = torch.get_rng_state()
     names = parallelize(model, True)
-    res = {"model": model.state_dict(), "names": names, "rng_kept": torch.equal(rng, torch.get_rng_state()),
+    res = {"model": model.state_dict(), "names": names,
+           "rng_kept": torch.equal(rng, torch.get_rng_state()),
            "types": [type(m.experts).__name__ for m in model.moe_layers]}
     torch.manual_seed(5)
     res["direct"] = ExpertParallelExperts(E, D, H).state_dict()
     try:
-        parallelize(Transformer(model_cfg("model.moe.router.name=soft", "model.moe.allow_noncausal_routing=true"), S), True)
+        parallelize(Transformer(model_cfg("model.moe.router.name=soft",
+                                          "model.moe.allow_noncausal_routing=true"), S), True)
     except ConfigError as e:
         res["soft_error"] = str(e)
     return res
@@ -271,10 +274,12 @@ def test_sharded_init_is_the_single_process_init(ranks):
     for r in range(W):
         got, (lo, hi) = res[r]["init"], shard_range(E, r, W)
         assert got["rng_kept"] and got["types"] == ["ExpertParallelExperts"] * 2
-        assert got["names"] == [f"blocks.{i}.ffn.experts.{w}" for i in range(2) for w in ("w13", "w2")]
+        assert got["names"] == [f"blocks.{i}.ffn.experts.{w}" for i in range(2)
+                                for w in ("w13", "w2")]
         assert got["model"].keys() == ref.keys()
         for name, t in ref.items():
-            assert torch.equal(got["model"][name], t[lo:hi] if ".experts." in name else t), (r, name)
+            assert torch.equal(got["model"][name],
+                               t[lo:hi] if ".experts." in name else t), (r, name)
         for name, t in direct.items():
             assert torch.equal(got["direct"][name], t[lo:hi]), (r, name)
         assert "dense-mixture router" in got["soft_error"]

@@ -29,7 +29,8 @@ def test_four_workers_forty_trials_on_the_default_stores(ablate_home, tiny, tmp_
         "trainer.max_steps=2", "trainer.val_every=2", "trainer.val_batches=1"]
     assert main(["sweep", str(path), "--workers", str(N_WORKERS), *fast]) == 0
 
-    logs = sorted((ablate_home / "logs").glob("*/worker-*.log")) + [ablate_home / "mlflow-server.log"]
+    logs = (sorted((ablate_home / "logs").glob("*/worker-*.log"))
+            + [ablate_home / "mlflow-server.log"])
     assert len(logs) == N_WORKERS + 1 and all(p.is_file() for p in logs)
     locked = [p.name for p in logs if "database is locked" in p.read_text(errors="replace").lower()]
     assert not locked, f"'database is locked' in {locked}"
@@ -37,7 +38,8 @@ def test_four_workers_forty_trials_on_the_default_stores(ablate_home, tiny, tmp_
     study = optuna.load_study(study_name="crowd", storage=make_storage(None, "crowd"))
     trials = study.get_trials()
     assert [t.number for t in trials] == list(range(N_TRIALS))  # none lost, none extra
-    assert all(t.state.name == "COMPLETE" for t in trials), collections.Counter(t.state.name for t in trials)
+    assert all(t.state.name == "COMPLETE" for t in trials), (
+        collections.Counter(t.state.name for t in trials))
     assert len({t.user_attrs["pid"] for t in trials}) == N_WORKERS  # every worker took trials
 
     runs = all_runs(ablate_home)

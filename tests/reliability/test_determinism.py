@@ -28,7 +28,8 @@ def test_same_config_and_seed_give_bit_identical_val_loss(ablate_home, tiny):
     assert main(argv) == 0
     a, b = sorted(all_runs(ablate_home), key=lambda r: r.info.start_time)
     # exact float equality, at every validation, not only the last one
-    assert _history(ablate_home, a.info.run_id, "val/loss") == _history(ablate_home, b.info.run_id, "val/loss")
+    assert (_history(ablate_home, a.info.run_id, "val/loss")
+            == _history(ablate_home, b.info.run_id, "val/loss"))
     assert a.data.metrics["val/loss"] == b.data.metrics["val/loss"]
     assert a.data.metrics["train/loss"] == b.data.metrics["train/loss"]
     # and a different seed really is different (the comparison above is not vacuous)

@@ -112,9 +112,11 @@ def test_doctor_reports_and_fixes_a_crashed_study(ablate_home, fast, tmp_path, c
     # the finished repeat is recorded as the trial's done seed: its retry carries it
     for key, value in {"host": socket.gethostname(), "pid": _dead_pid(),
                        "mlflow_run_ids": [stale, done], "mlflow_run_id": stale,
-                       "repeats_done": {"1": {"run_id": done, "metrics": {"val/loss": 5.0}}}}.items():
+                       "repeats_done": {"1": {"run_id": done,
+                                              "metrics": {"val/loss": 5.0}}}}.items():
         t.set_user_attr(key, value)
-    orphan = client.create_run(exp, run_name="orphan", tags={**tags, "ablate.trial": "99"}).info.run_id
+    orphan = client.create_run(exp, run_name="orphan",
+                               tags={**tags, "ablate.trial": "99"}).info.run_id
     client.update_run(parent, status="RUNNING")
     starting = study.ask()  # a worker that died before it could record its pid
     monkeypatch.setattr("ablate.sweep.doctor.diagnosis.CLOSE_AFTER_S", -1.0)
@@ -197,7 +199,8 @@ LONG = ["model.d_model=32", "model.n_layers=2", "model.n_heads=2", "model.d_ff=6
 def _start(path: str, home, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "ABLATE_HOME": str(home)}
     return subprocess.Popen([sys.executable, "-m", "ablate", "sweep", path, *LONG, *extra], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
 
 
 def _wait_running(proc, home, name: str, n: int = 1, ckpt: bool = True, timeout: float = 240):
@@ -264,8 +267,8 @@ def test_sigkill_of_the_whole_sweep_then_doctor_fix_and_resume(ablate_home, tmp_
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how", ["sigterm-single", "sigterm-parent", "ctrl-c-group", "sigkill-one-worker",
-                                 "sigterm-one-worker"])
+@pytest.mark.parametrize("how", ["sigterm-single", "sigterm-parent", "ctrl-c-group",
+                                 "sigkill-one-worker", "sigterm-one-worker"])
 def test_signals_then_doctor_and_rerun_complete_the_study(how, ablate_home, tmp_path, capsys):
     """SIGTERM to `ablate sweep` (what `kill` and schedulers send) with one process or two
     workers, Ctrl-C (SIGINT to the whole process group, what a terminal sends), SIGKILL or
@@ -305,7 +308,8 @@ def test_signals_then_doctor_and_rerun_complete_the_study(how, ablate_home, tmp_
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
-def test_a_signal_during_training_ends_the_trial_fail_its_run_killed_exit_130(sig, ablate_home, tmp_path):
+def test_a_signal_during_training_ends_the_trial_fail_its_run_killed_exit_130(sig, ablate_home,
+                                                                              tmp_path):
     """The signal lands inside trainer.fit (Lightning turns it into sys.exit(1) unless ablate
     keeps it an interrupt): trial FAIL, run and parent KILLED, exit code 130, nothing to fix;
     the re-run trains the point again (a copy of the trial), resumed from the checkpoint."""
@@ -424,7 +428,8 @@ def test_doctor_finds_runs_that_pass_for_results(ablate_home, fast, tmp_path, ca
     # trained to the end, then failed: its run says FINISHED
     failed = study.ask(lr)
     failed_run = _child_run(client, "looks", parent, failed.number,
-                            {**params, "optim.lr": str(failed.params["optim.lr"]), "trainer.seed": "7"},
+                            {**params, "optim.lr": str(failed.params["optim.lr"]),
+                             "trainer.seed": "7"},
                             {"train/loss": 5.0, "val/loss": 5.1})
     failed.set_user_attr("mlflow_run_ids", [failed_run])
     failed.set_user_attr("fail_reason", "RuntimeError: objective val/los is None: not logged")
@@ -432,7 +437,8 @@ def test_doctor_finds_runs_that_pass_for_results(ablate_home, fast, tmp_path, ca
     # COMPLETE in Optuna, but its run never logged the objective
     blind = study.ask(lr)
     blind_run = _child_run(client, "looks", parent, blind.number,
-                           {**params, "optim.lr": str(blind.params["optim.lr"]), "trainer.seed": "8"},
+                           {**params, "optim.lr": str(blind.params["optim.lr"]),
+                            "trainer.seed": "8"},
                            {"train/loss": 5.0})
     blind.set_user_attr("mlflow_run_ids", [blind_run])
     study.tell(blind, 5.2)
@@ -448,8 +454,10 @@ def test_doctor_finds_runs_that_pass_for_results(ablate_home, fast, tmp_path, ca
     found = {p.kind: p for p in report.problems}
     assert sorted(found) == sorted([FINISHED_RUN_FAILED_TRIAL, MISSING_OBJECTIVE, DUPLICATE_RUN]), \
         [p.detail for p in report.problems]
-    assert found[FINISHED_RUN_FAILED_TRIAL].run_id == failed_run and found[FINISHED_RUN_FAILED_TRIAL].fix
-    assert found[MISSING_OBJECTIVE].trial == blind.number and "val/loss" in found[MISSING_OBJECTIVE].detail
+    assert (found[FINISHED_RUN_FAILED_TRIAL].run_id == failed_run
+            and found[FINISHED_RUN_FAILED_TRIAL].fix)
+    assert (found[MISSING_OBJECTIVE].trial == blind.number
+            and "val/loss" in found[MISSING_OBJECTIVE].detail)
     dup = found[DUPLICATE_RUN].detail
     assert first.user_attrs["mlflow_run_id"] in dup and twin_run in dup
     assert not found[MISSING_OBJECTIVE].fix and not found[DUPLICATE_RUN].fix  # reported only
@@ -460,9 +468,14 @@ def test_doctor_finds_runs_that_pass_for_results(ablate_home, fast, tmp_path, ca
     assert _doctor(["--study", "looks", "--fix"]) == 1  # the reported-only ones remain
     after = client.get_run(failed_run)
     assert after.info.status == "FAILED"
-    assert after.data.tags["ablate.fail_reason"] == "RuntimeError: objective val/los is None: not logged"
+    assert (after.data.tags["ablate.fail_reason"]
+            == "RuntimeError: objective val/los is None: not logged")
     assert after.data.tags["ablate.state"] == "FAILED"
-    assert after.info.end_time == before_run.info.end_time and after.data.metrics == before_run.data.metrics
-    assert {t.number: (t.state, t.values, t.params) for t in _study("looks").get_trials()} == before_trials
-    assert client.get_run(blind_run).info.status == client.get_run(twin_run).info.status == "FINISHED"
-    assert sorted(p.kind for p in diagnose("looks").problems) == sorted([MISSING_OBJECTIVE, DUPLICATE_RUN])
+    assert (after.info.end_time == before_run.info.end_time
+            and after.data.metrics == before_run.data.metrics)
+    assert ({t.number: (t.state, t.values, t.params) for t in _study("looks").get_trials()}
+            == before_trials)
+    assert (client.get_run(blind_run).info.status == client.get_run(twin_run).info.status
+            == "FINISHED")
+    assert (sorted(p.kind for p in diagnose("looks").problems)
+            == sorted([MISSING_OBJECTIVE, DUPLICATE_RUN]))

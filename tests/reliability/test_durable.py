@@ -48,7 +48,8 @@ def _study_on_disk(path, name: str, n: int = 3) -> list[tuple]:
 
 
 def _finished(study) -> list[tuple]:
-    return [(t.number, t.params, t.values) for t in study.get_trials() if t.state.name == "COMPLETE"]
+    return [(t.number, t.params, t.values) for t in study.get_trials()
+            if t.state.name == "COMPLETE"]
 
 
 def _torn(record: bytes) -> bytes:
@@ -188,7 +189,8 @@ def _snapshot(name: str, home) -> dict:
     out = {}
     for t in _study(name).get_trials():
         if t.state.name == "COMPLETE":
-            rid = t.user_attrs.get("mlflow_run_id") or (t.user_attrs.get("mlflow_run_ids") or [None])[0]
+            rid = (t.user_attrs.get("mlflow_run_id")
+                   or (t.user_attrs.get("mlflow_run_ids") or [None])[0])
             out[t.number] = (t.params, t.values, rid, runs[rid].info.status, runs[rid].data.metrics)
     return out
 
@@ -204,7 +206,8 @@ def test_a_torn_journal_tail_then_the_same_sweep_completes_the_study(ablate_home
 
     rerun = _run(["sweep", path, *fast, "--n-trials", "3"], ablate_home)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
-    assert "half-written record" in rerun.stderr and list(journal.parent.glob("torn.journal.torn-*"))
+    assert ("half-written record" in rerun.stderr
+            and list(journal.parent.glob("torn.journal.torn-*")))
     after = _plain(journal, "torn").get_trials()  # Optuna alone reads it
     assert sum(t.state.name == "COMPLETE" for t in after) == 3
     assert {n: s for n, s in _snapshot("torn", ablate_home).items() if n in before} == before
@@ -269,8 +272,8 @@ def _disk_that_fills(home, tmp_path, how: str):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["tmpfs", "shim"])
-def test_full_disk_under_the_stores_stops_in_one_line_and_the_study_resumes(how, ablate_home, tmp_path,
-                                                                          capsys):
+def test_full_disk_under_the_stores_stops_in_one_line_and_the_study_resumes(how, ablate_home,
+                                                                            tmp_path, capsys):
     """ABLATE_HOME (journal, mlflow.db, checkpoints) on a disk that fills up while a trial
     trains: the sweep ends with one line and a non-zero code, the finished trial stays
     readable and unchanged, a re-run on the full disk says the same, and once space is freed
@@ -287,8 +290,9 @@ def test_full_disk_under_the_stores_stops_in_one_line_and_the_study_resumes(how,
             while time.monotonic() < deadline and proc.poll() is None:
                 time.sleep(0.5)
                 journal = ablate_home / "optuna" / "full.journal"
-                if journal.exists() and any(t.state.name == "COMPLETE" for t in _plain(journal, "full").trials) \
-                        and any((ablate_home / "checkpoints").glob("full/trial-*/*/last.ckpt")):
+                if (journal.exists()
+                        and any(t.state.name == "COMPLETE" for t in _plain(journal, "full").trials)
+                        and any((ablate_home / "checkpoints").glob("full/trial-*/*/last.ckpt"))):
                     break  # the first trial is done, the next one is training
             fill()
             err = proc.communicate(timeout=300)[1]
@@ -301,11 +305,13 @@ def test_full_disk_under_the_stores_stops_in_one_line_and_the_study_resumes(how,
         assert _plain(ablate_home / "optuna" / "full.journal", "full").get_trials()  # readable
 
         again = _run(["sweep", path, *LONG], ablate_home, shim_env)  # still full
-        assert again.returncode == 1 and _one_error_line(again.stderr).startswith("error: the disk is full")
+        assert (again.returncode == 1
+                and _one_error_line(again.stderr).startswith("error: the disk is full"))
 
         free()  # space again: the README's steps
         left = sorted({p.kind for p in diagnose("full").problems})
-        reasons = sorted({t.user_attrs.get("fail_reason", "")[:90] for t in _study("full").get_trials()
+        reasons = sorted({t.user_attrs.get("fail_reason", "")[:90]
+                          for t in _study("full").get_trials()
                           if t.state.name == "FAIL"})
         doctor = _run(["doctor", "--study", "full", "--fix"], ablate_home, shim_env)
         assert doctor.returncode == 0, doctor.stdout[-3000:]
@@ -327,8 +333,9 @@ def test_sigkill_mid_trial_keeps_the_curve_up_to_the_last_checkpoint(ablate_home
     dense model logs a few metrics a step: far from any batch-size flush."""
     path = _sweep_file(tmp_path, "kill", 1)
     env = {**os.environ, "ABLATE_HOME": str(ablate_home)}
-    proc = subprocess.Popen([sys.executable, "-m", "ablate", "sweep", path, *LONG, "model.ffn=dense"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen([sys.executable, "-m", "ablate", "sweep", path, *LONG,
+                             "model.ffn=dense"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 300
         while not list((ablate_home / "checkpoints").glob("kill/trial-*/*/last.ckpt")):

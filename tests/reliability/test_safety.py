@@ -117,7 +117,8 @@ def _calls(pattern) -> list[tuple[str, int, ast.Call]]:
 
 
 def _weights_only(call: ast.Call) -> bool:
-    return any(k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True
+    return any(k.arg == "weights_only" and isinstance(k.value, ast.Constant)
+               and k.value.value is True
                for k in call.keywords)
 
 
@@ -135,7 +136,8 @@ def test_every_checkpoint_load_is_weights_only():
     assert loads and resumes  # the checks below look at something
     bad = [f"{p}:{n}" for p, n, c in loads + resumes if not _weights_only(c)]
     assert not bad, f"checkpoint loads without weights_only=True: {bad}"
-    assert not _calls(lambda c: name(c) in ("loads", "load") and getattr(c.func, "value", None) is not None
+    assert not _calls(lambda c: name(c) in ("loads", "load")
+                      and getattr(c.func, "value", None) is not None
                       and getattr(c.func.value, "id", "") in ("pickle", "dill", "cloudpickle"))
 
 
@@ -161,11 +163,14 @@ def test_a_pickled_object_in_a_weights_file_is_refused(tmp_path):
 
 # -- passwords -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("text, shown", [
-    ("postgresql+psycopg2://optuna:hunter2@db:5432/optuna", "postgresql+psycopg2://optuna:***@db:5432/optuna"),
+    ("postgresql+psycopg2://optuna:hunter2@db:5432/optuna",
+     "postgresql+psycopg2://optuna:***@db:5432/optuna"),
     ("http://me:p%40ss@tracker:5000", "http://me:***@tracker:5000"),
-    ("cannot reach mysql://root:toor@10.0.0.1/x (timeout)", "cannot reach mysql://root:***@10.0.0.1/x (timeout)"),
+    ("cannot reach mysql://root:toor@10.0.0.1/x (timeout)",
+     "cannot reach mysql://root:***@10.0.0.1/x (timeout)"),
     ("two: http://a:b@h1 and https://c:d@h2/p", "two: http://a:***@h1 and https://c:***@h2/p"),
-    ("no password: http://tracker:5000 and sqlite:///x.db", "no password: http://tracker:5000 and sqlite:///x.db"),
+    ("no password: http://tracker:5000 and sqlite:///x.db",
+     "no password: http://tracker:5000 and sqlite:///x.db"),
 ])
 def test_mask(text, shown):
     assert mask(text) == shown

@@ -15,7 +15,8 @@ STUDY = "report"
 SWEEP = {
     "study": STUDY,
     "space": {"arm": {"dense": {"model.ffn": "dense"},
-                      "moe-E4": {"model.ffn": "moe", "model.moe.n_experts": 4, "model.moe.top_k": 1}}},
+                      "moe-E4": {"model.ffn": "moe", "model.moe.n_experts": 4,
+                                 "model.moe.top_k": 1}}},
     "objective": {"metric": "val/loss", "direction": "minimize"},
     "sampler": {"name": "bruteforce", "seed": 0},
     "n_trials": 2,

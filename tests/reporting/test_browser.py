@@ -23,7 +23,8 @@ CHROMEDRIVER = shutil.which("chromedriver")
 if CHROMIUM is None or CHROMEDRIVER is None:
     pytest.skip("headless Chromium not installed (apt-get install chromium chromium-driver): "
                 "browser test skipped", allow_module_level=True)
-webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed (pip install -e '.[dev]')")
+webdriver = pytest.importorskip("selenium.webdriver",
+                                reason="selenium not installed (pip install -e '.[dev]')")
 
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -66,7 +67,8 @@ def test_mlflow_ui_shows_runs_and_the_dashboard(tmp_path, monkeypatch):
     port = free_port()
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")  # no background job workers
     server = subprocess.Popen([sys.executable, "-m", "ablate", "ui", "--port", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
     driver = None
     try:
         # while the server boots: the dashboard (logged to the parent run) and the browser
@@ -75,7 +77,8 @@ def test_mlflow_ui_shows_runs_and_the_dashboard(tmp_path, monkeypatch):
         runs = all_runs(home)
         parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags
                       and r.info.run_name == STUDY)
-        children = [r.info.run_name for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+        children = [r.info.run_name for r in runs
+                    if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
         assert len(children) == 4
         driver = _browser()
         base = f"http://127.0.0.1:{port}"
@@ -105,7 +108,8 @@ def test_mlflow_ui_shows_runs_and_the_dashboard(tmp_path, monkeypatch):
         body = driver.find_element(By.TAG_NAME, "body").text
         assert "Model training" in body and "Sort: val/loss" in body and "Group by: arm" in body
         assert "8 matching runs" in body  # the trials, 2 seeds per arm; not the study's parent
-        headers = [h.text for h in driver.find_elements(By.CSS_SELECTOR, '[role="columnheader"]') if h.text]
+        headers = [h.text for h in driver.find_elements(By.CSS_SELECTOR, '[role="columnheader"]')
+                   if h.text]
         metric_cols = [h for h in headers if "/" in h]
         assert metric_cols and metric_cols[0] == "val/loss", headers
         driver.save_screenshot("/tmp/ablate-browser-quickstart-by-arm.png")
@@ -121,12 +125,15 @@ def test_mlflow_ui_shows_runs_and_the_dashboard(tmp_path, monkeypatch):
         sections = driver.find_elements(By.CSS_SELECTOR, "section.panel")
         assert {s.get_attribute("data-kind") for s in sections} == kinds
         # plotly drew every figure (it adds .js-plotly-plot and an svg when it renders)
-        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .main-svg")) >= 9)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR,
+                                                 ".js-plotly-plot .main-svg")) >= 9)
         for s in sections:
             if s.get_attribute("data-kind") in ("summary", "runs"):
-                assert s.find_elements(By.CSS_SELECTOR, "table tbody tr"), s.get_attribute("data-kind")
+                assert s.find_elements(By.CSS_SELECTOR, "table tbody tr"), (
+                    s.get_attribute("data-kind"))
             else:
-                assert s.find_elements(By.CSS_SELECTOR, ".js-plotly-plot"), s.get_attribute("data-kind")
+                assert s.find_elements(By.CSS_SELECTOR, ".js-plotly-plot"), (
+                    s.get_attribute("data-kind"))
         assert "moe-E4" in driver.find_element(By.TAG_NAME, "body").text
         driver.switch_to.default_content()
         driver.save_screenshot("/tmp/ablate-browser-dashboard.png")

@@ -29,7 +29,8 @@ def _home_env(home, monkeypatch):
 def test_collect_one_row_per_trial_and_repeat(home):
     data = load_study(STUDY)
     assert len(data.rows) == 4 and {r.state for r in data.rows} == {"COMPLETE"}
-    assert {(r.arm, r.seed) for r in data.rows} == {("dense", 0), ("dense", 1), ("moe-E4", 0), ("moe-E4", 1)}
+    assert {(r.arm, r.seed) for r in data.rows} == {("dense", 0), ("dense", 1), ("moe-E4", 0),
+                                                    ("moe-E4", 1)}
     children = {r.info.run_id: r for r in all_runs(home) if "mlflow.parentRunId" in r.data.tags}
     assert {r.run_id for r in data.rows} == set(children)
     for r in data.rows:
@@ -65,7 +66,8 @@ def test_compare_cli_formats(capsys, home):
     out = capsys.readouterr().out
     assert "dense" in out and "moe-E4" in out and "±" in out and "baseline" in out
     parent = load_study(STUDY).parent_run_id
-    assert {"summary/arms.csv", "summary/arms.md"} <= {a.path for a in store(home).list_artifacts(parent, "summary")}
+    assert {"summary/arms.csv", "summary/arms.md"} <= {
+        a.path for a in store(home).list_artifacts(parent, "summary")}
     assert ablate("compare", "--study", STUDY, "--format", "json", "--baseline", "moe-E4") == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["baseline"] == "moe-E4" and {a["arm"] for a in doc["arms"]} == {"dense", "moe-E4"}
@@ -107,7 +109,8 @@ def test_dashboard_renders_every_panel_and_logs_to_mlflow(home, tmp_path, capsys
     assert "dashboards/moe_overview.html" in capsys.readouterr().out
     html = out.read_text()
     sections = _sections(html)
-    assert set(sections) == {p.kind for p in load_spec(ROOT_DASHBOARDS / "moe_overview.yaml").panels}
+    assert set(sections) == {p.kind
+                             for p in load_spec(ROOT_DASHBOARDS / "moe_overview.yaml").panels}
     for kind, body in sections.items():
         assert "panel failed" not in body, kind
         if kind in ("runs", "summary"):
@@ -166,14 +169,16 @@ def test_load_over_training_reads_a_per_step_history_when_runs_have_one(home):
     assert len(fig.data) == 2  # real runs log the history: an expert x step heatmap per layer
 
     real = data.artifact_json
-    data.artifact_json = lambda run_id, path: None if path == HISTORY_ARTIFACT else real(run_id, path)
+    data.artifact_json = lambda run_id, path: (None if path == HISTORY_ARTIFACT
+                                               else real(run_id, path))
     (fig,) = render(LoadOverTrainingConfig(), make_context(data))
     assert [t.y for t in fig.data] == [("L0", "L1")]  # without it: max_load, layers x steps
 
     doc = {"layers": [0, 1], "steps": [2, 4, 6],
            "load_fraction": [[[0.25, 0.25, 0.25, 0.25]] * 3, [[0.7, 0.1, 0.1, 0.1]] * 3]}
     real = data.artifact_json
-    data.artifact_json = lambda run_id, path: doc if path == HISTORY_ARTIFACT else real(run_id, path)
+    data.artifact_json = lambda run_id, path: (doc if path == HISTORY_ARTIFACT
+                                               else real(run_id, path))
     (fig,) = render(LoadOverTrainingConfig(), make_context(data))
     assert len(fig.data) == 2  # a heatmap per layer
     assert fig.data[1].z[0] == pytest.approx((2.8, 2.8, 2.8))  # expert 0 of layer 1: 0.7 x E

@@ -29,7 +29,8 @@ def test_mean_ci_by_hand():
     sd = math.sqrt(((1.0 - mean) ** 2 + (1.2 - mean) ** 2 + (0.9 - mean) ** 2) / 2)
     assert s.n == 3 and s.mean == pytest.approx(mean)
     assert s.std == pytest.approx(sd) == pytest.approx(0.1527525, abs=1e-7)
-    assert s.half == pytest.approx(T975_DF2 * sd / math.sqrt(3)) == pytest.approx(0.379458, abs=1e-6)
+    assert (s.half == pytest.approx(T975_DF2 * sd / math.sqrt(3))
+            == pytest.approx(0.379458, abs=1e-6))
     assert (s.lo, s.hi) == (pytest.approx(mean - s.half), pytest.approx(mean + s.half))
     one = mean_ci([2.0])
     assert one.n == 1 and one.mean == 2.0 and math.isnan(one.half)
@@ -42,8 +43,10 @@ def test_paired_t_by_hand_and_scipy():
     t = -0.1 / (0.05 / math.sqrt(3))  # differences -0.1, -0.05, -0.15: mean -0.1, sd 0.05
     assert r.test == "paired-t" and r.n == 3
     assert r.diff == pytest.approx(-0.1)
-    assert r.half == pytest.approx(T975_DF2 * 0.05 / math.sqrt(3)) == pytest.approx(0.124207, abs=1e-6)
-    assert r.p == pytest.approx(1 - abs(t) / math.sqrt(t * t + 2)) == pytest.approx(0.0741799, abs=1e-7)
+    assert (r.half == pytest.approx(T975_DF2 * 0.05 / math.sqrt(3))
+            == pytest.approx(0.124207, abs=1e-6))
+    assert (r.p == pytest.approx(1 - abs(t) / math.sqrt(t * t + 2))
+            == pytest.approx(0.0741799, abs=1e-7))
     scipy_stats = pytest.importorskip("scipy.stats")
     assert r.p == pytest.approx(scipy_stats.ttest_rel(A, B).pvalue)
     same = paired_test([1.0, 2.0], [1.0, 2.0])  # identical differences: refused, not p = 1
@@ -74,16 +77,18 @@ def _rows(values: dict[str, list[float]], seeds=(0, 1, 2)) -> list[RunRow]:
     rows = []
     for trial, (arm, vals) in enumerate(values.items()):
         for seed, v in zip(seeds, vals):
-            rows.append(RunRow(trial=trial, repeat=seed, state="COMPLETE", arm=arm, params={"arm": arm},
-                               config={"trainer.seed": str(seed)},
-                               metrics={"val/loss": v, "params_active": 100.0, "perf/tokens_per_s": 10.0},
+            rows.append(RunRow(trial=trial, repeat=seed, state="COMPLETE", arm=arm,
+                               params={"arm": arm}, config={"trainer.seed": str(seed)},
+                               metrics={"val/loss": v, "params_active": 100.0,
+                                        "perf/tokens_per_s": 10.0},
                                seed=seed, run_id=f"r{trial}{seed}"))
     return rows
 
 
 def test_compare_on_fixed_rows():
     rows = _rows({"B": B, "A": A})
-    rows.append(RunRow(trial=9, repeat=0, state="FAIL", arm="A", params={"arm": "A"}, config={}, metrics={}))
+    rows.append(RunRow(trial=9, repeat=0, state="FAIL", arm="A", params={"arm": "A"}, config={},
+                       metrics={}))
     data = StudyData("fixed", None, None, None, None, [Objective("val/loss", "minimize")], rows)
     assert compare(data).baseline == "A"  # default: the first arm in sweep order (here: by label)
     c = compare(data, baseline="B")

@@ -64,7 +64,8 @@ def test_similar_within_a_margin():
     far = data({"hash": [1.3, 1.32, 1.29], "top1": [1.0, 1.0, 1.0]})
     assert judge(Expectation("similar", "hash", "top1", margin=0.05), far).verdict == "contradicted"
     wide = data({"hash": [1.0, 1.2, 0.9], "top1": [1.0, 1.0, 1.0]})
-    assert judge(Expectation("similar", "hash", "top1", margin=0.05), wide).verdict == "inconclusive"
+    assert (judge(Expectation("similar", "hash", "top1", margin=0.05), wide).verdict
+            == "inconclusive")
 
 
 def test_what_cannot_be_measured_is_not_guessed():
@@ -81,8 +82,10 @@ def test_a_sweep_prints_and_logs_its_verdicts(ablate_home, tiny, tmp_path, capsy
 
     spec = {"study": "exp", "repeats": 2, "n_trials": 2,
             "space": {"arm": {"dense": {"model.ffn": "dense"},
-                              "moe": {"model.ffn": "moe", "model.moe.n_experts": 4, "model.moe.top_k": 1}}},
-            "expect": [{"claim": "MoE beats dense", "source": "a test", "better": "moe", "than": "dense"},
+                              "moe": {"model.ffn": "moe", "model.moe.n_experts": 4,
+                                      "model.moe.top_k": 1}}},
+            "expect": [{"claim": "MoE beats dense", "source": "a test", "better": "moe",
+                        "than": "dense"},
                        {"lower": "dense", "than": "moe", "metric": "max:train/loss"}]}
     path = tmp_path / "exp.yaml"
     path.write_text(yaml.safe_dump(spec))

@@ -32,7 +32,8 @@ def test_ddp_trial_two_gloo_ranks(ablate_home, tiny, tmp_path):
     # grouped dispatch gives every expert weight a gradient and a hash router owns no weight:
     # DDP runs without find_unused_parameters, and would fail on a parameter left unused
     spec = {"study": "ddp", "base": {"model": {"ffn": "moe"}},
-            "space": {"arm": {"sigmoid-k1": {"model.moe.router.name": "sigmoid", "model.moe.top_k": 1},
+            "space": {"arm": {"sigmoid-k1": {"model.moe.router.name": "sigmoid",
+                                             "model.moe.top_k": 1},
                               "hash-k2": {"model.moe.router.name": "hash", "model.moe.top_k": 2,
                                           "model.moe.aux.switch": 0.0, "model.moe.aux.z": 0.0}}},
             "sampler": {"name": "bruteforce"}, "n_trials": 2}
@@ -52,7 +53,8 @@ def test_pruning_decision_reaches_every_rank(ablate_home, tiny, tmp_path):
             "pruner": {"name": "threshold", "options": {"upper": 0.0}}, "n_trials": 1}
     proc = _torchrun(spec, tmp_path, ablate_home, tiny)  # would hang if rank 1 kept training
     assert proc.returncode == 0, proc.stderr[-3000:]
-    (trial,) = optuna.load_study(study_name="ddp-prune", storage=make_storage(None, "ddp-prune")).trials
+    (trial,) = optuna.load_study(study_name="ddp-prune",
+                                 storage=make_storage(None, "ddp-prune")).trials
     assert trial.state.name == "PRUNED"
     assert list(trial.intermediate_values) == [3]  # reported at global_step 3, then stopped
 
@@ -69,7 +71,8 @@ def test_expert_parallel_training_end_to_end(ablate_home, tiny):
     assert "val/loss" in run.data.metrics and run.data.metrics["moe/dead_experts"] >= 0
 
 
-def test_expert_parallel_trial_killed_then_resumed_ends_as_if_never_stopped(tmp_path, tiny, monkeypatch):
+def test_expert_parallel_trial_killed_then_resumed_ends_as_if_never_stopped(tmp_path, tiny,
+                                                                            monkeypatch):
     """2 ranks x 2 experts each. Every process dies at step 4 (checkpoint at step 3); the
     re-run fails the dead trial, queues it again and resumes it from the checkpoint, which
     holds all 4 experts and their Adam moments: each rank gets its own shard back, and the

@@ -152,9 +152,11 @@ def test_runs_that_pass_for_results():
     blind = trial(3, "COMPLETE", value=float("inf"), mlflow_run_ids=["b"])
     runs = [run("f", "FINISHED", 0), run("c", "FINISHED", 1),
             run("r", "FINISHED", 2, {"val/loss": 1.0}, cfg, start=1),
-            run("b", "FINISHED", 3, {"train/loss": 1.0}, {**cfg, "tracking.run_name": "y"}, start=2)]
+            run("b", "FINISHED", 3, {"train/loss": 1.0},
+                {**cfg, "tracking.run_name": "y"}, start=2)]
     report = diagnose_snapshot(snap([failed, carried, retry, blind], runs,
-                                    run("p", "FINISHED", params={"objectives": "val/loss:minimize"})))
+                                    run("p", "FINISHED",
+                                        params={"objectives": "val/loss:minimize"})))
     assert kinds(report) == [FINISHED_RUN_FAILED_TRIAL, MISSING_OBJECTIVE, MISSING_OBJECTIVE,
                              DUPLICATE_RUN]
     first, value, metric, dup = report.problems

@@ -30,8 +30,8 @@ def test_sigkill_worker_mid_trial_retries_from_checkpoint(ablate_home, tmp_path)
     path.write_text(yaml.safe_dump(spec))
     env = {**os.environ, "ABLATE_HOME": str(ablate_home)}
     proc = subprocess.Popen([sys.executable, "-m", "ablate", "sweep", str(path), "--workers", "2",
-                             *SLOWER], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+                             *SLOWER], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         victim = _kill_a_worker_mid_trial(proc, ablate_home)
         assert victim is not None, "no trial reached a checkpoint to kill"

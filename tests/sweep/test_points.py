@@ -68,8 +68,9 @@ def test_transient_failures_are_retried_and_no_seed_is_trained_twice(ablate_home
     retried, its finished seed 0 is carried over (not trained again), and every point ends
     COMPLETE with exactly one finished run per seed. n_trials counts points, not attempts."""
     monkeypatch.setenv("ABLATE_TEST_FLAKY_EVERY", "2")
-    path = _write(tmp_path, "flaky", {"study": "flaky", "space": {"optim.lr": [0.002, 0.004, 0.006]},
-                                      "repeats": 2, "n_trials": 3})
+    path = _write(tmp_path, "flaky",
+                  {"study": "flaky", "space": {"optim.lr": [0.002, 0.004, 0.006]},
+                   "repeats": 2, "n_trials": 3})
     assert main(["sweep", path, "--plugin", "tests.flaky_plugin", *tiny]) == 0
     trials = _study("flaky").trials
     done = [t for t in trials if t.state.name == "COMPLETE"]
@@ -78,7 +79,8 @@ def test_transient_failures_are_retried_and_no_seed_is_trained_twice(ablate_home
     assert failed and all("flaky" in t.user_attrs["fail_reason"] for t in failed)
     finished = Counter((r.data.params["optim.lr"], r.data.params["trainer.seed"])
                        for r in _children(ablate_home) if r.info.status == "FINISHED")
-    assert finished == Counter({(lr, s): 1 for lr in ("0.002", "0.004", "0.006") for s in ("0", "1")})
+    assert finished == Counter({(lr, s): 1 for lr in ("0.002", "0.004", "0.006")
+                                for s in ("0", "1")})
     c = compare(load_study("flaky"))
     assert [r.summary.n for r in c.rows] == [2, 2, 2] and not c.duplicates
 
@@ -93,11 +95,13 @@ def test_five_arms_one_diverging_two_repeats(ablate_home, tiny, tmp_path, capsys
                                      "n_trials": 5})
     assert main(["sweep", path, *tiny]) == 1
     assert "1 failed for good (1 diverged)" in capsys.readouterr().err.strip().splitlines()[-1]
-    runs = Counter((r.data.tags["ablate.trial"], r.data.params["trainer.seed"]) for r in _children(ablate_home))
+    runs = Counter((r.data.tags["ablate.trial"], r.data.params["trainer.seed"])
+                   for r in _children(ablate_home))
     assert len(runs) == 10 and set(runs.values()) == {1}
     trials = {t.params["arm"]: t for t in _study("five").trials}
     assert len(trials) == 5 and trials["absurd"].state.name == "FAIL"
-    assert trials["absurd"].user_attrs["final"] and "diverged" in trials["absurd"].user_attrs["fail_reason"]
+    assert (trials["absurd"].user_attrs["final"]
+            and "diverged" in trials["absurd"].user_attrs["fail_reason"])
     c = compare(load_study("five"))
     assert sorted(r.arm for r in c.rows) == ["dense", "dense-lr", "moe-E2", "moe-E4"]
     assert all(r.summary.n == 2 and r.summary.half > 0 for r in c.rows)

@@ -70,7 +70,8 @@ def mlflow_server(databases, tmp_path):
             with urllib.request.urlopen(f"{url}/health", timeout=2):
                 break
         except OSError:
-            assert proc.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
+            assert proc.poll() is None and time.monotonic() < deadline, (
+                "mlflow server did not start")
             time.sleep(0.5)
     yield url
     proc.terminate()
@@ -86,7 +87,8 @@ def _watch_cmdlines(stop: threading.Event, seen: list[str]) -> None:
         seen.extend(cmd for cmd in command_lines() if "--worker-index" in cmd)
 
 
-def test_workers_on_postgres_and_mlflow_server(databases, mlflow_server, ablate_home, tiny, tmp_path):
+def test_workers_on_postgres_and_mlflow_server(databases, mlflow_server, ablate_home, tiny,
+                                               tmp_path):
     from mlflow.tracking import MlflowClient
 
     spec = {"study": "pg", "base": {"model": {"ffn": "moe"}},

@@ -99,7 +99,8 @@ def test_repeats_and_two_objectives(ablate_home, tiny, tmp_path):
         per = t.user_attrs["metrics_per_repeat"]
         assert len(per) == 2 and per[0]["val/loss"] != per[1]["val/loss"]
         assert t.values[0] == sum(p["val/loss"] for p in per) / 2
-        seeds = {r.data.params["trainer.seed"] for r in children if r.data.tags["ablate.trial"] == str(t.number)}
+        seeds = {r.data.params["trainer.seed"] for r in children
+                 if r.data.tags["ablate.trial"] == str(t.number)}
         assert seeds == {"0", "1"}
     assert {t.number for t in study.best_trials}  # a Pareto set exists
 

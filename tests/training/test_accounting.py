@@ -11,10 +11,12 @@ CASES = [
     ["model.ffn=dense", "model.tie_embeddings=false"],
     ["model.ffn=moe", "model.moe.n_experts=4", "model.moe.top_k=1"],
     ["model.ffn=moe", "model.moe.n_experts=8", "model.moe.top_k=2", "model.moe.granularity=2"],
-    ["model.ffn=moe", "model.moe.n_shared=1", "model.moe.shared_gate=true", "model.moe.moe_every=2"],
+    ["model.ffn=moe", "model.moe.n_shared=1", "model.moe.shared_gate=true",
+     "model.moe.moe_every=2"],
     ["model.ffn=moe", "model.moe.first_dense=1", "model.moe.d_expert=32"],
     ["model.attention=mla", "model.mla.kv_rank=16", "model.mla.rope_dim=8"],
-    ["model.attention=mla", "model.mla.q_rank=24", "model.mla.head_dim=8", "model.mla.v_head_dim=12"],
+    ["model.attention=mla", "model.mla.q_rank=24", "model.mla.head_dim=8",
+     "model.mla.v_head_dim=12"],
     ["model.mtp.depth=2", "model.tie_embeddings=false"],
     ["model.ffn=moe", "model.attention=mla", "model.mtp.depth=1", "model.moe.n_experts=4"],
 ]
@@ -52,7 +54,8 @@ def test_matched_arms_have_equal_active_params():
             ["model.moe.n_experts=8", "model.moe.top_k=1", "model.moe.granularity=2"]]
     for arm in arms:
         moe = param_counts(load_config(overrides=[*base, "model.ffn=moe", *arm]).model, 128)
-        router = moe["n_moe_layers"] * 128 * 8 * load_config(overrides=[*base, *arm]).model.moe.granularity
+        router = (moe["n_moe_layers"] * 128 * 8
+                  * load_config(overrides=[*base, *arm]).model.moe.granularity)
         assert moe["params_active"] - router == dense["params_active"]
         assert moe["params_total"] > dense["params_total"]
 
@@ -81,7 +84,8 @@ def test_mha_flops_and_cache_are_unchanged_by_the_mla_accounting():
     attn = D * H * (N + R) + D * (64 + R) + 64 + 64 * H * (N + Vh) + H * Vh * D
     assert m["params_total"] - c["params_total"] == L * (attn - 4 * D * D)
     scores = 3 * 128 * H * (N + R + Vh)
-    assert m["flops_per_token"] - c["flops_per_token"] == 6 * L * (attn - 4 * D * D) + L * (scores - 6 * 128 * D)
+    assert (m["flops_per_token"] - c["flops_per_token"]
+            == 6 * L * (attn - 4 * D * D) + L * (scores - 6 * 128 * D))
 
 
 def test_every_size_is_named_where_the_trackers_read_it():

@@ -69,7 +69,8 @@ def test_depth_0_is_bit_identical_to_the_model_before_mtp(ffn):
     legacy = legacy_transformer.Transformer(cfg.model, S)
     new_params = dict(module.model.named_parameters())
     old_params = dict(legacy.named_parameters())
-    assert [(n, p.shape) for n, p in new_params.items()] == [(n, p.shape) for n, p in old_params.items()]
+    assert ([(n, p.shape) for n, p in new_params.items()]
+            == [(n, p.shape) for n, p in old_params.items()])
     for name, p in new_params.items():  # same seed, same draws: equal initial weights
         assert torch.equal(p, old_params[name]), name
     new_opt = torch.optim.AdamW(new_params.values(), lr=1e-2)
@@ -185,7 +186,8 @@ def test_train_mtp_metrics_are_logged(tiny, tmp_path, ablate_home):
     for name in ("train/mtp/d1", "train/mtp/d2", "val/loss"):
         assert name in logged and torch.isfinite(logged[name]), name
         check_metric(name, "objective.metric")
-    assert "train/mtp/d3" not in logged and is_logged("train/mtp/d3") and not is_logged("train/mtp/d0")
+    assert ("train/mtp/d3" not in logged and is_logged("train/mtp/d3")
+            and not is_logged("train/mtp/d0"))
 
 
 def test_mtp_depth_must_leave_a_position():
@@ -202,9 +204,11 @@ def test_mtp_accounting():
     two = param_counts(cfg.model, S)
     built = Transformer(cfg.model, S)
     mtp_params = sum(p.numel() for p in built.mtp.parameters())
-    assert two["params_total"] == sum(p.numel() for p in built.parameters()) == base["params_total"] + mtp_params
+    assert (two["params_total"] == sum(p.numel() for p in built.parameters())
+            == base["params_total"] + mtp_params)
     assert two["params_active"] == base["params_active"]
     assert two["kv_cache_bytes_per_token"] == base["kv_cache_bytes_per_token"]
     D, d_attn = 32, 2 * 32
     head = 2 * V * D  # the shared head runs once more per depth
-    assert two["flops_per_token"] - base["flops_per_token"] == 6 * (mtp_params + head) + 2 * 3 * S * d_attn
+    assert (two["flops_per_token"] - base["flops_per_token"]
+            == 6 * (mtp_params + head) + 2 * 3 * S * d_attn)

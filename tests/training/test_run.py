@@ -32,7 +32,8 @@ def test_ctrl_c_between_run_creation_and_fit_ends_the_run_killed(where, ablate_h
     assert r.data.tags["ablate.state"] == "KILLED"
 
 
-def test_a_failure_while_the_trainer_is_built_fails_the_run_with_its_reason(ablate_home, monkeypatch):
+def test_a_failure_while_the_trainer_is_built_fails_the_run_with_its_reason(ablate_home,
+                                                                            monkeypatch):
     def broken(*_a, **_k):
         raise RuntimeError("no such accelerator")
 

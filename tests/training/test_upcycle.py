@@ -137,7 +137,8 @@ def test_dense_parent_trained_once_then_reused(ablate_home, tiny):
     rng_after_training = torch.rand(3)
     parents = _parents(ablate_home)
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    assert parents[0].data.tags["ablate.arm"] == parents[0].data.params["arm"] == "dense-parent-ff64"
+    assert (parents[0].data.tags["ablate.arm"] == parents[0].data.params["arm"]
+            == "dense-parent-ff64")
     params = parents[0].data.params
     assert params["model.ffn"] == "dense" and params["trainer.max_steps"] == "3"
     assert tags["ablate.init"] == "upcycle_copy"

@@ -35,7 +35,8 @@ def check_router(model_cfg) -> None:
                           "model.moe.allow_noncausal_routing=true",
                           "this router lets a token's output depend on later tokens")
     for loss, weight in moe.aux.items():
-        missing = [a for a in getattr(AUX_LOSSES.get(loss).obj, "needs", ()) if a not in router.gives]
+        missing = [a for a in getattr(AUX_LOSSES.get(loss).obj, "needs", ())
+                   if a not in router.gives]
         if weight > 0 and missing:
             raise ConfigError(f"model.moe.aux.{loss}", weight, f"0 with router {name}",
                               f"router {name} gives no {missing[0].removesuffix('_TE')}")

@@ -37,7 +37,8 @@ def build_router(router_cfg, d_model: int, n_experts: int, top_k: int) -> Router
     """router_cfg: a registered router config dataclass, or a dict with a `name`."""
     if isinstance(router_cfg, dict):
         entry = ROUTERS.get(router_cfg.get("name"))
-        router_cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(entry.config), router_cfg))
+        router_cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(entry.config),
+                                                         router_cfg))
     return ROUTERS.get(router_cfg.name).obj(router_cfg, d_model, n_experts, top_k)
 
 
@@ -53,7 +54,8 @@ class MoELayer(nn.Module):
         self.experts.dropout = cfg.expert_dropout
         # n shared experts of width d_shared == one SwiGLU of width n*d_shared (same function)
         self.shared = SwiGLU(d_model, cfg.n_shared * cfg.shared_width) if cfg.n_shared else None
-        self.shared_gate = nn.Linear(d_model, 1, bias=False) if (self.shared and cfg.shared_gate) else None
+        self.shared_gate = (nn.Linear(d_model, 1, bias=False) if (self.shared and cfg.shared_gate)
+                            else None)
         # a weight of 0 switches a loss off (a YAML merge cannot delete a default key)
         self.aux_fns = {name: AUX_LOSSES.get(name).obj for name, w in cfg.aux.items() if w > 0}
         self.collect_stats = False  # set by the routing-stats callback on its interval
@@ -99,7 +101,8 @@ class MoELayer(nn.Module):
         if not self.collect_stats:
             return
         dropped = ((ids_TK < 0) & (route.ids_TK >= 0)).float().sum()
-        stats = {"load_E": self.last_load_E, "drop_frac": dropped / (route.ids_TK >= 0).sum().clamp_min(1)}
+        stats = {"load_E": self.last_load_E,
+                 "drop_frac": dropped / (route.ids_TK >= 0).sum().clamp_min(1)}
         if route.probs_TE is not None:
             p = route.probs_TE.clamp_min(1e-12)
             stats["router_entropy"] = -(p * p.log()).sum(-1).mean()

@@ -106,7 +106,8 @@ def finite(v: Any) -> bool:
 
 def layout(fig, height: int = 420, **kw):
     """The look shared by all panels."""
-    fig.update_layout(template="plotly_white", height=height, margin={"l": 60, "r": 20, "t": 50, "b": 50},
+    fig.update_layout(template="plotly_white", height=height,
+                      margin={"l": 60, "r": 20, "t": 50, "b": 50},
                       legend={"orientation": "v"}, font={"size": 12}, **kw)
     return fig
 

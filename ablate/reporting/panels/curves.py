@@ -37,7 +37,8 @@ def curves(cfg: CurvesConfig, ctx):
     for arm in ctx.arms:
         color = ctx.colors[arm]
         done = ctx.runs(arm, complete=True)
-        hists = [[(s + _offset(r, cfg.x_offset), v) for s, v in ctx.data.history(r.run_id, cfg.metric)]
+        hists = [[(s + _offset(r, cfg.x_offset), v)
+                  for s, v in ctx.data.history(r.run_id, cfg.metric)]
                  for r in done]
         hists = [h for h in hists if h]
         if hists:

@@ -30,7 +30,8 @@ def mean_matrix(mats: list[list[list[float]]]) -> list[list[float]] | None:
         return None
     shape = (len(mats[0]), len(mats[0][0]))
     mats = [m for m in mats if (len(m), len(m[0])) == shape]
-    return [[sum(m[i][j] for m in mats) / len(mats) for j in range(shape[1])] for i in range(shape[0])]
+    return [[sum(m[i][j] for m in mats) / len(mats) for j in range(shape[1])]
+            for i in range(shape[0])]
 
 
 def grid(n: int, cols: int) -> tuple[int, int]:
@@ -38,10 +39,11 @@ def grid(n: int, cols: int) -> tuple[int, int]:
     return math.ceil(n / cols), cols
 
 
-@PANELS.register("expert_load", ExpertLoadConfig, title="expert load over the whole run (layer x expert)",
+@PANELS.register("expert_load", ExpertLoadConfig,
+                 title="expert load over the whole run (layer x expert)",
                  description="Fraction of routed tokens per expert x number of experts: 1 (white) "
-                 "is a uniform share, 0 (dark blue) a dead expert, red an overloaded one. Mean over "
-                 "the arm's completed runs.")
+                 "is a uniform share, 0 (dark blue) a dead expert, red an overloaded "
+                 "one. Mean over the arm's completed runs.")
 def expert_load(cfg: ExpertLoadConfig, ctx):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -66,13 +68,17 @@ def expert_load(cfg: ExpertLoadConfig, ctx):
         z = [[v * n_exp for v in row] for row in m]
         fig.add_trace(go.Heatmap(
             z=z, x=list(range(n_exp)), y=[f"L{i}" for i in layers[arm]], coloraxis="coloraxis",
-            customdata=m, hovertemplate=f"{arm}<br>layer %{{y}} expert %{{x}}<br>load x E %{{z:.2f}}"
-            "<br>fraction %{customdata:.4f}<extra></extra>"),
+            customdata=m,
+            hovertemplate=f"{arm}<br>layer %{{y}} expert %{{x}}<br>load x E %{{z:.2f}}"
+                          "<br>fraction %{customdata:.4f}<extra></extra>"),
             row=k // cols + 1, col=k % cols + 1)
-    fig.update_xaxes(title_text="expert", dtick=1 if max(len(mats[a][0]) for a in arms) <= 16 else None)
-    layout(fig, 60 + 230 * rows, coloraxis={"colorscale": balance_scale(zmax), "cmin": 0, "cmax": zmax,
-                                              "colorbar": {"title": "load x E"}})
-    notes = [] if len(mats) <= cfg.max_arms else [Note(f"showing {cfg.max_arms} of {len(mats)} arms")]
+    fig.update_xaxes(title_text="expert",
+                     dtick=1 if max(len(mats[a][0]) for a in arms) <= 16 else None)
+    layout(fig, 60 + 230 * rows,
+           coloraxis={"colorscale": balance_scale(zmax), "cmin": 0, "cmax": zmax,
+                      "colorbar": {"title": "load x E"}})
+    notes = ([] if len(mats) <= cfg.max_arms
+             else [Note(f"showing {cfg.max_arms} of {len(mats)} arms")])
     dense = [a for a in ctx.arms if a not in mats and ctx.runs(a)]
     if dense:
         notes.append(Note("no routing (dense or without load data): " + ", ".join(dense)))

@@ -31,24 +31,30 @@ def final(cfg: FinalConfig, ctx):
     for r in c.rows:
         color = ctx.colors.get(r.arm, "#333")
         s = r.summary
-        err = {"type": "data", "array": [s.half], "visible": True, "thickness": 2, "width": 10} if finite(s.half) else None
+        err = ({"type": "data", "array": [s.half], "visible": True, "thickness": 2, "width": 10}
+               if finite(s.half) else None)
         text = f"{s.mean:.4f} ± {s.half:.4f}" if finite(s.half) else f"{s.mean:.4f} (n=1)"
         fig.add_trace(go.Scatter(x=[r.arm], y=[s.mean], error_y=err, mode="markers",
-                                 marker={"symbol": "diamond", "size": 13, "color": color}, name=r.arm,
-                                 hovertemplate=f"{r.arm}<br>{metric} {text}<br>n={s.n}<extra></extra>"))
+                                 marker={"symbol": "diamond", "size": 13, "color": color},
+                                 name=r.arm,
+                                 hovertemplate=f"{r.arm}<br>{metric} {text}<br>n={s.n}"
+                                               "<extra></extra>"))
         fig.add_trace(go.Scatter(
             x=[r.arm] * len(r.values), y=r.values, mode="markers", showlegend=False,
             marker={"size": 7, "color": "rgba(0,0,0,0)", "line": {"color": color, "width": 1.5}},
             customdata=[[sd] for sd in r.seeds],
-            hovertemplate=f"{r.arm}<br>seed %{{customdata[0]}}<br>{metric} %{{y:.4f}}<extra></extra>"))
-        fig.add_annotation(x=r.arm, y=s.hi if finite(s.half) else s.mean, text=text, showarrow=False,
-                           yshift=14, font={"size": 11})
+            hovertemplate=f"{r.arm}<br>seed %{{customdata[0]}}<br>{metric} %{{y:.4f}}"
+                          "<extra></extra>"))
+        fig.add_annotation(x=r.arm, y=s.hi if finite(s.half) else s.mean, text=text,
+                           showarrow=False, yshift=14, font={"size": 11})
     base = next(r for r in c.rows if r.arm == c.baseline)
     fig.add_hline(y=base.summary.mean, line={"color": "#888", "dash": "dash", "width": 1},
                   annotation_text=f"baseline {c.baseline}", annotation_position="bottom right",
                   annotation_font={"size": 10, "color": "#666"})
-    lo = min(min(r.summary.lo if finite(r.summary.half) else r.summary.mean, *r.values) for r in c.rows)
-    hi = max(max(r.summary.hi if finite(r.summary.half) else r.summary.mean, *r.values) for r in c.rows)
+    lo = min(min(r.summary.lo if finite(r.summary.half) else r.summary.mean, *r.values)
+             for r in c.rows)
+    hi = max(max(r.summary.hi if finite(r.summary.half) else r.summary.mean, *r.values)
+             for r in c.rows)
     span = (hi - lo) or abs(hi) * 0.05 or 1.0
     fig.update_yaxes(range=[lo - 0.12 * span, hi + 0.15 * span])
     layout(fig, 440, yaxis_title=metric, showlegend=False, xaxis={"type": "category"})

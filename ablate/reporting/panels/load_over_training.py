@@ -41,18 +41,21 @@ def _history_figures(cfg, ctx, arms):
             continue
         layers, steps = doc["layers"], doc["steps"]
         rows, cols = grid(len(layers), 4)
-        fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"{arm}: layer {i}" for i in layers])
+        fig = make_subplots(rows=rows, cols=cols,
+                            subplot_titles=[f"{arm}: layer {i}" for i in layers])
         for k, per_step in enumerate(doc["load_fraction"]):
             n_exp = len(per_step[0]) if per_step else 0
             z = [[per_step[s][e] * n_exp for s in range(len(steps))] for e in range(n_exp)]
             fig.add_trace(go.Heatmap(z=z, x=steps, y=list(range(n_exp)), coloraxis="coloraxis",
-                                     hovertemplate="step %{x} expert %{y}<br>load x E %{z:.2f}<extra></extra>"),
+                                     hovertemplate="step %{x} expert %{y}<br>load x E "
+                                                   "%{z:.2f}<extra></extra>"),
                           row=k // cols + 1, col=k % cols + 1)
         fig.update_xaxes(title_text="step")
         fig.update_yaxes(title_text="expert")
         zmax = max(2.0, max((v for t in fig.data for row in t.z for v in row), default=2.0))
-        layout(fig, 60 + 230 * rows, coloraxis={"colorscale": balance_scale(zmax), "cmin": 0, "cmax": zmax,
-                                                  "colorbar": {"title": "load x E"}})
+        layout(fig, 60 + 230 * rows,
+               coloraxis={"colorscale": balance_scale(zmax), "cmin": 0, "cmax": zmax,
+                          "colorbar": {"title": "load x E"}})
         out.append(fig)
     return out
 
@@ -87,10 +90,13 @@ def load_over_training(cfg: LoadOverTrainingConfig, ctx):
         zs += [v for row in z for v in row if v is not None]
         fig.add_trace(go.Heatmap(
             z=z, x=steps, y=[f"L{i}" for i in ids], coloraxis="coloraxis",
-            hovertemplate=f"{arm}<br>layer %{{y}} step %{{x}}<br>{cfg.metric} %{{z:.3f}}<extra></extra>"),
+            hovertemplate=f"{arm}<br>layer %{{y}} step %{{x}}<br>{cfg.metric} "
+                          f"%{{z:.3f}}<extra></extra>"),
             row=k // cols + 1, col=k % cols + 1)
     fig.update_xaxes(title_text="step")
     layout(fig, 60 + 230 * rows, coloraxis={"colorscale": "Viridis", "cmin": min(zs, default=0),
-                                              "cmax": max(zs, default=1), "colorbar": {"title": cfg.metric}})
-    notes = [] if len(arms) <= cfg.max_arms else [Note(f"showing {cfg.max_arms} of {len(arms)} arms")]
+                                            "cmax": max(zs, default=1),
+                                            "colorbar": {"title": cfg.metric}})
+    notes = ([] if len(arms) <= cfg.max_arms
+             else [Note(f"showing {cfg.max_arms} of {len(arms)} arms")])
     return [fig, *notes]

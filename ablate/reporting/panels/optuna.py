@@ -72,7 +72,8 @@ def optuna_figure(plot, ctx, objective: int, needs_varied_params: bool = False, 
         return [Note(f"Optuna could not draw it: {type(e).__name__}: {e}")]
     layout(fig, height, title_text="")  # the panel's heading names it
     if plot.__name__ == "plot_param_importances":
-        fig.update_layout(height=max(180, 120 + 45 * len(fig.data[0].y or [])) if fig.data else height)
+        fig.update_layout(height=max(180, 120 + 45 * len(fig.data[0].y or []))
+                          if fig.data else height)
     if plot.__name__ == "plot_optimization_history" and len(done) <= 25:
         fig.update_xaxes(dtick=1)
     return [fig, *notes]

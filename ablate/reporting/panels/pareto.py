@@ -13,7 +13,8 @@ from ablate.reporting.stats import mean_ci
 @dataclass
 class ParetoConfig:
     y: str | None = None  # default: the dashboard's metric
-    x: list = field(default_factory=lambda: ["params_active", "flops_per_token", "perf/tokens_per_s"])
+    x: list = field(default_factory=lambda: ["params_active", "flops_per_token",
+                                             "perf/tokens_per_s"])
     maximize: list = field(default_factory=lambda: ["perf/tokens_per_s"])  # higher x is better
     log_x: bool = False
 
@@ -63,11 +64,14 @@ def pareto(cfg: ParetoConfig, ctx):
             x_extent += [sx.lo, sx.hi] if finite(sx.half) else [sx.mean]
             names.append(arm)
             fig.add_trace(go.Scatter(
-                x=[sx.mean], y=[sy.mean], mode="markers+text", text=[arm], textposition="top center",
-                textfont={"size": 10}, cliponaxis=False, name=arm, legendgroup=arm, showlegend=col == 1,
-                marker={"size": 11, "color": ctx.colors[arm], "line": {"width": 1, "color": "#333"}},
+                x=[sx.mean], y=[sy.mean], mode="markers+text", text=[arm],
+                textposition="top center", textfont={"size": 10}, cliponaxis=False, name=arm,
+                legendgroup=arm, showlegend=col == 1,
+                marker={"size": 11, "color": ctx.colors[arm],
+                        "line": {"width": 1, "color": "#333"}},
                 error_y={"array": [sy.half], "visible": True} if finite(sy.half) else None,
-                error_x={"array": [sx.half], "visible": True} if finite(sx.half) and sx.half > 0 else None,
+                error_x=({"array": [sx.half], "visible": True}
+                         if finite(sx.half) and sx.half > 0 else None),
                 hovertemplate=f"{arm}<br>{x} %{{x:,.4g}}<br>{y} %{{y:.4f}}<extra></extra>"),
                 row=1, col=col)
         if pts:  # room for the labels and error bars: pad the x range by 12% each side
@@ -81,7 +85,8 @@ def pareto(cfg: ParetoConfig, ctx):
         front = pareto_front(pts, x in cfg.maximize, y_max)
         if len(front) > 1:
             fig.add_trace(go.Scatter(x=[pts[i][0] for i in front], y=[pts[i][1] for i in front],
-                                     mode="lines", line={"color": "#444", "dash": "dash", "width": 1},
+                                     mode="lines",
+                                     line={"color": "#444", "dash": "dash", "width": 1},
                                      name="Pareto front", showlegend=col == 1, legendgroup="front",
                                      hoverinfo="skip"), row=1, col=col)
         fig.update_xaxes(title_text=x, type="log" if cfg.log_x else None, row=1, col=col)

@@ -43,11 +43,14 @@ def routing(cfg: RoutingPanelConfig, ctx):
                 continue
             c = mean_curve([ctx.data.history(r.run_id, key) for r in runs])
             fig.add_trace(go.Scatter(x=c.steps, y=c.mean, mode="lines", name=arm, legendgroup=arm,
-                                     showlegend=row == 1, line={"color": ctx.colors[arm], "width": 2},
-                                     hovertemplate=f"{arm}<br>step %{{x}}<br>{key} %{{y:.4g}}<extra></extra>"),
+                                     showlegend=row == 1,
+                                     line={"color": ctx.colors[arm], "width": 2},
+                                     hovertemplate=f"{arm}<br>step %{{x}}<br>{key} "
+                                                   f"%{{y:.4g}}<extra></extra>"),
                           row=row, col=1)
         fig.update_yaxes(title_text=key.rsplit("/", 1)[-1], rangemode="nonnegative", row=row, col=1)
     fig.update_xaxes(title_text="step", row=len(logged), col=1)
-    dense = [a for a in ctx.arms if ctx.runs(a) and not any(k in r.metrics for k in keys for r in ctx.runs(a))]
+    dense = [a for a in ctx.arms if ctx.runs(a)
+             and not any(k in r.metrics for k in keys for r in ctx.runs(a))]
     layout(fig, 80 + 230 * len(logged))
     return [fig] + ([Note("no router (dense): " + ", ".join(dense))] if dense else [])

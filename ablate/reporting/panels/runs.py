@@ -33,7 +33,8 @@ def table(header: list[str], rows: list[list[str]], numeric_from: int = 1, cls: 
                       for j, c in enumerate(row))
         title = f' title="{e(titles[i])}"' if titles and titles[i] else ""
         body.append(f"<tr{title}>{tds}</tr>")
-    return Html(f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>')
+    return Html(f'<table class="{cls}"><thead><tr>{head}</tr></thead>'
+                f'<tbody>{"".join(body)}</tbody></table>')
 
 
 @PANELS.register("runs", RunsConfig, title="runs",

@@ -37,6 +37,7 @@ def summary(cfg: SummaryConfig, ctx):
     verdicts = judge_all(ctx.data)  # the sweep file's `expect:`: a verdict per line
     if verdicts:
         out.append(table(["expectation", "Δ (arm − other) ± 95% CI", "n", "verdict", ""],
-                         [[v.expectation.text(ctx.metric), v.delta, str(v.test.n), v.verdict, v.note]
+                         [[v.expectation.text(ctx.metric), v.delta,
+                           str(v.test.n), v.verdict, v.note]
                           for v in verdicts], numeric_from=1, cls="runs verdicts"))
     return out

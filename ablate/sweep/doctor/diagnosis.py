@@ -130,7 +130,8 @@ def diagnose_snapshot(snap: Snapshot) -> Report:
                                 f"{', '.join(map(str, snap.sweep_pids))})")
         else:
             report.problems.append(Problem(
-                STALE_PARENT, f"parent run {snap.parent_run_id} RUNNING with no trial or sweep running",
+                STALE_PARENT,
+                f"parent run {snap.parent_run_id} RUNNING with no trial or sweep running",
                 "close it KILLED", run_id=snap.parent_run_id))
     return report
 
@@ -145,7 +146,8 @@ def _check_trial(snap: Snapshot, t, report: Report, known_runs: dict[str, Any]) 
         known_runs[rid] = t
     t_host, pid = rec.host, rec.pid
     row = TrialRow(t.number, s, dict(t.params), t_host, pid, "", ids,
-                   {rid: (snap.runs[rid].info.status if rid in snap.runs else "missing") for rid in ids})
+                   {rid: (snap.runs[rid].info.status if rid in snap.runs else "missing")
+                    for rid in ids})
     live = False
     if s == "RUNNING":
         if t_host is None or pid is None:
@@ -203,7 +205,8 @@ def _check_runs(snap: Snapshot, report: Report, known_runs: dict[str, Any], live
             f"close it {want}", trial=trial.number, run_id=rid))
 
 
-def _check_unknown_run(snap: Snapshot, report: Report, rid: str, r, by_number: dict, live: bool) -> None:
+def _check_unknown_run(snap: Snapshot, report: Report, rid: str, r, by_number: dict,
+                       live: bool) -> None:
     """A run of the study that no trial records: just created, a crashed attempt, a dense
     parent of upcycling, or an orphan."""
     tag = r.data.tags.get(TRIAL)
@@ -254,7 +257,8 @@ def finished_runs_of_failed_trials(trials, runs: dict[str, Any], known_runs) -> 
     out = []
     for rid, r in runs.items():
         trial = known_runs.get(rid)
-        if trial is None or trial.state.name != "FAIL" or r.info.status != "FINISHED" or rid in carried:
+        if (trial is None or trial.state.name != "FAIL" or r.info.status != "FINISHED"
+                or rid in carried):
             continue
         reason = TrialRecord.of(trial).fail_reason or "no reason recorded"
         out.append(Problem(
@@ -275,14 +279,16 @@ def objective_metrics(revisions: list[Revision], trial, parent_run) -> list[str]
     return [parse_objective(o)[0] for o in named or []]
 
 
-def missing_objectives(revisions: list[Revision], trials, runs: dict[str, Any], parent_run) -> list[Problem]:
+def missing_objectives(revisions: list[Revision], trials, runs: dict[str, Any],
+                       parent_run) -> list[Problem]:
     """COMPLETE trials whose value is missing or not finite, or whose FINISHED runs lack the
     objective metric: a number in the study that nothing in MLflow backs."""
     out = []
     for t in trials:
         if t.state.name != "COMPLETE":
             continue
-        if not t.values or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in t.values):
+        if not t.values or not all(isinstance(v, (int, float)) and math.isfinite(v)
+                                   for v in t.values):
             out.append(Problem(MISSING_OBJECTIVE, f"trial {t.number} COMPLETE with objective "
                                f"value(s) {t.values}", "", trial=t.number))
         for metric in objective_metrics(revisions, t, parent_run):
@@ -307,7 +313,8 @@ def duplicate_runs(runs: dict[str, Any]) -> list[Problem]:
         if (r.info.status != "FINISHED" or TRIAL not in tags or "trainer.seed" not in r.data.params
                 or tags.get(STATE) == "PRUNED"):
             continue  # a run that trained something, and whose result counts
-        config = tuple(sorted((k, v) for k, v in r.data.params.items() if not k.startswith(RUN_IDENTITY)))
+        config = tuple(sorted((k, v) for k, v in r.data.params.items()
+                              if not k.startswith(RUN_IDENTITY)))
         groups.setdefault((tags.get(REVISION, "1"), config), []).append(r)
     out = []
     for same in groups.values():

@@ -47,7 +47,8 @@ def fix(study: str, storage: str | None = None, tracking_uri: str | None = None)
                 trial = by_number.get(p.trial) if p.trial is not None else None
                 state = trial.state.name if trial is not None else "FAIL"
                 status = RUN_STATUS_FOR.get(state, "FAILED")
-                _close(client, p.run_id, status, f"closed by ablate doctor (trial {state})", actions)
+                _close(client, p.run_id, status,
+                       f"closed by ablate doctor (trial {state})", actions)
             elif p.kind == FINISHED_RUN_FAILED_TRIAL:
                 reason = TrialRecord.of(by_number[p.trial]).fail_reason or "trial failed"
                 _fail_finished(client, p.run_id, reason, actions)

@@ -97,7 +97,8 @@ def test_expert_choice_evaluates_without_the_leak_when_asked():
     routes each token by its own scores and leaks nothing."""
     torch.manual_seed(0)
     cfg = MoEConfig(n_experts=E, top_k=2, aux={}, router={"name": "expert_choice", "init_std": 0.5,
-                                                            "experts_per_token": 2.0, "eval_token_choice": True})
+                                                          "experts_per_token": 2.0,
+                                                          "eval_token_choice": True})
     layer = MoELayer(cfg, D, D_FF)
     assert max(max_leak(layer, training=False)) < 1e-5
     assert max(max_leak(layer, training=True)) > 1e-2

@@ -63,12 +63,14 @@ def test_lm_loss_alone_trains_every_router_at_every_k(name):
             layer = _layer({"name": name}, k).train()
             router = layer.router
             layer(torch.randn(B, S, D), torch.randint(0, 256, (B, S)))
-            losses = router.reward_losses(torch.randn(B * S, generator=torch.Generator().manual_seed(3)))
+            losses = router.reward_losses(
+                torch.randn(B * S, generator=torch.Generator().manual_seed(3)))
             assert losses, f"{name}: learns from a policy but has no reward loss"
             sum(v for v, _ in losses.values()).backward()
             assert _norm(router.learned_weights()) > 0, f"{name} k={k}: policy loss reaches nothing"
         else:
-            assert _ratio(layer) > FROZEN_RATIO, f"{name} k={k}: the LM loss does not reach the router"
+            assert _ratio(layer) > FROZEN_RATIO, (f"{name} k={k}: the LM loss does not reach "
+                                                  "the router")
     assert accepted, f"{name} accepts no top_k in 1..{E}"
 
 
@@ -106,7 +108,8 @@ def test_probe_names_the_layer_of_a_router_only_the_probe_can_see():
     torch.manual_seed(0)
     model = Transformer(model_cfg, S)
     g = torch.Generator().manual_seed(1)
-    idx, tgt = torch.randint(0, 256, (B, S), generator=g), torch.randint(0, 256, (B, S), generator=g)
+    idx, tgt = (torch.randint(0, 256, (B, S), generator=g),
+                torch.randint(0, 256, (B, S), generator=g))
     rng = torch.get_rng_state()
     with pytest.raises(FrozenRouterError, match=r"MoE layer 0 \(block 0\) cannot learn"):
         check_routers_learn(model, idx, tgt)

@@ -35,7 +35,8 @@ def _hf_block(preset: str):
         cfg = m.qwen2_moe.Qwen2MoeConfig(hidden_size=D, moe_intermediate_size=H,
                                          shared_expert_intermediate_size=4 * H, num_experts=8,
                                          num_experts_per_tok=3, norm_topk_prob=False)
-        return m.qwen2_moe.modeling_qwen2_moe.Qwen2MoeSparseMoeBlock(cfg), dict(E=8, K=3, n_shared=4)
+        return (m.qwen2_moe.modeling_qwen2_moe.Qwen2MoeSparseMoeBlock(cfg),
+                dict(E=8, K=3, n_shared=4))
     if preset == "qwen3_moe":
         cfg = m.qwen3_moe.Qwen3MoeConfig(hidden_size=D, moe_intermediate_size=H, num_experts=8,
                                          num_experts_per_tok=3, norm_topk_prob=True)
@@ -85,7 +86,8 @@ def build_pair(preset: str, dispatch: str, seed: int = 0):
             f"model.moe.n_shared={size.get('n_shared', 0)}", f"model.moe.dispatch={dispatch}",
             "model.moe.capacity_factor=null", "model.moe.eval_capacity_factor=null"]
     if "G" in size:
-        over += [f"model.moe.router.n_groups={size['G']}", f"model.moe.router.topk_groups={size['M']}"]
+        over += [f"model.moe.router.n_groups={size['G']}",
+                 f"model.moe.router.topk_groups={size['M']}"]
     moe_cfg = load_config(overrides=over).model.moe
     layer = MoELayer(moe_cfg, d_model=D, d_ff=H)
     with torch.no_grad():

@@ -64,7 +64,8 @@ class ComposedRouter(Router):
         self.gate = GATES.get(cfg.gate).obj(cfg, self.k_slots)
         _check(cfg, self)
         self.noise = LearnedNoise(d_model, n_experts) if cfg.noise == "learned" else None
-        self.balance = BiasBalance(n_experts, cfg.bias_update_rate) if cfg.balance == "bias" else None
+        self.balance = (BiasBalance(n_experts, cfg.bias_update_rate) if cfg.balance == "bias"
+                        else None)
         # what the layer and the config checks read (class-level defaults in Router)
         self.causal = self.select.causal
         self.needs_token_ids = self.select.needs_token_ids

@@ -37,7 +37,8 @@ class ExpertChoice(Selection):
         if not self.training and self.cfg.eval_token_choice:  # leak-free evaluation
             k = max(1, min(E, round(self.cfg.experts_per_token)))
             top_TK = sel_TE.topk(k, dim=-1).indices
-            took_TE = torch.zeros(T, E, dtype=torch.bool, device=sel_TE.device).scatter_(1, top_TK, True)
+            took_TE = torch.zeros(T, E, dtype=torch.bool,
+                                  device=sel_TE.device).scatter_(1, top_TK, True)
             return torch.where(took_TE, torch.arange(E, device=sel_TE.device).expand(T, E), -1)
         C = min(T, math.ceil(T * self.cfg.experts_per_token / E))
         tok_EC = sel_TE.t().topk(C, dim=-1).indices  # (E, C) the tokens each expert takes
