@@ -128,13 +128,20 @@ def _next_commands(console, sweep, study) -> None:
 
 def _verdicts(console, study: str, storage: str | None, tracking_uri: str) -> None:
     """The study's expectations judged on what it measured: printed, and logged to the parent
-    run (tags ablate.claim.<i>, claims.json, the run's description)."""
+    run (tags ablate.claim.<i>, claims.json, the run's description); with budgets, each arm
+    and expectation at each budget and the trend (budgets.json, ablate.budget.<i>.*)."""
+    from ablate.reporting import budgets
     from ablate.reporting.collect import load_study
     from ablate.reporting.compare import compare
     from ablate.reporting.compare_render import to_markdown
     from ablate.reporting.verdicts import judge_all, log_verdicts, to_rich
 
     data = load_study(study, storage=storage, tracking_uri=tracking_uri)
+    view = budgets.budget_view(data)
+    if view is not None:
+        console.print(budgets.to_rich(view))
+        if data.parent_run_id:
+            budgets.log_view(data.client, data.parent_run_id, view)
     verdicts = judge_all(data)
     if verdicts:
         console.print(to_rich(verdicts, data.metric))

@@ -248,4 +248,8 @@ def applicable(flat: dict[str, Any], cfg: RunConfig) -> dict[str, Any]:
         off.append("model.mtp.weight")
     if not (cfg.init.from_checkpoint or cfg.init.dense_steps):
         off += ["init.upcycle", "init.noise"]
+    if cfg.optim.schedule != "wsd":
+        off += ["optim.decay_fraction", "optim.decay_shape"]
+    if not cfg.trainer.budgets:
+        off.append("trainer.budgets")
     return {k: v for k, v in flat.items() if not k.startswith(tuple(off))}

@@ -39,6 +39,8 @@ ACCELERATORS = ("cpu", "gpu", "cuda", "auto", "mps")
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "64-true")
 UPCYCLES = ("copy", "split")
 FREEZES = ("none", "moe", "non_moe")
+SCHEDULES = ("cosine", "wsd")
+DECAY_SHAPES = ("1-sqrt", "linear")
 ROUTER_INITS = ("normal", "uniform", "zeros")
 MAX_SEED = 2**32 - 1  # Lightning's seed_everything raises a ValueError (a traceback) above it
 
@@ -224,9 +226,16 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
-    lr: float = positive(3e-3, help="peak learning rate (AdamW), after linear warmup, then cosine "
-                                    "decay")
-    min_lr_ratio: float = unit_interval(0.1, help="cosine decays to lr * min_lr_ratio")
+    lr: float = positive(3e-3, help="peak learning rate (AdamW), after linear warmup, then the "
+                                    "schedule's decay")
+    min_lr_ratio: float = unit_interval(0.1, help="the schedule decays to lr * min_lr_ratio")
+    schedule: str = one_of("cosine", SCHEDULES, help="cosine (warmup, cosine decay over the run) | "
+                           "wsd (warmup, stable, then a cooldown: several budgets from one run, "
+                           "trainer.budgets)")
+    decay_fraction: float = in_range(0.2, 0, 1, low_open=True, help="wsd only: the cooldown is "
+                                     "this share of a run's steps")
+    decay_shape: str = one_of("1-sqrt", DECAY_SHAPES, help="wsd only: the cooldown's shape, "
+                              "1 - (1 - min_lr_ratio) * sqrt(p) or * p over its progress p")
     weight_decay: float = non_negative(0.1, help="AdamW weight decay")
     beta1: float = below_one(0.9, help="AdamW beta1")
     beta2: float = below_one(0.95, help="AdamW beta2")
@@ -253,6 +262,10 @@ class TrainerConfig:
     progress: bool = described(True, "show a progress bar")
     compile: bool = described(False, "torch.compile the attention and dense FFN modules (the "
                               "MoE dispatch stays eager: data-dependent shapes)")
+    budgets: list[int] = described(None, "optim.schedule=wsd only: step counts below max_steps "
+                                   "at which a cooldown branch measures val/loss as a run of "
+                                   "that length would (budget/val_loss, its step in tokens)",
+                                   default_factory=list)
 
 
 @dataclass

@@ -11,12 +11,54 @@ from ablate.errors import ConfigError
 
 
 def validate(cfg: RunConfig) -> None:
+    _check_schedule(cfg)
     _check_model(cfg)
     _check_moe(cfg)
     _check_data(cfg)
     i = cfg.init
     if i.dense_steps and cfg.model.ffn != "moe":
         raise ConfigError("init.dense_steps", i.dense_steps, "0 unless model.ffn=moe (upcycling)")
+
+
+def _check_schedule(cfg: RunConfig) -> None:
+    """WSD's keys only with wsd; budgets increasing, within the run, each with a stable phase
+    at least as long as its cooldown (a branch starts from the stable phase)."""
+    o, t = cfg.optim, cfg.trainer
+    if o.schedule != "wsd":
+        for key, value, default in (("decay_fraction", o.decay_fraction, 0.2),
+                                    ("decay_shape", o.decay_shape, "1-sqrt")):
+            if value != default:
+                raise ConfigError(f"optim.{key}", value, f"the default ({default}) with "
+                                  f"optim.schedule={o.schedule}, or optim.schedule=wsd",
+                                  "a key of the wsd schedule")
+        if t.budgets:
+            raise ConfigError("trainer.budgets", list(t.budgets), f"[] with optim.schedule="
+                              f"{o.schedule}, or optim.schedule=wsd",
+                              "budgets are cooldown branches of a wsd run")
+        return
+    budgets = list(t.budgets)
+    if any(not isinstance(b, int) or b < 1 for b in budgets):
+        raise ConfigError("trainer.budgets", budgets, "step counts, integers >= 1")
+    if any(b >= c for b, c in zip(budgets, budgets[1:])):
+        raise ConfigError("trainer.budgets", budgets, "strictly increasing step counts")
+    if budgets and budgets[-1] > t.max_steps:
+        raise ConfigError("trainer.budgets", budgets, f"step counts up to trainer.max_steps "
+                          f"({t.max_steps})", f"{budgets[-1]} is beyond the run")
+    for b in [*budgets, t.max_steps]:
+        cooldown = cooldown_steps(b, o.decay_fraction)
+        stable = b - cooldown - o.warmup_steps
+        if stable < cooldown:
+            key, value = ("trainer.budgets", budgets) if b in budgets else ("trainer.max_steps", b)
+            raise ConfigError(key, value, f"budgets whose stable phase (steps - cooldown - "
+                              f"optim.warmup_steps) is at least their cooldown "
+                              f"(optim.decay_fraction={o.decay_fraction})",
+                              f"at {b} steps the cooldown ({cooldown}) is longer than the stable "
+                              f"phase ({stable})")
+
+
+def cooldown_steps(total: int, fraction: float) -> int:
+    """The cooldown of a wsd run of `total` steps: round(fraction * total), at least 1."""
+    return max(1, round(fraction * total))
 
 
 def _check_model(cfg: RunConfig) -> None:

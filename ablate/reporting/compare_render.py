@@ -93,11 +93,13 @@ def _json_safe(v: Any) -> Any:
     return v
 
 
-def to_json(c: Comparison) -> str:
+def to_json(c: Comparison, extra: dict[str, Any] | None = None) -> str:
+    """The comparison as JSON (no NaN: null), with `extra` keys (the expectations)."""
     return json.dumps({"study": c.study, "metric": c.metric, "direction": c.direction,
                        "baseline": c.baseline, "by": c.by,
                        "excluded_runs": c.not_complete, "duplicate_runs": c.duplicates,
-                       "arms": _json_safe(records(c))}, indent=2)
+                       "arms": _json_safe(records(c)), **_json_safe(extra or {})}, indent=2,
+                      allow_nan=False)
 
 
 def to_csv(c: Comparison) -> str:

@@ -22,6 +22,9 @@ FIXED = {
     "train/loss_spike": "the step's LM loss / its recent average (> 1: a spike)",
     "val/loss": "next-token cross-entropy on the validation blocks (no aux terms)",
     "val/ppl": "exp(val/loss)",
+    "budget/val_loss": "val/loss of a wsd run at each of trainer.budgets (step: the budget in "
+                       "tokens)",
+    "budget/val_ppl": "exp(budget/val_loss)",
     "perf/tokens_per_s": "training throughput",
     "perf/step_ms": "wall time per optimizer step",
     "params_total": "every parameter", "params_active": "parameters one token touches",

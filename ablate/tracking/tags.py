@@ -8,7 +8,9 @@ How it ended:           STATE (COMPLETE, PRUNED, FAILED, KILLED), FAIL_REASON, R
 What it is, when it is not the default:  INIT, INIT_WEIGHTS, UPCYCLED_FROM, UPCYCLE_NOISE,
                         DENSE_PARENT_STEPS, DENSE_PARENT_SHA, FROZEN, FROZEN_PARAMS,
                         FROZEN_ROUTER, NONCAUSAL_ROUTING
-A study's parent run:   CLAIM.format(i) (the verdict of expectation i)
+A study's parent run:   CLAIM.format(i) (the verdict of expectation i), BUDGET_TREND and
+                        BUDGET_CROSSOVER .format(i) (its trend across budgets, the
+                        extrapolated crossover in tokens or "none")
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ FROZEN_PARAMS = "ablate.frozen_params"
 FROZEN_ROUTER = "ablate.frozen_router"
 NONCAUSAL_ROUTING = "ablate.noncausal_routing"
 CLAIM = "ablate.claim.{}"
+BUDGET_TREND = "ablate.budget.{}.trend"
+BUDGET_CROSSOVER = "ablate.budget.{}.crossover"
 
 DENSE_PARENT = "dense_parent"  # the ROLE of upcycling's dense parents: not a trial's result
 

@@ -7,6 +7,7 @@ In a DDP trial every rank runs the same training code; only global rank 0 talks 
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from ablate.parallel.world import world
@@ -56,6 +57,19 @@ class RunTracker:
         self.log_dict({"layers": layer_ids, "load_fraction": rows}, "routing/expert_load.json")
         self.log_dict(history, "routing/expert_load_history.json")
         self.log_figure(expert_load_figure(layer_ids, rows, title), "routing/expert_load.png")
+
+    def log_budgets(self, rows: list[dict]) -> None:
+        """Each budget's val_loss and val_ppl as `budget/val_loss`, `budget/val_ppl` with the
+        budget in tokens as the metric's step, and the rows as budgets.json."""
+        if not self.run_id:
+            return
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        metrics = [Metric(f"budget/{k}", float(r[k]), ts, int(r["tokens"]))
+                   for r in rows for k in ("val_loss", "val_ppl") if k in r]
+        self.client.log_batch(self.run_id, metrics=metrics, synchronous=True)
+        self.log_dict({"budgets": rows}, "budgets.json")
 
     def end(self, status: str, state: str) -> None:
         """status: MLflow's FINISHED | FAILED | KILLED; state: ablate's COMPLETE | PRUNED | ...

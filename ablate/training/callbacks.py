@@ -1,5 +1,6 @@
 """The run's small callbacks: throughput, the progress sink, metrics flushed before each
-checkpoint, Optuna pruning; and `log_now`, values straight to the loggers."""
+checkpoint, Optuna pruning, the RNG states in checkpoints; and `log_now`, values straight to
+the loggers."""
 
 from __future__ import annotations
 
@@ -122,3 +123,36 @@ class OptunaPruning(L.Callback):
         if prune:
             self.pruned, self.pruned_at = True, trainer.global_step
             trainer.should_stop = True
+
+
+class RunState(L.Callback):
+    """The random-number generators' states in every checkpoint, restored on resume: a run that
+    draws random numbers while training (noisy routers, REINFORCE's samples, jitter, dropout)
+    goes on from a checkpoint with the very numbers it would have drawn, as a branch of a wsd
+    run does from its branch point. Stored as tensors and lists (a weights-only load reads
+    them)."""
+
+    def state_dict(self) -> dict:
+        import random
+
+        import numpy as np
+
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+                 "numpy": [kind, torch.from_numpy(keys.astype("int64")), pos, has_gauss, gauss]}
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        import random
+
+        import numpy as np
+
+        torch.set_rng_state(state["torch"])
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+        kind, keys, pos, has_gauss, gauss = state["numpy"]
+        np.random.set_state((kind, keys.numpy().astype("uint32"), pos, has_gauss, gauss))
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,8 +1,7 @@
-"""The LightningModule: LM loss + weighted aux losses, AdamW with warmup + cosine."""
+"""The LightningModule: LM loss + weighted aux losses, AdamW with warmup and the schedule's
+decay (cosine or warmup-stable-decay: `schedule.py`)."""
 
 from __future__ import annotations
-
-import math
 
 import lightning as L
 import torch
@@ -11,18 +10,11 @@ import torch.nn.functional as F
 from ablate.config.schema import ModelConfig, OptimConfig
 from ablate.models.mtp import mtp_losses
 from ablate.models.transformer import Transformer
+from ablate.training.schedule import lr_multiplier
 
 
 class DivergenceError(RuntimeError):
     """The loss became NaN or infinite: the trial fails with this reason, the sweep goes on."""
-
-
-def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float:
-    """LR multiplier: linear warmup to 1, cosine decay to min_ratio at `total`."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def reward_losses(layers, reward_T: torch.Tensor) -> dict[str, tuple[torch.Tensor, float]]:
@@ -163,7 +155,7 @@ class LMModule(L.LightningModule):
     def configure_optimizers(self):
         o = self.optim_cfg
         opt = torch.optim.AdamW(self.param_groups(), lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: warmup_cosine(s, o.warmup_steps, self.max_steps, o.min_lr_ratio)
-        )
+        # read at every step: a wsd budget's branch sets `max_steps` to its own length
+        sched = torch.optim.lr_scheduler.LambdaLR(opt,
+                                                  lambda s: lr_multiplier(s, o, self.max_steps))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -2,9 +2,10 @@
 
 `build` makes what a run trains: the data, the model with its starting weights, sharded
 (expert parallelism), compiled and frozen as the config says, its routers probed. `fit`
-trains it as one MLflow run and ends that run honestly whichever way training ends. `train`
-is both; `ablate.training.launch.run` prepares the starting weights and calls it, for
-`ablate train`, every sweep trial and the DDP followers.
+trains it as one MLflow run (and, with `trainer.budgets`, its cooldown branches: see
+`schedule.py`) and ends that run honestly whichever way training ends. `train` is both;
+`ablate.training.launch.run` prepares the starting weights and calls it, for `ablate train`,
+every sweep trial and the DDP followers.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import contextlib
 import copy
 import shutil
 import signal
+import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,8 +39,15 @@ from ablate.tracking.tags import (
 )
 from ablate.tracking.tracker import RunTracker
 from ablate.training.accounting import param_counts
-from ablate.training.callbacks import FlushMetrics, OptunaPruning, StepProgress, Throughput
+from ablate.training.callbacks import (
+    FlushMetrics,
+    OptunaPruning,
+    RunState,
+    StepProgress,
+    Throughput,
+)
 from ablate.training.routing_stats import RouterHealth, RoutingStats
+from ablate.training.schedule import BranchSchedule, BudgetPlan, StableCheckpoints, plan_for
 from ablate.training.weights import InitialWeights, freeze_tags, load_initial, save_weights
 
 
@@ -127,15 +137,16 @@ def fit(built: Built, *, experiment: str, tracking_uri: str | None = None,
     `ckpt_dir`: where the run checkpoints and resumes from. `params`: more MLflow params (a
     sweep's `arm`: the point's label, also the run's `ablate.arm` tag; without it the tag is
     the config's seed-free name)."""
-    cfg, dm, module = built.cfg, built.dm, built.module
+    cfg = built.cfg
     tracker = RunTracker(tracking_uri, experiment)
     params = dict(params or {})
-    all_tags = standard_tags({DATA_FINGERPRINT: dm.fingerprint,
+    all_tags = standard_tags({DATA_FINGERPRINT: built.dm.fingerprint,
                               ARM: params.get("arm") or arm_name(cfg, seed=False),
                               **built.tags, **(tags or {})})
     # from the run's creation on, every way out ends it (a Ctrl-C while the Trainer is built
     # must not leave it RUNNING)
     status, state = "FAILED", "FAILED"
+    plan = _budget_plan(built, ckpt_dir)
     try:
         # sizes describe the config: params, not metrics (MLflow's charts take either as an axis)
         run_id = tracker.start(run_name or cfg.tracking.run_name or arm_name(cfg), all_tags,
@@ -143,23 +154,14 @@ def fit(built: Built, *, experiment: str, tracking_uri: str | None = None,
                                                **built.sizes, **params}, to_yaml(cfg))
         if on_run is not None and run_id:
             on_run(run_id)
-        routing = RoutingStats(cfg.tracking.routing_stats_every)
         pruning = OptunaPruning(trial) if (trial is not None or prune_follower) else None
-        callbacks, bar = _callbacks(built, routing, pruning, progress)
-        resume_from = _resume_point(cfg, ckpt_dir, callbacks, tracker)
-        trainer = make_trainer(cfg, tracker.logger or False, callbacks, bar,
-                               checkpointing=ckpt_dir is not None,
-                               clip=not built.expert_parallel)
-        if tracker.logger is not None:
-            tracker.logger.step_source = lambda: trainer.global_step
-        with _interrupts_propagate(trainer):
-            trainer.fit(module, datamodule=dm, ckpt_path=resume_from, weights_only=True)
-            pruned = bool(pruning and pruning.pruned)
-            if not pruned and trainer.global_step % cfg.trainer.val_every:
-                trainer.validate(module, datamodule=dm, verbose=False)  # always end on a val/loss
+        trainer, routing = _fit_main(built, tracker, pruning, progress, ckpt_dir, plan)
+        pruned = bool(pruning and pruning.pruned)
         if weights_out:
-            save_weights(module.model, weights_out)
+            save_weights(built.module.model, weights_out)
         tracker.log_expert_load(*routing.load_matrix(), routing.load_history(), arm_name(cfg))
+        if plan is not None and not pruned:
+            _measure_budgets(built, plan, trainer, tracker, progress)
         status, state = "FINISHED", ("PRUNED" if pruned else "COMPLETE")
         if ckpt_dir is not None:  # finished: the resume point is no longer needed
             shutil.rmtree(ckpt_dir, ignore_errors=True)
@@ -173,7 +175,105 @@ def fit(built: Built, *, experiment: str, tracking_uri: str | None = None,
         tracker.set_tag(FAIL_REASON, f"{type(e).__name__}: {e}")
         raise
     finally:
+        if plan is not None and ckpt_dir is None:  # `ablate train`: no retry will need them
+            shutil.rmtree(plan.folder, ignore_errors=True)
         tracker.end(status, state)
+
+
+def _fit_main(built: Built, tracker: RunTracker, pruning, progress, ckpt_dir,
+              plan: BudgetPlan | None):
+    """The run's own training, resumed from `ckpt_dir` when a checkpoint is there; it always
+    ends on a validation. -> (the Trainer, its routing statistics)."""
+    cfg, dm, module = built.cfg, built.dm, built.module
+    routing = RoutingStats(cfg.tracking.routing_stats_every)
+    callbacks, bar = _callbacks(built, routing, pruning, progress)
+    resume_from = _resume_point(cfg, ckpt_dir, callbacks, tracker)
+    if plan is not None:  # the branch points: the state each cooldown starts from
+        callbacks.append(StableCheckpoints(plan))
+        if ckpt_dir is None:
+            callbacks.append(RunState())
+    trainer = make_trainer(cfg, tracker.logger or False, callbacks, bar,
+                           checkpointing=ckpt_dir is not None, clip=not built.expert_parallel)
+    if tracker.logger is not None:
+        tracker.logger.step_source = lambda: trainer.global_step
+    with _interrupts_propagate(trainer):
+        trainer.fit(module, datamodule=dm, ckpt_path=resume_from, weights_only=True)
+        # always end on a val/loss (also a run resumed at its end: a retried trial whose
+        # training had finished before its budgets were measured)
+        last_validated = trainer.global_step % cfg.trainer.val_every == 0
+        if not (pruning and pruning.pruned) and not (
+                last_validated and "val/loss" in trainer.callback_metrics):
+            trainer.validate(module, datamodule=dm, verbose=False)
+    return trainer, routing
+
+
+def _budget_plan(built: Built, ckpt_dir) -> BudgetPlan | None:
+    """The budgets of a run with `trainer.budgets`: their branch points and results live with
+    the run's checkpoints (a retried trial measures each budget once), else in a folder of
+    their own for this run."""
+    t = built.cfg.trainer
+    tokens_per_step = (built.dm.tokens_per_batch * t.accumulate_grad_batches * t.devices
+                       * t.num_nodes)
+    folder = (Path(ckpt_dir) if ckpt_dir is not None
+              else paths.checkpoint_dir("runs", uuid.uuid4().hex[:12])) / "budgets"
+    return plan_for(built.cfg, tokens_per_step, folder)
+
+
+def _measure_budgets(built: Built, plan: BudgetPlan, trainer, tracker: RunTracker,
+                     progress) -> None:
+    """The run's own end is its largest budget; every other budget is a cooldown branch
+    from its branch point, measured once (the results survive a retry of the run)."""
+    plan.record(plan.budgets[-1], _val(trainer))
+    done = plan.results()
+    for budget in plan.branches:
+        if budget not in done:
+            plan.record(budget, _branch(built, plan, budget, progress))
+    results = plan.results()
+    rows = [{"steps": b, "tokens": plan.tokens(b), "branch": b != plan.budgets[-1],
+             **{k.replace("/", "_"): v for k, v in results[b].items()}} for b in plan.budgets]
+    tracker.log_budgets(rows)
+
+
+def _branch(built: Built, plan: BudgetPlan, budget: int, progress) -> dict[str, float]:
+    """The cooldown of a run of `budget` steps, from its branch point: a resume of that run,
+    with its own schedule and validations; its checkpoints (a branch that was killed resumes
+    from its own) go to the branch's folder. -> its last val/loss and val/ppl."""
+    cfg = copy.deepcopy(built.cfg)
+    cfg.trainer.max_steps = budget
+    folder = plan.branch_dir(budget)
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    callbacks: list[L.Callback] = [
+        RunState(), BranchSchedule(),
+        ModelCheckpoint(dirpath=folder, save_last=True, save_top_k=0,
+                        every_n_train_steps=cfg.trainer.val_every)]
+    if built.expert_parallel:
+        from ablate.parallel.expert_parallel import ExpertParallel
+
+        callbacks.append(ExpertParallel(cfg.optim.grad_clip))
+    trainer = make_trainer(cfg, False, callbacks, progress_bar=False, checkpointing=True,
+                           clip=not built.expert_parallel)
+    resume = _resumable(folder / "last.ckpt") or str(plan.stable_checkpoint(budget))
+    if progress is not None and hasattr(progress, "message"):
+        progress.message(f"budget {budget} steps: cooldown from step {plan.branch_points[budget]}")
+    module = built.module
+    module.max_steps = budget  # the schedule of a run of `budget` steps
+    try:
+        with _interrupts_propagate(trainer), warnings.catch_warnings():
+            # the branch point was saved with the run's own callbacks: not needed here
+            warnings.filterwarnings("ignore", message=".*callbacks used to create the checkpoint")
+            trainer.fit(module, datamodule=built.dm, ckpt_path=resume, weights_only=True)
+            if trainer.global_step % cfg.trainer.val_every:
+                trainer.validate(module, datamodule=built.dm, verbose=False)
+    finally:
+        module.max_steps = built.cfg.trainer.max_steps
+    return _val(trainer)
+
+
+def _val(trainer) -> dict[str, float]:
+    """The last validation's val/loss and val/ppl."""
+    metrics = trainer.callback_metrics
+    return {k: float(metrics[k]) for k in ("val/loss", "val/ppl") if k in metrics}
 
 
 def make_trainer(cfg: RunConfig, logger, callbacks, progress_bar: bool,
@@ -263,6 +363,7 @@ def _resume_point(cfg: RunConfig, ckpt_dir, callbacks: list, tracker: RunTracker
     callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0,
                                      every_n_train_steps=cfg.trainer.val_every))
     callbacks.append(FlushMetrics())  # the curve reaches every checkpoint
+    callbacks.append(RunState())  # a resume draws the random numbers it would have drawn
     last = Path(ckpt_dir) / "last.ckpt"
     resume_from = _resumable(last)
     if resume_from:

@@ -1,7 +1,8 @@
 import torch
 
 from ablate.config.load import load_config
-from ablate.training.module import LMModule, warmup_cosine
+from ablate.training.module import LMModule
+from ablate.training.schedule import warmup_cosine
 
 
 def _module(*overrides):
