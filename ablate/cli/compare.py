@@ -37,6 +37,9 @@ def run(a) -> int:
     from ablate.reporting.collect import load_study, parse_by
     from ablate.reporting.compare import compare
     from ablate.reporting.compare_render import FORMATS, render, to_csv, to_json, to_markdown
+    from ablate.reporting.tuning import to_markdown as tuning_md
+    from ablate.reporting.tuning import to_rich as to_rich_tuning
+    from ablate.reporting.tuning import tuning_view
 
     check_home()  # an empty or odd ABLATE_HOME is named, not read as the working directory
     if a.format not in FORMATS:  # before any storage is read
@@ -50,11 +53,17 @@ def run(a) -> int:
 
     verdicts = v.judge_all(data) if a.metric is None else []
     view = b.budget_view(data, c.metric, a.axis)
+    tuned = tuning_view(data, c.metric)
     if a.format == "json":  # the comparison, and every expectation with its budgets and trend
-        sys.stdout.write(to_json(c, {"expectations": _expectations(verdicts, view)}) + "\n")
+        extra = {"expectations": _expectations(verdicts, view)}
+        if tuned is not None:
+            extra["tuning"] = tuned.as_dict()
+        sys.stdout.write(to_json(c, extra) + "\n")
     elif a.format == "table":
         console = Console()
         console.print(render(c, a.format) if c.rows else f"study {a.study}: no completed run yet")
+        if tuned is not None:
+            console.print(to_rich_tuning(tuned))
         if view is not None:
             console.print(b.to_rich(view))
         if verdicts:
@@ -63,6 +72,7 @@ def run(a) -> int:
         out = render(c, a.format)
         sys.stdout.write(out if out.endswith("\n") else out + "\n")
         if a.format == "markdown":
+            sys.stdout.write(("\n" + tuning_md(tuned)) if tuned is not None else "")
             sys.stdout.write(("\n" + b.to_markdown(view)) if view is not None else "")
             sys.stdout.write(("\n" + v.to_markdown(verdicts, data.metric)) if verdicts else "")
     if a.log and data.parent_run_id and c.rows:

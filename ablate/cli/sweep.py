@@ -130,13 +130,16 @@ def _verdicts(console, study: str, storage: str | None, tracking_uri: str) -> No
     """The study's expectations judged on what it measured: printed, and logged to the parent
     run (tags ablate.claim.<i>, claims.json, the run's description); with budgets, each arm
     and expectation at each budget and the trend (budgets.json, ablate.budget.<i>.*)."""
-    from ablate.reporting import budgets
+    from ablate.reporting import budgets, tuning
     from ablate.reporting.collect import load_study
     from ablate.reporting.compare import compare
     from ablate.reporting.compare_render import to_markdown
     from ablate.reporting.verdicts import judge_all, log_verdicts, to_rich
 
     data = load_study(study, storage=storage, tracking_uri=tracking_uri)
+    tuned = tuning.tuning_view(data)
+    if tuned is not None:
+        console.print(tuning.to_rich(tuned))
     view = budgets.budget_view(data)
     if view is not None:
         console.print(budgets.to_rich(view))

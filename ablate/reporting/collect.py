@@ -100,15 +100,17 @@ def load_study(name: str, storage: str | None = None, tracking_uri: str | None =
             client, f"tags.mlflow.parentRunId = '{parent_id}'", [experiment_id])}
 
     rows: list[RunRow] = []
+    tuning: list[RunRow] = []  # a `tune:` stage's trials: never a result of the study
     for t in study.get_trials(deepcopy=False):
         rec = TrialRecord.of(t)
         if not keep(t) or not rec.is_point:  # another revision; bookkeeping
             continue
+        into = tuning if rec.stage is not None else rows
         ids, per = rec.run_ids, rec.metrics_per_repeat
         common = {"trial": t.number, "state": t.state.name, "params": dict(t.params),
                   "fail_reason": rec.fail_reason}
         if not ids:
-            rows.append(RunRow(repeat=0, arm="", config={}, metrics=dict(rec.metrics),
+            into.append(RunRow(repeat=0, arm="", config={}, metrics=dict(rec.metrics),
                                run_name=rec.run_name, **common))
             continue
         for r, rid in enumerate(ids):
@@ -128,7 +130,7 @@ def load_study(name: str, storage: str | None = None, tracking_uri: str | None =
                 config, repeat, run_name = {}, r, rec.run_name
                 metrics = (dict(per[r]) if r < len(per)
                            else dict(rec.metrics) if len(ids) == 1 else {})
-            rows.append(RunRow(repeat=repeat, arm="", config=config, metrics=metrics,
+            into.append(RunRow(repeat=repeat, arm="", config=config, metrics=metrics,
                                seed=_seed(config, None), run_id=rid, run_name=run_name, **common))
 
     if by:
@@ -138,10 +140,20 @@ def load_study(name: str, storage: str | None = None, tracking_uri: str | None =
             if k not in known:
                 raise ConfigError("--by", k, ", ".join(known_params) + " or a logged config key "
                                   "such as model.moe.top_k", "not a param of this study")
-    for row in rows:
-        row.arm = _label(row.params, row.config, by)
-    return StudyData(name, study, client, parent_id, experiment_id,
+    tuned = _tuned_keys(study)
+    for row in rows + tuning:  # a point's arm, whatever value its tuned keys took
+        row.arm = _label({k: v for k, v in row.params.items() if k not in tuned}, row.config, by)
+    data = StudyData(name, study, client, parent_id, experiment_id,
                      _objectives(parent, study), rows, by)
+    data.tuning, data.tuned = tuning, tuned
+    return data
+
+
+def _tuned_keys(study) -> tuple[str, ...]:
+    """The keys the study's newest revision tunes per arm (`tune:`), in its order."""
+    revs = record.revisions(study)
+    tune = revs[-1].definition.get("tune") if revs else None
+    return tuple((tune or {}).get("space") or ())
 
 
 def parse_by(values: list[str] | None) -> list[str] | None:

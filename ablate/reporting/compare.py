@@ -18,6 +18,7 @@ from typing import Any
 from ablate.errors import ConfigError
 from ablate.reporting.stats import NAN, Summary, TestResult, mean_ci, paired_test, welch_test
 from ablate.reporting.study_data import StudyData
+from ablate.tracking.naming import fmt_value
 
 SIZES = ("params_active", "params_total", "flops_per_token", "kv_cache_bytes_per_token")
 
@@ -45,6 +46,11 @@ class Comparison:
     not_complete: dict[str, int]  # arm -> runs of pruned/failed/running trials (excluded)
     by: list[str] | None = None
     duplicates: dict[str, int] = field(default_factory=dict)  # arm -> runs counted once
+    tuned: tuple[str, ...] = ()  # keys each arm trained at its own chosen value (`tune:`)
+
+    def tuned_label(self, row: ArmRow) -> str:
+        """The values chosen for `row`'s arm (`optim.lr=0.003`), "" without `tune:`."""
+        return ", ".join(f"{k}={fmt_value(row.params.get(k))}" for k in self.tuned)
 
 
 def _mean(xs: list[float]) -> float:
@@ -108,7 +114,7 @@ def compare(data: StudyData, metric: str | None = None, baseline: str | None = N
         if arm != baseline:
             row.test = _test(row, rows[baseline])
     return Comparison(data.name, metric, data.direction(metric), baseline, list(rows.values()),
-                      not_complete, data.by, duplicates)
+                      not_complete, data.by, duplicates, tuple(data.tuned))
 
 
 def one_per_config_and_seed(runs: list) -> tuple[list, int]:

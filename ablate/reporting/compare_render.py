@@ -78,6 +78,7 @@ def records(c: Comparison) -> list[dict[str, Any]]:
             "tokens_per_s": r.tokens_per_s.mean if r.tokens_per_s else NAN,
             "trials": " ".join(map(str, r.trials)), "values": r.values,
             "params": r.params,
+            **({"tuned": {k: r.params.get(k) for k in c.tuned}} if c.tuned else {}),
         }
         out.append(rec)
     return out
@@ -118,14 +119,22 @@ def to_csv(c: Comparison) -> str:
 
 
 def columns(c: Comparison, compact: bool = False) -> list[str]:
+    tuned = ["tuned"] if c.tuned else []  # each arm's value chosen by its tuning stage
     if compact:  # the terminal
-        return ["arm", "n", c.metric, f"Δ vs {c.baseline}", "p", "test",
+        return ["arm", *tuned, "n", c.metric, f"Δ vs {c.baseline}", "p", "test",
                 "active", "total", "tokens/s"]
-    return ["arm", "n", f"{c.metric} mean ± 95% CI", f"Δ vs {c.baseline} ± 95% CI", "p", "test",
-            "params_active", "params_total", "flops/token", "tokens/s"]
+    return ["arm", *tuned, "n", f"{c.metric} mean ± 95% CI", f"Δ vs {c.baseline} ± 95% CI", "p",
+            "test", "params_active", "params_total", "flops/token", "tokens/s"]
 
 
 def cells(c: Comparison, compact: bool = False) -> list[list[str]]:
+    rows = _cells(c, compact)
+    if c.tuned:
+        rows = [[row[0], c.tuned_label(r), *row[1:]] for r, row in zip(c.rows, rows)]
+    return rows
+
+
+def _cells(c: Comparison, compact: bool) -> list[list[str]]:
     out = []
     for r in c.rows:
         tps = r.tokens_per_s.mean if r.tokens_per_s else None

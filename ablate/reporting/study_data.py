@@ -56,6 +56,8 @@ class StudyData:
         self.name, self.study, self.client = name, study, client
         self.parent_run_id, self.experiment_id = parent_run_id, experiment_id
         self.objectives, self.rows, self.by = objectives, rows, by
+        self.tuning: list[RunRow] = []  # runs of a `tune:` stage (never in `rows`)
+        self.tuned: tuple[str, ...] = ()  # the keys that stage tunes per arm
         self._history: dict[tuple[str, str], list[tuple[int, float]]] = {}
         self._json: dict[tuple[str, str], Any] = {}
         self._tmp = None

@@ -41,6 +41,7 @@ def definition(spec, base_cfg) -> dict[str, Any]:
         "space": spec.space,
         "objectives": [objective_text(o.metric, o.direction) for o in spec.objectives],
         "repeats": spec.repeats,
+        **({"tune": spec.tune.as_dict()} if spec.tune is not None else {}),
     }, sort_keys=True, default=str))
 
 
@@ -64,7 +65,7 @@ def changes(old: dict[str, Any], new: dict[str, Any], limit: int = 3) -> str:
                     continue  # added (or dropped) by another version, at its default
             if a.get(k, "<unset>") != b.get(k, "<unset>"):
                 out.append(f"{prefix}{k} {a.get(k, '<unset>')!r} -> {b.get(k, '<unset>')!r}")
-    for key in ("objectives", "repeats"):
+    for key in ("objectives", "repeats", "tune"):
         if old.get(key) != new.get(key):
             out.append(f"{key} {old.get(key)} -> {new.get(key)}")
     more = f" (+{len(out) - limit} more)" if len(out) > limit else ""

@@ -21,6 +21,7 @@ sampler; a proposal equal to a point the study already has is told FAIL as `dupl
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import threading
@@ -34,15 +35,15 @@ from ablate.sweep.objective import Outcome, run_trial
 from ablate.sweep.points import (
     PointStates,
     _rdb_original,
-    params_of,
     point_key,
     point_states,
     requeue,
+    trial_point,
 )
 from ablate.sweep.reaper import fail_dead_trials, trial_id
 from ablate.sweep.record import TrialRecord, queued, write
 from ablate.tracking.full_disk import StoreFull, is_full
-from ablate.tracking.tags import REVISION, STUDY, TRIAL
+from ablate.tracking.tags import REVISION, STAGE, STUDY, TRIAL
 
 MAX_CONSECUTIVE_FAILURES = 3  # a worker stops rather than spin on a broken setup
 MAX_DUPLICATE_ASKS = 50
@@ -60,16 +61,28 @@ class TrialLoop:
         self.params, self.arms = sweep.params, sweep.arms
         self.finite = sp.grid_size(self.params) is not None and sweep.enumerate
         self.distributions = sp.fixed_distributions(self.params)
+        self.stages = sweep.tune_stage(study, revision)  # None without `tune:`
+        if self.stages is not None:  # the tuned keys are params of the trials too
+            import optuna.distributions as d
+
+            self.distributions.update({k: d.CategoricalDistribution(list(v))
+                                       for k, v in sweep.spec.tune.space.items()})
         self.last_failure = ""
 
     # -- budget ---------------------------------------------------------------------------
     def points_left(self, states: PointStates | None = None) -> int:
-        states = states or point_states(self.study, self.revision)
+        states = states or point_states(self.study, self.revision, self.sweep.tuned)
+        if self.stages is not None:
+            return self.stages.planned(self._budget()) - len(states.taken)
         left = self.sweep.n_trials - len(states.taken)
         grid = sp.grid_size(self.params)
         if grid is not None:
             left = min(left, grid - len(states.taken))
         return left
+
+    def _budget(self) -> list[dict]:
+        """The space's points the budget (n_trials) covers, in the sweep file's order."""
+        return list(itertools.islice(sp.points(self.params), self.sweep.n_trials))
 
     # -- one step of the loop, under the lock ---------------------------------------------
     def _next_trial(self):
@@ -82,7 +95,7 @@ class TrialLoop:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(self.study)  # RDB: trials of vanished machines
         fail_dead_trials(self.study, self.client, self.storage)
-        states = point_states(self.study, self.revision)
+        states = point_states(self.study, self.revision, self.sweep.tuned)
         for key, trial in states.retry.items():  # transient failures: queue them again
             requeue(self.study, trial)
             states.in_flight.add(key)
@@ -91,7 +104,14 @@ class TrialLoop:
             if self.points_left(states) <= 0:
                 running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
                 return "wait" if running else None
-            if self.finite:
+            if self.stages is not None:
+                planned = self.stages.next(states, self._budget())
+                if planned is None or planned == "wait":
+                    return planned
+                self._enqueue(*planned)
+                if planned[0] == "fail":  # told FAIL already: plan the next one
+                    return self._next_trial()
+            elif self.finite:
                 point = next((p for p in sp.points(self.params)
                               if point_key(p) not in states.taken), None)
                 if point is None:
@@ -100,11 +120,12 @@ class TrialLoop:
                                          user_attrs=queued(revision=self.revision, attempt=1))
         for _ in range(MAX_DUPLICATE_ASKS):
             trial = self.study.ask(self.distributions)
-            key = point_key(trial.params)  # (a queued trial without params got a sampled point)
+            frozen = self.study.get_trials(deepcopy=False)[trial.number]
+            # (a queued trial without params got a sampled point)
+            key = trial_point(frozen, self.sweep.tuned)
             twin = self._twin(key, trial.number)
             if twin is None:
                 write(trial, revision=self.revision)
-                frozen = self.study.get_trials(deepcopy=False)[trial.number]
                 if (TrialRecord.of(frozen).retry_of is None
                         and _rdb_original(frozen) != trial.number):
                     write(trial, retry_of=_rdb_original(frozen))  # an RDB heartbeat retry
@@ -115,12 +136,25 @@ class TrialLoop:
             self.study.tell(trial, state=TrialState.FAIL)
         return None  # the sampler keeps proposing trained points: the space is used up for it
 
+    def _enqueue(self, stage: str | None, params: dict, reason: str = "") -> None:
+        """Queue the planned point; a main point whose every tuned value failed is told FAIL
+        for good at once (nothing to train it at)."""
+        if stage != "fail":
+            extra = {"stage": stage} if stage else {}
+            self.study.enqueue_trial(params, user_attrs=queued(revision=self.revision, attempt=1,
+                                                               **extra))
+            return
+        self.study.enqueue_trial(params, user_attrs=queued(revision=self.revision, attempt=1))
+        trial = self.study.ask(self.distributions)
+        write(trial, fail_reason=reason, final=True)
+        self.study.tell(trial, state=TrialState.FAIL)
+
     def _twin(self, key: str, number: int) -> int | None:
         """Another trial of the same point (done, running or queued), if any."""
         for t in self.study.get_trials(deepcopy=False):
             rec = TrialRecord.of(t)
             if (t.number != number and rec.is_point and rec.revision == self.revision
-                    and t.state != TrialState.FAIL and point_key(params_of(t)) == key):
+                    and t.state != TrialState.FAIL and trial_point(t, self.sweep.tuned) == key):
                 return t.number
         return None
 
@@ -149,13 +183,17 @@ class TrialLoop:
         values = dict(trial.params)
         write(trial, pid=os.getpid())  # pid before host: the reaper needs both
         write(trial, host=socket.gethostname())
+        stage = TrialRecord.of(trial).stage
         tags = {STUDY: self.sweep.spec.study, TRIAL: str(trial.number),
-                REVISION: str(self.revision)}
+                REVISION: str(self.revision), **({STAGE: stage} if stage else {})}
         self.events("start", trial=trial, values=values)
         beat = Heartbeat(self.storage, trial_id(self.storage, self.study, trial.number))
         try:
-            cfg = self.sweep.config_for(values)  # resolved once per trial
-            write(trial, run_name=f"t{trial.number:03d}-{values.get('arm') or arm_name(cfg)}")
+            cfg = self.sweep.config_for(values, stage)  # resolved once per trial
+            name = f"t{trial.number:03d}-{values.get('arm') or arm_name(cfg)}"
+            if stage:  # a tuning trial says so, and at which value
+                name += f"-{stage}-" + "-".join(f"{values[k]}" for k in self.sweep.tuned)
+            write(trial, run_name=name)
             outcome = run_trial(self.sweep, trial, values, cfg, self.parent, tags, self.progress)
         except Exception as e:  # noqa: BLE001 - outside training (a store, a config): recorded
             if is_full(e):  # a full store: stop the sweep (the trial resumes next run)

@@ -58,7 +58,6 @@ def run_trial(sweep, trial, values: dict, cfg, parent: str, trial_tags: dict[str
               progress=None) -> Outcome:
     """Train `values` (resolved: `cfg`) for every seed not yet done; never raises except
     KeyboardInterrupt."""
-    from ablate.tracking.naming import point_label
     from ablate.training import launch
 
     if progress is None:
@@ -68,9 +67,9 @@ def run_trial(sweep, trial, values: dict, cfg, parent: str, trial_tags: dict[str
     first = rec.retry_of if rec.retry_of is not None else trial.number
     done: dict[str, dict] = dict(rec.repeats_done)
     prune = None if sweep.spec.multi_objective or sweep.spec.pruner["name"] == "none" else trial
-    repeats = sweep.spec.repeats
-    for r in range(repeats):
-        seed = cfg.trainer.seed + r
+    seeds = sweep.seeds(cfg, rec.stage)
+    repeats = len(seeds)
+    for r, seed in enumerate(seeds):
         if str(seed) in done:
             continue
         cfg_r = copy.deepcopy(cfg)
@@ -84,7 +83,7 @@ def run_trial(sweep, trial, values: dict, cfg, parent: str, trial_tags: dict[str
         if progress is not None:
             progress.start(trial.number, values, cfg.trainer.max_steps, r, repeats)
         if world.active():  # DDP peers train the same run
-            world.share({"values": values, "seed": seed, "ckpt": str(ckpt),
+            world.share({"values": values, "seed": seed, "ckpt": str(ckpt), "stage": rec.stage,
                          "prune": prune is not None and r == 0})
         try:
             result = launch.run(cfg_r, experiment=sweep.experiment,
@@ -93,7 +92,8 @@ def run_trial(sweep, trial, values: dict, cfg, parent: str, trial_tags: dict[str
                                 tags={**trial_tags, REPEAT: str(r)},
                                 trial=prune if r == 0 else None,  # prune on the first seed's curve
                                 progress=progress, on_run=on_run, ckpt_dir=ckpt,
-                                params={"arm": point_label(values)})  # MLflow groups repeats by it
+                                # MLflow groups repeats by it; a tuning trial's runs apart
+                                params={"arm": _arm_label(sweep, values, rec.stage)})
         except Exception as e:  # noqa: BLE001 - every failure is recorded, none aborts the sweep
             if is_full(e):  # not the trial's fault: stop the sweep, resume the trial later
                 raise StoreFull(reason_of(e)) from e
@@ -116,7 +116,20 @@ def run_trial(sweep, trial, values: dict, cfg, parent: str, trial_tags: dict[str
             if progress is not None:
                 progress.stop()
         write(trial, repeats_done=done)
-    return _conclude(sweep, trial, done, cfg.trainer.seed)
+    return _conclude(sweep, trial, done, seeds)
+
+
+def _arm_label(sweep, values: dict, stage: str | None) -> str:
+    """The `arm` param of a trial's runs: the point's label; a tuning trial's adds its
+    stage and tuned values, so MLflow never groups it with the arm's results."""
+    from ablate.sweep.tune import label
+    from ablate.tracking.naming import point_label
+
+    if stage is None:
+        return point_label({k: v for k, v in values.items() if k not in sweep.tuned})
+    tuned = {k: values[k] for k in sweep.tuned}
+    rest = {k: v for k, v in values.items() if k not in sweep.tuned}
+    return f"{point_label(rest)} [{stage} {label(tuned)}]"
 
 
 def _summary(result, spec) -> dict[str, float]:
@@ -126,8 +139,8 @@ def _summary(result, spec) -> dict[str, float]:
     return {k: merged[k] for k in sorted(merged) if k in keep}
 
 
-def _conclude(sweep, trial, done: dict[str, dict], seed0: int) -> Outcome:
-    seeds = [str(seed0 + r) for r in range(sweep.spec.repeats)]
+def _conclude(sweep, trial, done: dict[str, dict], seeds: list[int]) -> Outcome:
+    seeds = [str(s) for s in seeds]
     diverged = [f"seed {s}: {done[s]['diverged']}" for s in seeds if "diverged" in done[s]]
     if diverged:
         return Outcome("FAIL", reason="diverged (" + "; ".join(diverged) + ")"[:500])
@@ -135,7 +148,7 @@ def _conclude(sweep, trial, done: dict[str, dict], seed0: int) -> Outcome:
     metrics = {k: sum(m[k] for m in per_seed) / len(per_seed)
                for k in per_seed[0] if all(k in m for m in per_seed)}
     write(trial, metrics={k: v for k, v in metrics.items() if k in SUMMARY_METRICS})
-    if sweep.spec.repeats > 1:
+    if len(seeds) > 1:
         write(trial, metrics_per_repeat=per_seed)
     out = []
     for obj in sweep.spec.objectives:

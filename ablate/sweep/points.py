@@ -18,8 +18,21 @@ from ablate.sweep.record import TrialRecord, queued
 MAX_ATTEMPTS = 4  # the first try and 3 retries
 
 
-def point_key(params: dict[str, Any]) -> str:
-    return json.dumps(params, sort_keys=True, default=str)
+def point_key(params: dict[str, Any], stage: str | None = None) -> str:
+    """A point's identity: its params, and its stage when it is not the main one (a tuning
+    trial of a point is another point than the point itself)."""
+    return json.dumps({**params, "__stage": stage} if stage else params, sort_keys=True,
+                      default=str)
+
+
+def trial_point(t, tuned: tuple[str, ...] = ()) -> str:
+    """The point a trial is of. A main-stage trial of a study with `tune:` carries its chosen
+    values as params: without them it is the space's point, as before tuning."""
+    stage = TrialRecord.of(t).stage
+    params = params_of(t)
+    if stage is None and tuned:
+        params = {k: v for k, v in params.items() if k not in tuned}
+    return point_key(params, stage)
 
 
 @dataclass
@@ -34,15 +47,19 @@ class PointStates:
         return self.done | set(self.failed) | self.in_flight
 
 
-def point_states(study, revision: int) -> PointStates:
+def point_states(study, revision: int, tuned: tuple[str, ...] = (),
+                 stages: tuple[str | None, ...] | None = None) -> PointStates:
     """The points of `revision` and where each stands (trials of other revisions and
-    duplicate bookkeeping are not points)."""
+    duplicate bookkeeping are not points); `tuned`: the keys a `tune:` stage chooses;
+    `stages`: only the points of these stages (None: the main stage), default all."""
     by_point: dict[str, list] = {}
     for t in study.get_trials(deepcopy=False):
         rec = TrialRecord.of(t)
         if not rec.is_point or rec.revision != revision:
             continue
-        by_point.setdefault(point_key(params_of(t)), []).append(t)
+        if stages is not None and rec.stage not in stages:
+            continue
+        by_point.setdefault(trial_point(t, tuned), []).append(t)
     done, failed, in_flight, retry = set(), {}, set(), {}
     for key, trials in by_point.items():
         states = {t.state for t in trials}

@@ -18,6 +18,7 @@ from __future__ import annotations
 from ablate.errors import ConfigError
 from ablate.sweep import space as sp
 from ablate.sweep.study import check_pruner, check_sampler
+from ablate.sweep.tune import TUNE, check_tune
 from ablate.tracking.metrics import check_metric
 from ablate.training.preflight import check_environment
 
@@ -65,15 +66,32 @@ def check_sampler_fits_space(spec, params) -> None:
 
 
 def check_configs(sweep) -> list:
-    """Resolve every value a trial can take; -> the distinct configs (for the env checks)."""
+    """Resolve every value a trial can take (with `tune:`, each tuned value at the main stage
+    and at the tuning stage's length); -> the distinct configs (for the env checks)."""
     configs, seen = [sweep.base_cfg], set()
+    tune = sweep.spec.tune
+    combos = tune.grid() if tune is not None else [{}]
+    stages = (None, TUNE) if tune is not None else (None,)
     for point in sp.check_points(sweep.params):
-        cfg = sweep.config_for(point)
-        key = repr(cfg)
-        if key not in seen:
-            seen.add(key)
-            configs.append(cfg)
+        for combo in combos:
+            for stage in stages:
+                cfg = _resolved(sweep, {**point, **combo}, stage)
+                key = repr(cfg)
+                if key not in seen:
+                    seen.add(key)
+                    configs.append(cfg)
     return configs
+
+
+def _resolved(sweep, values: dict, stage):
+    """config_for, with the error of a tuned key named as the tuning block's."""
+    try:
+        return sweep.config_for(values, stage)
+    except ConfigError as e:
+        tuned = next((k for k in sweep.tuned if e.key == k or e.key.startswith(k)), None)
+        if tuned is None:
+            raise
+        raise ConfigError(f"tune.space.{tuned}", e.value, e.allowed, e.why) from None
 
 
 def check_machine(configs: list, tracking_uri: str | None = None) -> None:
@@ -93,6 +111,9 @@ def preflight(sweep) -> None:
     check_expectations(spec.expect, sweep.arms, spec.objectives[0].metric)
     check_overrides(sweep.overrides, sweep.params, sweep.arms)
     check_sampler_fits_space(spec, sweep.params)
+    if spec.tune is not None:
+        check_tune(spec.tune, sp.swept_keys(sweep.params, sweep.arms), sweep.seeds(),
+                   sweep.enumerate)
     configs = check_configs(sweep)
     check_objectives(spec, configs)
     check_machine(configs, sweep.tracking_uri_flag)

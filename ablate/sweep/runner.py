@@ -36,6 +36,7 @@ from ablate.sweep.reaper import fail_dead_trials
 from ablate.sweep.record import EXPECT, parent_run_id
 from ablate.sweep.spec import SweepSpec
 from ablate.sweep.study import make_pruner, make_sampler, make_storage
+from ablate.sweep.tune import TUNE, Stages
 from ablate.tracking import store
 
 
@@ -91,14 +92,36 @@ class Sweep:
             spec.sampler = {**spec.sampler, "name": "bruteforce" if finite else "tpe"}
         self.enumerate = finite and spec.sampler["name"] in EXHAUSTIVE
         self.base_cfg = load_config(base=spec.base, overrides=self.overrides)  # validates the base
+        self.tuned = tuple(spec.tune.space) if spec.tune is not None else ()
         preflight(self)
         store.check_reachable(tracking_uri)
 
-    def config_for(self, values: dict[str, Any]):
+    def config_for(self, values: dict[str, Any], stage: str | None = None):
+        """The resolved config of a trial's `values`; a tuning trial (stage `tune`) trains
+        `tune.fraction` of the steps, without budgets."""
         flat = sp.overrides_for(values, self.arms)
         base = OmegaConf.to_container(OmegaConf.merge(OmegaConf.create(self.spec.base),
                                                       OmegaConf.create(sp.nest(flat))))
-        return load_config(base=base, overrides=self.overrides)
+        cfg = load_config(base=base, overrides=self.overrides)
+        if stage != TUNE:
+            return cfg
+        steps = max(1, round(self.spec.tune.fraction * cfg.trainer.max_steps))
+        return load_config(base=base, overrides=[*self.overrides, f"trainer.max_steps={steps}",
+                                                 "trainer.budgets=[]"])
+
+    def seeds(self, cfg=None, stage: str | None = None) -> list[int]:
+        """The seeds a point trains: `repeats` from its trainer.seed (the same in every arm:
+        arms compare paired), or the tuning seeds."""
+        first = (cfg or self.base_cfg).trainer.seed
+        if stage == TUNE:
+            return list(self.spec.tune.seeds or [first])
+        return [first + r for r in range(self.spec.repeats)]
+
+    def tune_stage(self, study, revision: int):
+        """The tuning stage's planner (`tune.Stages`) of this study, or None without one."""
+        if self.spec.tune is None:
+            return None
+        return Stages(self.spec.tune, self.params, study, revision, self.spec.directions[0])
 
     @property
     def experiment(self) -> str:
@@ -154,7 +177,8 @@ class Sweep:
         return FileLock(str(paths.home() / "optuna" / f"{self.spec.study}.ask.lock"))
 
     def report(self, study, revision: int) -> SweepReport:
-        states = point_states(study, revision)
+        """The main stage's points: a tuning value that failed (e.g. diverged) is a result."""
+        states = point_states(study, revision, self.tuned, stages=(None,))
         grid = sp.grid_size(self.params)
         budget = min(self.n_trials, grid) if grid is not None else self.n_trials
         return SweepReport(budget, len(states.done), dict(states.failed), len(states.retry),
@@ -208,7 +232,7 @@ class Sweep:
             msg = world.share()
             if msg is None:
                 return
-            cfg = self.config_for(msg["values"])
+            cfg = self.config_for(msg["values"], msg.get("stage"))
             cfg.trainer.seed, cfg.trainer.progress = msg["seed"], False
             try:
                 launch.run(cfg, experiment=self.experiment, tracking_uri=self.tracking_uri,

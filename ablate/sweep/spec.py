@@ -15,6 +15,7 @@ pruner: {name: none}
 n_trials: 4
 repeats: 3                     # seeds per point (paired across arms)
 expect: [{better: moe-E8-k1, than: dense}]   # the hypothesis: a verdict per line (expect.py)
+tune: {space: {optim.lr: [1.0e-3, 3.0e-3]}, fraction: 0.5}   # each arm at its own rate (tune.py)
 ```
 """
 
@@ -29,12 +30,13 @@ from omegaconf import OmegaConf
 from ablate.config.load import expand_dotted, read_yaml
 from ablate.errors import ConfigError
 from ablate.sweep.expect import Expectation, parse_expect
+from ablate.sweep.tune import TuneSpec, parse_tune
 
 SAMPLERS = ("auto", "tpe", "random", "gp", "cmaes", "bruteforce", "grid", "nsga2")
 PRUNERS = ("none", "median", "hyperband", "successive_halving", "wilcoxon", "patient", "threshold")
 DIRECTIONS = ("minimize", "maximize")
 TOP_KEYS = ("study", "experiment", "base", "base_config", "space", "objective", "objectives",
-            "sampler", "pruner", "n_trials", "timeout", "repeats", "expect")
+            "sampler", "pruner", "n_trials", "timeout", "repeats", "expect", "tune")
 STUDY_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 
 
@@ -59,6 +61,7 @@ class SweepSpec:
     experiment: str | None = None
     source: dict[str, Any] = field(default_factory=dict)  # the file as read, for the artifact
     expect: list[Expectation] = field(default_factory=list)  # the study's hypothesis
+    tune: TuneSpec | None = None  # keys tuned per arm in a first stage of the study
 
     @property
     def directions(self) -> list[str]:
@@ -150,6 +153,7 @@ def load_sweep(path: str | Path, study: str | None = None) -> SweepSpec:
         experiment=raw.get("experiment"),
         source=raw,
         expect=parse_expect(raw.get("expect")),
+        tune=parse_tune(raw.get("tune")),
     )
     if spec.multi_objective and spec.pruner["name"] != "none":
         raise ConfigError("pruner.name", spec.pruner["name"], "none for multi-objective studies",

@@ -117,6 +117,8 @@ def test_dashboard_renders_every_panel_and_logs_to_mlflow(home, tmp_path, capsys
             assert "<table" in body, kind
         elif kind == "budgets":  # the tiny study measured no budgets: said, not drawn
             assert "no completed run logged a budget curve" in body
+        elif kind == "tuning":  # nor tuned a rate
+            assert "no tuning stage" in body
         else:
             assert 'class="plotly-graph-div"' in body, kind
     for key in ("router_grad_norm", "routing_churn"):  # the router-health panel
