@@ -43,6 +43,8 @@ def run(a) -> int:
     load_plugins(a.plugin)
     if a.n_trials is not None and a.n_trials < 1:
         raise ConfigError("--n-trials", a.n_trials, "an integer >= 1")
+    if a.timeout is not None and not a.timeout > 0:
+        raise ConfigError("--timeout", a.timeout, "seconds > 0")
     spec = load_sweep(a.sweep, study=check_study_name(a.study, "--study") if a.study else None)
     if a.workers is not None and a.workers < 1:
         raise ConfigError("--workers", a.workers, "an integer >= 1")

@@ -160,7 +160,7 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = (),
     schema = OmegaConf.structured(RunConfig)
     merged = _merge(layers, _router_typed(schema, layers))
     if merged.model.moe.preset is not None:  # lowest layer: any key set by the user wins
-        layers.insert(0, preset_layer(merged.model.moe.preset, _sets_router_name(layers)))
+        layers.insert(0, preset_layer(merged.model.moe.preset, _router_names(layers)))
         merged = _merge(layers, _router_typed(schema, layers))
     cfg: RunConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
     check_domains(cfg)  # every key's own domain, the router's included, before any use
@@ -174,13 +174,15 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = (),
     return cfg
 
 
-def preset_layer(name: str, drop_router: bool = False) -> dict[str, Any]:
-    """{"model": {"moe": <the preset's keys>}}; without its router block when the user
-    names another router (its options would otherwise be applied to that router)."""
+def preset_layer(name: str, named: list[Any] = ()) -> dict[str, Any]:
+    """{"model": {"moe": <the preset's keys>}}; without its router block when the user names
+    another router than the preset's (its options would otherwise be applied to that router).
+    Restating the preset's own router keeps the block: the user's keys merge over it."""
     if name not in preset_names():
         raise ConfigError("model.moe.preset", name, ", ".join(preset_names()), "unknown preset")
     moe = read_yaml(PRESETS_DIR / f"{name}.yaml", what="model.moe.preset")
-    if drop_router:
+    own = (moe.get("router") or {}).get("name") or ROUTERS.get(None).name
+    if named and str(named[-1]) != own:
         moe.pop("router", None)
     return {"model": {"moe": moe}}
 
@@ -197,10 +199,6 @@ def _router_names(layers: list[Any]) -> list[Any]:
         if router is not None and router.get("name") is not None:
             names.append(router.get("name"))
     return names
-
-
-def _sets_router_name(layers: list[Any]) -> bool:
-    return bool(_router_names(layers))
 
 
 def _router_typed(schema: DictConfig, layers: list[Any]) -> DictConfig:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ablate.config.schema import RunConfig
 from ablate.errors import ConfigError
+from ablate.registry import TOKENIZERS
 
 
 def validate(cfg: RunConfig) -> None:
@@ -95,6 +96,11 @@ def _check_moe(cfg: RunConfig) -> None:
 
 def _check_data(cfg: RunConfig) -> None:
     d = cfg.data
+    size = getattr(TOKENIZERS.get(d.tokenizer, "data.tokenizer").obj, "vocab_size", None)
+    if isinstance(size, int) and cfg.model.vocab_size is not None and cfg.model.vocab_size < size:
+        raise ConfigError("model.vocab_size", cfg.model.vocab_size, f"null (the tokenizer's) or "
+                          f">= {size} (data.tokenizer={d.tokenizer})",
+                          "smaller than the tokenizer's vocabulary")
     if d.source in ("text", "json", "parquet") and not d.files:
         raise ConfigError("data.files", d.files,
                           f"one or more paths or globs for data.source={d.source}")

@@ -64,10 +64,16 @@ def _open_journal(url: str | None, study: str):
 
 
 def _check_database(url: str, workers: int) -> None:
-    if url.split(":", 1)[0].lower() == "sqlite" and workers > 1:
+    sqlite = url.split(":", 1)[0].lower() == "sqlite"
+    if sqlite and workers > 1:
         raise ConfigError("--storage", mask(url),
                           "a journal file or postgresql:// URL for --workers > 1",
                           "SQLite locks under parallel writers (Optuna FAQ)")
+    if sqlite:  # sqlite:///relative or sqlite:////absolute: its folder must exist
+        path = Path(url.split(":///", 1)[1]) if ":///" in url else None
+        if path is None or not str(path) or not path.parent.is_dir():
+            raise ConfigError("--storage", mask(url), "sqlite:///PATH in an existing folder",
+                              "no such folder" if path is not None else "no file path")
     check_db_driver(_with_driver(url), "--storage", STORAGE_ALLOWED)
 
 

@@ -25,6 +25,7 @@ import lightning as L
 from ablate import paths
 from ablate.config.load import applicable, flatten, to_dict, to_yaml
 from ablate.config.schema import RunConfig
+from ablate.errors import ConfigError
 from ablate.tracking.naming import arm_name
 from ablate.tracking.tags import (
     ARM,
@@ -96,6 +97,9 @@ def build(cfg: RunConfig, initial: InitialWeights | None = None, progress=None) 
     dm.setup("fit")
     if cfg.model.vocab_size is None:
         cfg.model.vocab_size = dm.vocab_size
+    elif cfg.model.vocab_size < dm.vocab_size:  # ids past the embedding: an IndexError later
+        raise ConfigError("model.vocab_size", cfg.model.vocab_size, f"null (the tokenizer's) or "
+                          f">= {dm.vocab_size}", "smaller than the tokenizer's vocabulary")
     module = LMModule(cfg.model, cfg.optim, cfg.trainer.max_steps, cfg.data.block_size)
     tags: dict[str, str] = {}
     if initial is not None:  # whole weights, before parallelize slices the experts

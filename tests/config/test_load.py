@@ -78,3 +78,17 @@ def test_loss_that_needs_router_probs_is_refused_for_hash():
     assert e.value.key == "model.moe.aux.switch"
     load_config(overrides=["model.ffn=moe", "model.moe.router.name=hash", "model.moe.aux.switch=0",
                            "model.moe.aux.z=0"])
+
+
+@pytest.mark.parametrize("preset, router", [("deepseek_v3", "sigmoid"), ("olmoe", "softmax_topk")])
+def test_restating_a_presets_own_router_keeps_its_router_block(preset, router):
+    """Naming the router the preset already names changes nothing (DeepSeek-V3's groups and
+    scale stay; OLMoE's gates stay unnormalised); naming another router drops the block."""
+    from ablate.config.load import load_config
+
+    moe = ["model.ffn=moe", f"model.moe.preset={preset}"]
+    alone = load_config(overrides=moe).model.moe.router
+    assert load_config(overrides=[*moe, f"model.moe.router.name={router}"]).model.moe.router \
+        == alone
+    other = load_config(overrides=[*moe, "model.moe.router.name=topk_softmax"]).model.moe.router
+    assert other.name == "topk_softmax" and other.scale == 1.0
