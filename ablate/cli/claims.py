@@ -12,7 +12,7 @@ import hashlib
 import sys
 from pathlib import Path
 
-from ablate.cli.common import add_plugin_arg, add_store_args, hub_mode
+from ablate.cli.common import add_plugin_arg, add_store_args, hub_mode, results_console
 
 DEFAULT_DIR = Path("sweeps") / "claims"
 
@@ -101,7 +101,7 @@ def run(a) -> int:
         sweeps.append((f, Sweep(spec, a.overrides, storage=a.storage, tracking_uri=a.tracking_uri)))
     # offline and without `datasets`' progress bars, as `ablate sweep`, unless a claim reads the hub
     hub_mode("hub" if any(s.base_cfg.data.source == "hub" for _, s in sweeps) else "stdlib")
-    console, incomplete = Console(), 0
+    console, incomplete = results_console(), 0
     for f, sweep in sweeps:
         if not a.report_only:
             console.print(f"[bold]claim {f.stem}[/] (study {sweep.spec.study})")

@@ -92,6 +92,16 @@ def add_study_read_args(p: argparse.ArgumentParser) -> None:
                    "(default: the `arm` param, else all search-space params)")
     p.add_argument("--metric", help="metric to compare (default: the study's first objective)")
     p.add_argument("--revision", default=None, help="which revision of the study (made by "
-                   "`ablate sweep --extend`) to read: a number or `all` (default: the newest; "
-                   "revisions are never pooled unless asked)")
+                   "`ablate sweep --extend`) to read: a number, `all` (each revision's arms "
+                   "apart) or `pool` (pooled); default: the newest")
     add_store_args(p, storage="Optuna storage (default: $ABLATE_HOME/optuna/<study>.journal)")
+
+
+def results_console(stderr: bool = False):
+    """A rich Console for results: on a terminal, its width; off one (a log file, `| cat`,
+    a SLURM job), wide enough that no table or link is cut or folded at 80 columns (a link
+    split over two lines is a broken link when copied)."""
+    from rich.console import Console
+
+    probe = Console(stderr=stderr)
+    return probe if probe.is_terminal else Console(stderr=stderr, width=400)

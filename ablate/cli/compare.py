@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from ablate.cli.common import add_study_read_args
+from ablate.cli.common import add_study_read_args, results_console
 
 
 def add_parser(sub) -> None:
@@ -29,7 +29,6 @@ def add_parser(sub) -> None:
 
 
 def run(a) -> int:
-    from rich.console import Console
 
     from ablate.errors import ConfigError
     from ablate.paths import check_home
@@ -60,7 +59,7 @@ def run(a) -> int:
             extra["tuning"] = tuned.as_dict()
         sys.stdout.write(to_json(c, extra) + "\n")
     elif a.format == "table":
-        console = Console()
+        console = results_console()
         console.print(render(c, a.format) if c.rows else f"study {a.study}: no completed run yet")
         if tuned is not None:
             console.print(to_rich_tuning(tuned))

@@ -6,7 +6,7 @@ not (all) fixed; 2 a user error (unknown study, unreachable store: one line on s
 
 from __future__ import annotations
 
-from ablate.cli.common import add_store_args
+from ablate.cli.common import add_store_args, results_console
 
 
 def add_parser(sub) -> None:
@@ -27,12 +27,11 @@ def add_parser(sub) -> None:
 
 
 def run(a) -> int:
-    from rich.console import Console
 
     from ablate.sweep.doctor import diagnose, fix
 
     report = (fix if a.fix else diagnose)(a.study, storage=a.storage, tracking_uri=a.tracking_uri)
-    render(report, Console())
+    render(report, results_console())
     return report.exit_code
 
 

@@ -119,10 +119,15 @@ class SweepDisplay:
         self.bars.update(self.study_task, completed=done - done0, info=status_line(study))
 
     # -- the trial training here ----------------------------------------------------------
-    def start(self, number: int, values: dict, max_steps: int, repeat: int, repeats: int) -> None:
-        label = values.get("arm") or ", ".join(f"{k}={v}" for k, v in values.items())
+    def start(self, number: int | None, values: dict, max_steps: int, repeat: int,
+              repeats: int) -> None:
+        """A trial's (or, `number` None, a single run's) training starts."""
+        rest = ", ".join(f"{k}={v}" for k, v in values.items() if k != "arm")
+        label = f"{values['arm']} ({rest})" if "arm" in values and rest else (
+            values.get("arm") or rest)
         seed = f" seed {repeat + 1}/{repeats}" if repeats > 1 else ""
-        self.trial = {"label": f"trial {number} {label}{seed}", "max": max_steps,
+        head = f"trial {number} " if number is not None else "run "
+        self.trial = {"label": f"{head}{label}{seed}", "max": max_steps,
                       "t0": self.trial.get("t0") if repeat else time.monotonic(),
                       "seed_t0": time.monotonic(), "val": None}
         if self.plain:

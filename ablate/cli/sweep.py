@@ -7,7 +7,13 @@ import argparse
 import sys
 from typing import Any
 
-from ablate.cli.common import add_plugin_arg, add_store_args, hub_mode, join_process_group
+from ablate.cli.common import (
+    add_plugin_arg,
+    add_store_args,
+    hub_mode,
+    join_process_group,
+    results_console,
+)
 from ablate.sweep.record import TrialRecord
 
 
@@ -71,7 +77,7 @@ def _run_sweep(a, sweep, n: int, envs: list[dict[str, str]]) -> int:
 
     from ablate.cli.progress import SweepDisplay
 
-    console, spec = Console(), sweep.spec
+    console, spec = results_console(), sweep.spec
     rc = 0
     with SweepDisplay(Console(stderr=True), spec.study) as display:
         if n > 1 or a.gpus_per_trial > 1:
@@ -178,6 +184,15 @@ def _worker_argv(a, sweep, n: int, i: int) -> list[str]:
     return argv
 
 
+def _note(rec: TrialRecord) -> str:
+    """Why a trial is what it is, in a few words: its stage, why it failed."""
+    parts = [rec.stage or ""]
+    if rec.fail_reason:
+        reason = rec.fail_reason
+        parts.append("interrupted" if reason.startswith("interrupted") else reason[:60])
+    return ", ".join(p for p in parts if p)
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, float) and abs(v) >= 1000:
         return f"{v:,.0f}"
@@ -187,14 +202,18 @@ def _fmt(v: Any) -> str:
 
 
 def trials_table(study, objectives: list[str], title: str = ""):
-    """The study's final comparison table (rich), one row per trial."""
+    """The study's final comparison table (rich), one row per trial: its revision when the
+    study has several, and a note (why it failed, its tuning stage)."""
     import optuna
     from rich.table import Table
 
-    table = Table(title=title or f"study {study.study_name}", header_style="bold")
-    for col in ["trial", "state", "arm / params", *objectives, "params_active", "tokens/s", "min"]:
-        table.add_column(col, justify="left" if col in ("state", "arm / params") else "right")
     trials = study.get_trials(deepcopy=False)
+    revs = len({TrialRecord.of(t).revision for t in trials}) > 1
+    table = Table(title=title or f"study {study.study_name}", header_style="bold")
+    for col in ["trial", *(["rev"] if revs else []), "state", "arm / params", *objectives,
+                "params_active", "tokens/s", "min", "note"]:
+        table.add_column(col, justify="left" if col in ("state", "arm / params", "note")
+                         else "right")
     multi = len(study.directions) > 1
     sign = 1 if study.directions[0] == optuna.study.StudyDirection.MINIMIZE else -1
 
@@ -203,15 +222,17 @@ def trials_table(study, objectives: list[str], title: str = ""):
         return (0, sign * t.values[0]) if done else (1, t.number)
 
     for t in sorted(trials, key=key):
-        m = TrialRecord.of(t).metrics
+        rec = TrialRecord.of(t)
+        m = rec.metrics
         label = t.params.get("arm") or ", ".join(f"{k}={_fmt(v)}" for k, v in t.params.items())
         extra = {k: v for k, v in t.params.items() if k != "arm"}
         if "arm" in t.params and extra:
             label += " " + ", ".join(f"{k}={_fmt(v)}" for k, v in extra.items())
         values = list(t.values) if t.values else [m.get(o) for o in objectives]
         minutes = t.duration.total_seconds() / 60 if t.duration else None
-        table.add_row(str(t.number), t.state.name, label, *(_fmt(v) for v in values),
-                      _fmt(m.get("params_active")), _fmt(m.get("perf/tokens_per_s")), _fmt(minutes))
+        table.add_row(str(t.number), *([str(rec.revision)] if revs else []), t.state.name, label,
+                      *(_fmt(v) for v in values), _fmt(m.get("params_active")),
+                      _fmt(m.get("perf/tokens_per_s")), _fmt(minutes), _note(rec))
     if multi:
         table.caption = "Pareto set: trials " + ", ".join(str(t.number) for t in study.best_trials)
     return table

@@ -60,21 +60,25 @@ def _seed(config: dict[str, str], default: int | None) -> int | None:
 
 
 def _revision_filter(study, revision: str | int | None):
-    """-> a predicate on trials: the newest revision (default), one revision, or all."""
+    """-> (a predicate on trials, what the rows are: "revision N (newest)", ...): the newest
+    revision (default), one revision, or all (`all` keeps them apart as arms of their own,
+    `pool` pools them)."""
     revisions = [r.number for r in record.revisions(study)] or [1]
     if revision in (None, "latest"):
         wanted = revisions[-1]
-    elif str(revision) == "all":
-        return lambda t: True
+    elif str(revision) in ("all", "pool"):
+        how = "kept apart" if str(revision) == "all" else "pooled"
+        return (lambda t: True), f"revisions {', '.join(map(str, revisions))} ({how})"
     else:
         try:
             wanted = int(revision)
         except ValueError:
             wanted = None
         if wanted not in revisions:
-            raise ConfigError("--revision", revision, ", ".join(map(str, revisions)) + ", all",
-                              "unknown revision")
-    return lambda t: TrialRecord.of(t).revision == wanted
+            raise ConfigError("--revision", revision,
+                              ", ".join(map(str, revisions)) + ", all, pool", "unknown revision")
+    newest = " (newest)" if wanted == revisions[-1] else ""
+    return (lambda t: TrialRecord.of(t).revision == wanted), f"revision {wanted}{newest}"
 
 
 def load_study(name: str, storage: str | None = None, tracking_uri: str | None = None,
@@ -84,7 +88,7 @@ def load_study(name: str, storage: str | None = None, tracking_uri: str | None =
     from ablate.tracking.store import client as make_client
 
     study, _ = open_study(name, storage)  # never creates one
-    keep = _revision_filter(study, revision)
+    keep, which = _revision_filter(study, revision)
     uri = resolve_tracking_uri(tracking_uri)
     client = make_client(uri)
     parent_id = parent_run_id(study)
@@ -108,7 +112,7 @@ def load_study(name: str, storage: str | None = None, tracking_uri: str | None =
         into = tuning if rec.stage is not None else rows
         ids, per = rec.run_ids, rec.metrics_per_repeat
         common = {"trial": t.number, "state": t.state.name, "params": dict(t.params),
-                  "fail_reason": rec.fail_reason}
+                  "fail_reason": rec.fail_reason, "revision": rec.revision}
         if not ids:
             into.append(RunRow(repeat=0, arm="", config={}, metrics=dict(rec.metrics),
                                run_name=rec.run_name, **common))
@@ -141,11 +145,14 @@ def load_study(name: str, storage: str | None = None, tracking_uri: str | None =
                 raise ConfigError("--by", k, ", ".join(known_params) + " or a logged config key "
                                   "such as model.moe.top_k", "not a param of this study")
     tuned = _tuned_keys(study)
+    apart = str(revision) == "all" and len({r.revision for r in rows + tuning}) > 1
     for row in rows + tuning:  # a point's arm, whatever value its tuned keys took
         row.arm = _label({k: v for k, v in row.params.items() if k not in tuned}, row.config, by)
+        if apart:  # one arm per revision: runs of two definitions are never one mean
+            row.arm += f" (rev {row.revision})"
     data = StudyData(name, study, client, parent_id, experiment_id,
                      _objectives(parent, study), rows, by)
-    data.tuning, data.tuned = tuning, tuned
+    data.tuning, data.tuned, data.revision = tuning, tuned, which
     return data
 
 

@@ -47,6 +47,7 @@ class Comparison:
     by: list[str] | None = None
     duplicates: dict[str, int] = field(default_factory=dict)  # arm -> runs counted once
     tuned: tuple[str, ...] = ()  # keys each arm trained at its own chosen value (`tune:`)
+    revision: str = "revision 1"  # which revision(s) the rows are
 
     def tuned_label(self, row: ArmRow) -> str:
         """The values chosen for `row`'s arm (`optim.lr=0.003`), "" without `tune:`."""
@@ -114,7 +115,7 @@ def compare(data: StudyData, metric: str | None = None, baseline: str | None = N
         if arm != baseline:
             row.test = _test(row, rows[baseline])
     return Comparison(data.name, metric, data.direction(metric), baseline, list(rows.values()),
-                      not_complete, data.by, duplicates, tuple(data.tuned))
+                      not_complete, data.by, duplicates, tuple(data.tuned), data.revision)
 
 
 def one_per_config_and_seed(runs: list) -> tuple[list, int]:

@@ -96,7 +96,8 @@ def _json_safe(v: Any) -> Any:
 
 def to_json(c: Comparison, extra: dict[str, Any] | None = None) -> str:
     """The comparison as JSON (no NaN: null), with `extra` keys (the expectations)."""
-    return json.dumps({"study": c.study, "metric": c.metric, "direction": c.direction,
+    return json.dumps({"study": c.study, "revision": c.revision, "metric": c.metric,
+                       "direction": c.direction,
                        "baseline": c.baseline, "by": c.by,
                        "excluded_runs": c.not_complete, "duplicate_runs": c.duplicates,
                        "arms": _json_safe(records(c)), **_json_safe(extra or {})}, indent=2,
@@ -170,7 +171,8 @@ def caption(c: Comparison) -> str:
 
 def to_markdown(c: Comparison) -> str:
     cols = columns(c)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines = [f"study {c.study}, {c.revision}", "",
+             "| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for row in cells(c):
         lines.append("| " + " | ".join(x.replace("|", "\\|") for x in row) + " |")
     return "\n".join(lines) + "\n\n" + caption(c) + "\n"
@@ -180,7 +182,7 @@ def to_rich(c: Comparison):
     from rich import box
     from rich.table import Table
 
-    title = (f"study {c.study}: {c.metric} by arm"
+    title = (f"study {c.study}, {c.revision}: {c.metric} by arm"
              + (f" (grouped by {', '.join(c.by)})" if c.by else ""))
     cap = caption(c).replace("Δ = arm − baseline", f"Δ = arm − baseline ({c.baseline})")
     table = Table(title=title, header_style="bold", caption=cap, caption_justify="left",

@@ -32,6 +32,7 @@ class RunRow:
     run_id: str | None = None
     run_name: str | None = None
     fail_reason: str | None = None
+    revision: int = 1  # the study revision its trial ran under
 
     def value(self, key: str, default: float | None = None) -> float | None:
         """A metric's last value, else a numeric param: the sizes that describe a config
@@ -58,6 +59,7 @@ class StudyData:
         self.objectives, self.rows, self.by = objectives, rows, by
         self.tuning: list[RunRow] = []  # runs of a `tune:` stage (never in `rows`)
         self.tuned: tuple[str, ...] = ()  # the keys that stage tunes per arm
+        self.revision = "revision 1"  # which revision(s) the rows are, said by every table
         self._history: dict[tuple[str, str], list[tuple[int, float]]] = {}
         self._json: dict[tuple[str, str], Any] = {}
         self._tmp = None

@@ -27,6 +27,7 @@ from ablate.tracking.runs import describe
 from ablate.tracking.tags import CLAIM
 
 MAX_NEEDED = 10_000
+MIN_TRUSTED = 3  # pairs (or runs) below which a settled verdict carries a caveat
 
 
 @dataclass
@@ -120,6 +121,9 @@ def judge(e: Expectation, data: StudyData) -> Verdict:
     needed = _needed(t.diff, spread, target) if verdict == "inconclusive" else None
     note = "" if verdict != "inconclusive" else (
         f"about {needed} repeats would settle it" if needed else "no effect seen at this size")
+    if t.n < MIN_TRUSTED and verdict != "inconclusive":
+        note = ("; ".join(filter(None, [note, f"n={t.n}: an interval from {t.n} runs rests on "
+                                        "their spread alone; 3 or more repeats to trust it"])))
     return Verdict(e, metric, verdict, t, needed, failed, note)
 
 

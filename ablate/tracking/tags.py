@@ -3,8 +3,8 @@
 Where a run came from:  STUDY, TRIAL, REVISION, REPEAT, ARM, STAGE, WORKER, HOST, GIT_SHA,
                         DATA_FINGERPRINT, KIND (`study` / `claims` for the parent runs),
                         ROLE (`dense_parent`: upcycling's shared dense model)
-How it ended:           STATE (COMPLETE, PRUNED, FAILED, KILLED), FAIL_REASON, RESUMED_FROM,
-                        RESUME_SKIPPED
+How it ended:           STATE (COMPLETE, PRUNED, FAILED, KILLED), FAIL_REASON, RESUMED_FROM
+                        (the checkpoint) and RESUMED_AT (its step), RESUME_SKIPPED
 What it is, when it is not the default:  INIT, INIT_WEIGHTS, UPCYCLED_FROM, UPCYCLE_NOISE,
                         DENSE_PARENT_STEPS, DENSE_PARENT_SHA, FROZEN, FROZEN_PARAMS,
                         FROZEN_ROUTER, NONCAUSAL_ROUTING
@@ -35,6 +35,7 @@ ROLE = "ablate.role"
 STATE = "ablate.state"
 FAIL_REASON = "ablate.fail_reason"
 RESUMED_FROM = "ablate.resumed_from"
+RESUMED_AT = "ablate.resumed_at_step"
 RESUME_SKIPPED = "ablate.resume_skipped"
 INIT = "ablate.init"
 INIT_WEIGHTS = "ablate.init_weights"

@@ -35,6 +35,7 @@ from ablate.tracking.tags import (
     INIT,
     NONCAUSAL_ROUTING,
     RESUME_SKIPPED,
+    RESUMED_AT,
     RESUMED_FROM,
     standard_tags,
 )
@@ -192,6 +193,8 @@ def _fit_main(built: Built, tracker: RunTracker, pruning, progress, ckpt_dir,
     routing = RoutingStats(cfg.tracking.routing_stats_every)
     callbacks, bar = _callbacks(built, routing, pruning, progress)
     resume_from = _resume_point(cfg, ckpt_dir, callbacks, tracker)
+    if resume_from and progress is not None and hasattr(progress, "message"):
+        progress.message(f"resumed from its checkpoint at step {_step_of(resume_from)}")
     if plan is not None:  # the branch points: the state each cooldown starts from
         callbacks.append(StableCheckpoints(plan))
         if ckpt_dir is None:
@@ -372,6 +375,7 @@ def _resume_point(cfg: RunConfig, ckpt_dir, callbacks: list, tracker: RunTracker
     resume_from = _resumable(last)
     if resume_from:
         tracker.set_tag(RESUMED_FROM, resume_from)
+        tracker.set_tag(RESUMED_AT, str(_step_of(resume_from)))
     elif last.exists():  # cut short by a full disk or a crash mid-write: start over
         tracker.set_tag(RESUME_SKIPPED, f"unreadable checkpoint moved to {last}.broken")
     return resume_from
@@ -395,6 +399,17 @@ def _interrupts_propagate(trainer: L.Trainer):
     finally:
         if sigint is not None and signal.getsignal(signal.SIGINT) is not sigint:
             signal.signal(signal.SIGINT, sigint)
+
+
+def _step_of(checkpoint: str) -> int | str:
+    """The optimizer step a checkpoint was saved at (its tensors memory-mapped, not read)."""
+    import torch
+
+    try:
+        return int(torch.load(checkpoint, map_location="cpu", mmap=True,
+                              weights_only=True)["global_step"])
+    except Exception:  # noqa: BLE001 - a courtesy for the tag: the resume itself says more
+        return "?"
 
 
 def _resumable(last: Path) -> str | None:

@@ -126,7 +126,11 @@ def test_a_changed_sweep_is_refused_or_extended_as_a_revision(ablate_home, tiny,
     old = compare(load_study("rev", revision=1))
     assert [r.summary.n for r in new.rows] == [1, 1] and [r.summary.n for r in old.rows] == [1, 1]
     assert {r.values[0] for r in new.rows}.isdisjoint({r.values[0] for r in old.rows})
-    both = compare(load_study("rev", revision="all"))  # pooled only when asked
+    apart = compare(load_study("rev", revision="all"))  # each revision's arms apart
+    assert sorted(r.summary.n for r in apart.rows) == [1, 1, 1, 1]
+    assert all(r.arm.endswith(("(rev 1)", "(rev 2)")) for r in apart.rows)
+    assert apart.revision == "revisions 1, 2 (kept apart)" and new.revision == "revision 2 (newest)"
+    both = compare(load_study("rev", revision="pool"))  # pooled only when asked
     assert [r.summary.n for r in both.rows] == [2, 2]
     assert main(["compare", "--study", "rev", "--revision", "7"]) == 2
     tags = {r.data.tags["ablate.revision"] for r in _children(ablate_home)}
