@@ -12,11 +12,11 @@ from ablate.tracking import runs, store
 from ablate.tracking.tags import KIND, REVISION, STUDY, standard_tags
 
 
-def open_parent(sweep, study, client) -> str:
+def open_parent(sweep, study, client, revision: int = 1) -> str:
     """The parent run's id: the stored one, reopened, or a new one."""
     exp_id = store.ensure_experiment(client, sweep.experiment)
     first = sweep.spec.objectives[0]  # what the study's runs table shows and sorts by first
-    store.save_runs_view(client, exp_id, first.metric, first.direction)
+    store.save_runs_view(client, exp_id, first.metric, first.direction, revision)
     parent = parent_run_id(study)
     if parent:
         from mlflow.exceptions import MlflowException

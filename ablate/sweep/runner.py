@@ -167,7 +167,7 @@ class Sweep:
         study.set_user_attr(EXPECT, [e.as_dict() for e in self.spec.expect])  # the hypothesis
         quiet_libraries()  # importing lightning builds matplotlib's font cache in ABLATE_HOME
         client = store.client(self.tracking_uri)
-        parent = open_parent(self, study, client)
+        parent = open_parent(self, study, client, revision)
         fail_dead_trials(study, client, storage)
         return study, storage, client, parent, revision
 

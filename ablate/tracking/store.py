@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from ablate import paths
-from ablate.tracking.tags import TRIAL
+from ablate.tracking.tags import REVISION, TRIAL
 
 _PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)(?P<user>[^:/@]+):(?P<pw>[^@/]+)@")
 
@@ -145,11 +145,12 @@ VIEW = "ablate"  # the saved runs view of every study's experiment: ?viewStateSh
 KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
 
 
-def runs_view(metric: str, direction: str, *, by: str = "arm") -> dict:
+def runs_view(metric: str, direction: str, *, by: str = "arm", revision: int | None = None) -> dict:
     """The runs table as a study wants it first (MLflow 3 reads this from the experiment tag
-    `mlflow.sharedViewState.<key>`): the trials only (the study's parent run is filtered
-    out by the search box's filter, in view), grouped by arm with their repeats averaged,
-    sorted by the objective, the objective and the arm's sizes as the first columns."""
+    `mlflow.sharedViewState.<key>`): the results only (the search box's filter: FINISHED
+    trial runs of the study's newest `revision`, so a killed or failed run, a parent run or
+    an older revision never enters an arm's average), grouped by arm with their repeats
+    averaged, sorted by the objective, the objective and the arm's sizes first."""
     def col(kind: str, key: str) -> str:
         return f"{kind}.`{key}`"
 
@@ -161,7 +162,8 @@ def runs_view(metric: str, direction: str, *, by: str = "arm") -> dict:
     columns = [objective, col("params", by), col("params", "trainer.seed"),
                col("params", "params_active"), col("params", "params_total")]
     return {
-        "searchFilter": f"tags.`{TRIAL}` LIKE '%'",
+        "searchFilter": f"tags.`{TRIAL}` LIKE '%' AND attributes.status = 'FINISHED'"
+                        + (f" AND tags.`{REVISION}` = '{revision}'" if revision else ""),
         "orderByKey": objective,
         "orderByAsc": direction == "minimize",
         "selectedColumns": list(dict.fromkeys(columns)),
@@ -173,13 +175,14 @@ def runs_view(metric: str, direction: str, *, by: str = "arm") -> dict:
     }
 
 
-def save_runs_view(mlflow_client, experiment_id: str, metric: str, direction: str) -> None:
+def save_runs_view(mlflow_client, experiment_id: str, metric: str, direction: str,
+                   revision: int | None = None) -> None:
     """The experiment opens in MLflow's model-training view, with `runs_view` saved."""
     import json
 
     mlflow_client.set_experiment_tag(experiment_id, KIND_TAG, KIND)
     mlflow_client.set_experiment_tag(experiment_id, f"mlflow.sharedViewState.{VIEW}",
-                                     json.dumps(runs_view(metric, direction)))
+                                     json.dumps(runs_view(metric, direction, revision=revision)))
 
 
 def ui_url(experiment_id: str, base: str = UI, view: bool = True) -> str:

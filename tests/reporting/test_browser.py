@@ -16,6 +16,7 @@ import urllib.request
 
 import pytest
 
+from ablate.reporting.dashboard_spec import load_spec
 from tests.reporting import ROOT_DASHBOARDS, STUDY, ablate, tiny_study_home
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -28,6 +29,19 @@ webdriver = pytest.importorskip("selenium.webdriver",
 
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
+
+
+def _killed_run(home, experiment: str, arm: str, revision: int, value: float) -> None:
+    """A run the way an interrupted trial leaves it: KILLED, with a (bad) val/loss."""
+    from tests.mlflow_helpers import store
+
+    client = store(home)
+    exp = client.get_experiment_by_name(experiment).experiment_id
+    run = client.create_run(exp, run_name="killed", tags={
+        "ablate.trial": "99", "ablate.revision": str(revision), "ablate.study": experiment})
+    client.log_param(run.info.run_id, "arm", arm)
+    client.log_metric(run.info.run_id, "val/loss", value)
+    client.set_terminated(run.info.run_id, status="KILLED")
 
 
 def _browser():
@@ -63,7 +77,13 @@ def test_mlflow_ui_shows_runs_and_the_dashboard(tmp_path, monkeypatch):
     home = tmp_path / "ablate-runs"
     shutil.copytree(tiny_study_home(), home)
     monkeypatch.setenv("ABLATE_HOME", str(home))
-    assert ablate("sweep", str(ROOT_DASHBOARDS.parent / "sweeps" / "quickstart.yaml"), *TINY) == 0
+    quickstart = str(ROOT_DASHBOARDS.parent / "sweeps" / "quickstart.yaml")
+    assert ablate("sweep", quickstart, *TINY) == 0
+    # a second revision (longer runs), and a killed run among its dense runs: neither the old
+    # revision nor the killed run may enter an arm's mean in the saved view
+    longer = [o for o in TINY if not o.startswith("trainer.max_steps")] + ["trainer.max_steps=9"]
+    assert ablate("sweep", quickstart, *longer, "--extend") == 0
+    _killed_run(home, "quickstart", "dense", revision=2, value=99.0)
     port = free_port()
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")  # no background job workers
     server = subprocess.Popen([sys.executable, "-m", "ablate", "ui", "--port", str(port)], env=env,
@@ -107,7 +127,26 @@ def test_mlflow_ui_shows_runs_and_the_dashboard(tmp_path, monkeypatch):
                                  for a in arms))
         body = driver.find_element(By.TAG_NAME, "body").text
         assert "Model training" in body and "Sort: val/loss" in body and "Group by: arm" in body
-        assert "8 matching runs" in body  # the trials, 2 seeds per arm; not the study's parent
+        # the newest revision's FINISHED trials, 2 seeds per arm: not the parent, not the
+        # killed run, not revision 1
+        assert "8 matching runs" in body
+        from ablate.reporting.collect import load_study
+        from ablate.reporting.compare import compare
+
+        driver.save_screenshot("/tmp/ablate-browser-quickstart-groups.png")
+        # each group's average is ablate compare's mean of the arm;
+        # the old revision's means are nowhere (nor the killed run's 99, which would pull
+        # the dense group's average above 36)
+        new = compare(load_study("quickstart")).rows
+        old = compare(load_study("quickstart", revision=1)).rows
+        cells = [c.text for c in driver.find_elements(By.CSS_SELECTOR, '[role="gridcell"]')]
+        def shown(mean: float) -> str:  # the UI cuts a number after 6 decimals
+            return f"{mean:.12f}"[:8]
+
+        for r in new:
+            assert any(c.startswith(shown(r.summary.mean)) for c in cells), (r.arm, cells)
+        for r in old:
+            assert not any(c.startswith(shown(r.summary.mean)) for c in cells), r.arm
         headers = [h.text for h in driver.find_elements(By.CSS_SELECTOR, '[role="columnheader"]')
                    if h.text]
         metric_cols = [h for h in headers if "/" in h]
@@ -119,9 +158,11 @@ def test_mlflow_ui_shows_runs_and_the_dashboard(tmp_path, monkeypatch):
                    "/artifacts/dashboards/moe_overview.html")
         frame = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "iframe"))
         driver.switch_to.frame(frame)
-        kinds = {"summary", "curves", "final", "pareto", "expert_load", "load_over_training",
-                 "routing", "optuna_importances", "optuna_parallel", "optuna_history", "runs"}
-        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "section.panel")) == len(kinds))
+        kinds = {"summary", "curves", "final", "budgets", "tuning", "pareto", "expert_load",
+                 "load_over_training", "routing", "optuna_importances", "optuna_parallel",
+                 "optuna_history", "runs"}
+        n_panels = len(load_spec(ROOT_DASHBOARDS / "moe_overview.yaml").panels)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "section.panel")) == n_panels)
         sections = driver.find_elements(By.CSS_SELECTOR, "section.panel")
         assert {s.get_attribute("data-kind") for s in sections} == kinds
         # plotly drew every figure (it adds .js-plotly-plot and an svg when it renders)
@@ -131,6 +172,8 @@ def test_mlflow_ui_shows_runs_and_the_dashboard(tmp_path, monkeypatch):
             if s.get_attribute("data-kind") in ("summary", "runs"):
                 assert s.find_elements(By.CSS_SELECTOR, "table tbody tr"), (
                     s.get_attribute("data-kind"))
+            elif s.get_attribute("data-kind") in ("budgets", "tuning"):  # the tiny study has
+                assert s.find_elements(By.CSS_SELECTOR, ".note"), s.get_attribute("data-kind")
             else:
                 assert s.find_elements(By.CSS_SELECTOR, ".js-plotly-plot"), (
                     s.get_attribute("data-kind"))
