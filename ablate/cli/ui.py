@@ -3,6 +3,7 @@ study's runs view (MLflow 3 alone opens an experiment on its GenAI pages)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -20,25 +21,66 @@ def add_parser(sub) -> None:
     add_store_args(u, storage=None)
 
 
+def command(uri: str, host: str, port: int) -> list[str]:
+    """The `mlflow server` command line of the UI (artifacts under ABLATE_HOME for SQLite)."""
+    from ablate import paths
+
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
+           "--host", host, "--port", str(port)]
+    if uri.startswith("sqlite:///"):
+        cmd += ["--default-artifact-root", paths.artifact_root().as_uri()]
+    return cmd
+
+
 def run(a) -> int:
+    """Serve until Ctrl-C or SIGTERM, then stop the server and its workers (they run in a
+    session of their own: a signal to this process alone must not leave them holding the
+    port). The links are printed once the server answers; its output goes to a log file
+    unless --verbose."""
     import subprocess
 
     from ablate import paths
+    from ablate.tracking.server import _die_with_parent, wait_until_up
     from ablate.tracking.store import resolve_tracking_uri
 
     uri = resolve_tracking_uri(a.tracking_uri)
-    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
-           "--host", a.host, "--port", str(a.port)]
-    if uri.startswith("sqlite:///"):
-        paths.home().mkdir(parents=True, exist_ok=True)
-        cmd += ["--default-artifact-root", paths.artifact_root().as_uri()]
-    print(f"MLflow UI on http://{a.host}:{a.port}  (store {uri}; Ctrl-C to stop)", flush=True)
-    for name, link in study_links(uri, f"http://{a.host}:{a.port}"):
-        print(f"  {name}: {link}", flush=True)
+    paths.home().mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no GenAI job runner
+    log = paths.home() / "mlflow-ui.log"
     if not a.verbose:  # the server's dependencies' deprecations are not the user's to fix
         env["PYTHONWARNINGS"] = "ignore::DeprecationWarning"
-    return subprocess.call(cmd, env=env)
+    with open(log, "ab") if not a.verbose else contextlib.nullcontext() as out:
+        proc = subprocess.Popen(command(uri, a.host, a.port), env=env, stdout=out,
+                                stderr=subprocess.STDOUT if out else None,
+                                start_new_session=True, preexec_fn=_die_with_parent)
+    base = f"http://{'127.0.0.1' if a.host in ('0.0.0.0', '::') else a.host}:{a.port}"
+    try:
+        wait_until_up(base, proc, log if not a.verbose else None)
+        print(f"MLflow UI on http://{a.host}:{a.port}  (store {uri}; Ctrl-C to stop"
+              + (f"; server log {log})" if not a.verbose else ")"), flush=True)
+        for name, link in study_links(uri, base):
+            print(f"  {name}: {link}", flush=True)
+        return proc.wait()
+    except KeyboardInterrupt:
+        print("MLflow UI stopped", flush=True)
+        return 0
+    finally:
+        _stop(proc)
+
+
+def _stop(proc) -> None:
+    """SIGTERM to the server's whole session (its workers too), SIGKILL if it lingers."""
+    import signal
+    import subprocess
+
+    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+        if proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=wait)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            continue
 
 
 def study_links(uri: str, base: str) -> list[tuple[str, str]]:

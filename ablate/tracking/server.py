@@ -36,6 +36,23 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def wait_until_up(url: str, proc, log: Path | None, timeout: float = 120.0) -> None:
+    """Until `url`/health answers; AblateError (one line, naming the log) if `proc` exits or
+    the server does not answer within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            where = f" (see {log})" if log is not None else ""
+            raise AblateError(f"the MLflow server did not start{where}")
+        time.sleep(0.5)
+
+
 @contextlib.contextmanager
 def local_server(backend_uri: str, timeout: float = 120.0):
     """Yield `http://127.0.0.1:PORT` serving `backend_uri` (artifacts stay on local disk)."""
@@ -57,17 +74,7 @@ def local_server(backend_uri: str, timeout: float = 120.0):
                                 start_new_session=True, preexec_fn=_die_with_parent)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AblateError(f"the local MLflow server did not start (see {log})")
-            time.sleep(0.5)
+        wait_until_up(url, proc, log, timeout)
         yield url
     finally:
         proc.terminate()

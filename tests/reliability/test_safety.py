@@ -6,6 +6,7 @@ the user named."""
 from __future__ import annotations
 
 import ast
+import contextlib
 import os
 import signal
 import socket
@@ -61,14 +62,13 @@ def _listening(port: int) -> list[str]:
 
 
 # -- ablate ui ---------------------------------------------------------------------------------
-def test_ui_builds_a_loopback_server_unless_told_otherwise(ablate_home, monkeypatch):
-    from ablate.cli import main
+def test_ui_builds_a_loopback_server_unless_told_otherwise(ablate_home):
+    from ablate.cli.main import build_parser
+    from ablate.cli.ui import command
 
-    calls = []
-    monkeypatch.setattr(subprocess, "call", lambda cmd, **kw: calls.append(cmd) or 0)
-    assert main(["ui"]) == 0
-    assert main(["ui", "--host", "0.0.0.0", "--port", "5055"]) == 0
-    default, told = calls
+    a = build_parser().parse_args(["ui"])
+    default = command("sqlite:///x.db", a.host, a.port)
+    told = command("sqlite:///x.db", "0.0.0.0", 5055)
     assert default[default.index("--host") + 1] == "127.0.0.1"
     assert told[told.index("--host") + 1] == "0.0.0.0" and told[told.index("--port") + 1] == "5055"
 
@@ -88,8 +88,16 @@ def test_ui_really_listens_on_127_0_0_1_only(ablate_home, tmp_path):
             time.sleep(0.5)
         time.sleep(1.0)  # every worker of the server has bound
         assert set(_listening(port)) == {"127.0.0.1"}
+        # SIGTERM to `ablate ui` alone (not its group): it stops the server and its workers
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        deadline = time.monotonic() + 20
+        while _listening(port) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not _listening(port), "the server outlived `ablate ui`"
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # (gone already when the test passed)
+            os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:

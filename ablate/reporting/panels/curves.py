@@ -1,5 +1,6 @@
 """`curves`: a metric over training steps, overlaid by arm (mean over the arm's completed
-runs, shaded 95% CI where it has 2+; runs of pruned/failed trials as dotted lines)."""
+runs, shaded 95% CI where it has 3+: the t-interval of 2 runs is wide enough to drown the
+curves and says little; runs of pruned/failed trials as dotted lines)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ def _offset(row, key: str | None) -> float:
 
 @PANELS.register("curves", CurvesConfig, title="{metric} over training",
                  description="One line per arm: the mean over its completed runs (repeats); "
-                 "shaded: 95% CI across repeats. Dotted: runs of pruned or failed trials.")
+                 "shaded: 95% CI across repeats (3 or more). Dotted: runs of pruned or failed "
+                 "trials.")
 def curves(cfg: CurvesConfig, ctx):
     import plotly.graph_objects as go
 
@@ -43,7 +45,7 @@ def curves(cfg: CurvesConfig, ctx):
         hists = [h for h in hists if h]
         if hists:
             c = mean_curve(hists)
-            if cfg.band and max(c.n) > 1:
+            if cfg.band and max(c.n) > 2:
                 fig.add_trace(go.Scatter(x=c.steps, y=c.hi, mode="lines", line={"width": 0},
                                          legendgroup=arm, showlegend=False, hoverinfo="skip"))
                 fig.add_trace(go.Scatter(x=c.steps, y=c.lo, mode="lines", line={"width": 0},

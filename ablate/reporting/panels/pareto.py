@@ -1,5 +1,8 @@
 """`pareto`: the final metric per arm against its cost (active params, FLOPs per token,
-throughput), one subplot per cost, with the Pareto front of each."""
+throughput), one subplot per cost, with the Pareto front of each. Sizes are the runs' params
+(`RunRow.value` reads a metric, else a param). Error bars: the 95% CI from 3 runs on, kept
+inside the quantity's domain (a throughput or a size is never below 0); below 3 runs the
+min-max range, since a t-interval from 2 runs is wider than the data say anything about."""
 
 from __future__ import annotations
 
@@ -32,6 +35,22 @@ def pareto_front(points: list[tuple[float, float]], x_max: bool, y_max: bool) ->
     return sorted(front, key=lambda i: points[i][0])
 
 
+def _bar(values: list[float], s) -> dict | None:
+    """Plotly error bars: min-max under 3 runs, else the t-interval cut at 0 for a quantity
+    whose values are all positive; None when there is no spread."""
+    vals = [v for v in values if finite(v)]
+    if len(vals) < 2 or max(vals) == min(vals):
+        return None
+    if len(vals) < 3:
+        lo, hi = min(vals), max(vals)
+    else:
+        lo, hi = s.lo, s.hi
+        if min(vals) > 0:
+            lo = max(lo, 0.0)
+    return {"type": "data", "symmetric": False, "array": [hi - s.mean],
+            "arrayminus": [s.mean - lo], "visible": True}
+
+
 @PANELS.register("pareto", ParetoConfig, title="{metric} vs cost: Pareto fronts",
                  description="One point per arm: mean of its completed runs, bars: 95% CI. "
                  "Dashed: the Pareto front (no arm is better in both coordinates).")
@@ -44,7 +63,7 @@ def pareto(cfg: ParetoConfig, ctx):
     arms = [a for a in ctx.arms if ctx.runs(a)]
     if not arms:
         return [Note(f"no completed run logged {y}")]
-    xs = [x for x in cfg.x if any(x in r.metrics for r in ctx.data.complete())]
+    xs = [x for x in cfg.x if any(r.value(x) is not None for r in ctx.data.complete())]
     if not xs:
         return [Note(f"none of {', '.join(cfg.x)} was logged by the completed runs")]
     titles = [f"{x} ({'higher' if x in cfg.maximize else 'lower'} is better)" for x in xs]
@@ -55,8 +74,8 @@ def pareto(cfg: ParetoConfig, ctx):
         pts, names, x_extent = [], [], []
         for arm in arms:
             runs = ctx.runs(arm)
-            sx = mean_ci([r.value(x, math.nan) for r in runs])
-            sy = mean_ci([r.value(y, math.nan) for r in runs])
+            vx, vy = [r.value(x, math.nan) for r in runs], [r.value(y, math.nan) for r in runs]
+            sx, sy = mean_ci(vx), mean_ci(vy)
             if not (finite(sx.mean) and finite(sy.mean)):
                 continue
             pts.append((sx.mean, sy.mean))
@@ -69,9 +88,7 @@ def pareto(cfg: ParetoConfig, ctx):
                 legendgroup=arm, showlegend=col == 1,
                 marker={"size": 11, "color": ctx.colors[arm],
                         "line": {"width": 1, "color": "#333"}},
-                error_y={"array": [sy.half], "visible": True} if finite(sy.half) else None,
-                error_x=({"array": [sx.half], "visible": True}
-                         if finite(sx.half) and sx.half > 0 else None),
+                error_y=_bar(vy, sy), error_x=_bar(vx, sx),
                 hovertemplate=f"{arm}<br>{x} %{{x:,.4g}}<br>{y} %{{y:.4f}}<extra></extra>"),
                 row=1, col=col)
         if pts:  # room for the labels and error bars: pad the x range by 12% each side
