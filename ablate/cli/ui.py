@@ -40,7 +40,7 @@ def run(a) -> int:
     import subprocess
 
     from ablate import paths
-    from ablate.tracking.server import _die_with_parent, wait_until_up
+    from ablate.tracking.server import die_with_parent, wait_until_up
     from ablate.tracking.store import resolve_tracking_uri
 
     uri = resolve_tracking_uri(a.tracking_uri)
@@ -52,7 +52,7 @@ def run(a) -> int:
     with open(log, "ab") if not a.verbose else contextlib.nullcontext() as out:
         proc = subprocess.Popen(command(uri, a.host, a.port), env=env, stdout=out,
                                 stderr=subprocess.STDOUT if out else None,
-                                start_new_session=True, preexec_fn=_die_with_parent)
+                                start_new_session=True, preexec_fn=die_with_parent)
     base = f"http://{'127.0.0.1' if a.host in ('0.0.0.0', '::') else a.host}:{a.port}"
     try:
         wait_until_up(base, proc, log if not a.verbose else None)

@@ -200,7 +200,10 @@ class TrialLoop:
                 raise StoreFull(reason_of(e)) from e
             outcome = Outcome("FAIL", reason=reason_of(e), retry=not deterministic(e))
         except KeyboardInterrupt:  # Ctrl-C / SIGTERM: FAIL now, the next run resumes it
-            write(trial, fail_reason="interrupted (Ctrl-C or SIGTERM)")
+            from ablate.sweep.workers import parent_died
+
+            write(trial, fail_reason="interrupted: the sweep's parent process died"
+                  if parent_died() else "interrupted (Ctrl-C or SIGTERM)")
             self.study.tell(trial, state=TrialState.FAIL)
             raise
         except StoreFull as e:  # the sweep stops; FAIL the trial if the store still takes it

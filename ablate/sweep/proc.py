@@ -24,6 +24,25 @@ def alive(pid: int | None) -> bool:
         return True
 
 
+def parent(pid: int) -> int | None:
+    """A process's parent pid (1, or a subreaper's, once its parent died); None when gone."""
+    try:
+        with open(f"/proc/{int(pid)}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def orphan_worker(pid: int) -> bool:
+    """A worker of `ablate sweep --workers N` whose parent sweep is gone (it was started with
+    `--worker-index`, and its parent is no longer an ablate process)."""
+    words = cmdline(pid) or []
+    if "--worker-index" not in words:
+        return False
+    ppid = parent(pid)
+    return ppid is not None and "ablate" not in " ".join(cmdline(ppid) or [])
+
+
 def pids() -> list[int]:
     """Every process id on this machine (one snapshot: some may be gone when read)."""
     return sorted(int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit())

@@ -16,10 +16,19 @@ from pathlib import Path
 from typing import Callable
 
 from ablate.errors import ConfigError
+from ablate.tracking.server import die_with_parent
 
 # the stores reach child `ablate` processes by environment: never a password on a command line
 STORAGE_ENV = "ABLATE_STORAGE"
 TRACKING_ENV = "ABLATE_TRACKING_URI"
+PARENT_ENV = "ABLATE_PARENT_PID"  # a worker's sweep: it knows when that one died
+
+
+def parent_died() -> bool:
+    """In a worker of `--workers N`: the sweep that started it is gone (the worker was handed
+    to init or a subreaper)."""
+    parent = os.environ.get(PARENT_ENV)
+    return bool(parent) and os.getppid() != int(parent)
 
 
 def store_env(storage: str | None, tracking_uri: str | None) -> dict[str, str]:
@@ -65,12 +74,16 @@ def run_workers(worker_argv: Callable[[int], list[str]], env_for: Callable[[int]
     log_dir.mkdir(parents=True, exist_ok=True)
     procs = []
     for i in range(n):
-        env = {**os.environ, **env_for(i), "ABLATE_WORKER": str(i)}
+        env = {**os.environ, **env_for(i), "ABLATE_WORKER": str(i),
+               PARENT_ENV: str(os.getpid())}
         # MLflow would log into that run instead of a new child run (and end it)
         env.pop("MLFLOW_RUN_ID", None)
         log = open(log_dir / f"worker-{i}.log", "ab")
+        # a worker whose parent dies (even by SIGKILL) gets SIGTERM: it ends its trial FAIL
+        # ("parent died", queued again) and exits, instead of training on as an orphan
         procs.append((subprocess.Popen(worker_argv(i), env=env, stdout=log,
-                                       stderr=subprocess.STDOUT), log))
+                                       stderr=subprocess.STDOUT, preexec_fn=die_with_parent),
+                      log))
     try:
         while any([p.poll() is None for p, _ in procs]):  # poll every one: reaps zombies
             tick()

@@ -27,7 +27,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child before exec: SIGTERM when the parent dies, even by SIGKILL (Linux)."""
     if sys.platform.startswith("linux"):
         import ctypes
@@ -71,7 +71,7 @@ def local_server(backend_uri: str, timeout: float = 120.0):
         # and the workers still need the server to close their runs; it is stopped below,
         # after them (and gets SIGTERM if this process dies first).
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True, preexec_fn=_die_with_parent)
+                                start_new_session=True, preexec_fn=die_with_parent)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(url, proc, log, timeout)

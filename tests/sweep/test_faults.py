@@ -75,3 +75,85 @@ def _check_outcome(victim, ablate_home):
     retry_run = by_id[retries[0].user_attrs["mlflow_run_id"]]
     assert retry_run.info.status == "FINISHED"
     assert retry_run.data.tags["ablate.resumed_from"].endswith("last.ckpt")
+
+
+def _running(name, home, n: int, timeout: float = 300):
+    """Wait until `n` trials of study `name` are RUNNING with their worker pid recorded."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        if (home / "optuna" / f"{name}.journal").exists():
+            running = [t for t in _study(name).get_trials(states=(optuna.trial.TrialState.RUNNING,))
+                       if "pid" in t.user_attrs and "host" in t.user_attrs]
+            if len(running) >= n:
+                return running
+    raise AssertionError(f"{n} trials of {name} never ran together")
+
+
+def _gone(pids, timeout: float) -> bool:
+    from ablate.sweep.proc import alive
+
+    deadline = time.monotonic() + timeout
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return not any(alive(p) for p in pids)
+
+
+def test_workers_stop_within_seconds_when_their_sweep_is_killed(ablate_home, tmp_path):
+    """SIGKILL of `ablate sweep --workers 2` alone: both workers end their trials (FAIL, "the
+    sweep's parent process died", runs KILLED) and exit; the same command then completes the
+    study without waiting on anything."""
+    spec = {"study": "orphan", "space": {"optim.lr": [1e-3, 3e-3]}, "n_trials": 2}
+    path = tmp_path / "orphan.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    env = {**os.environ, "ABLATE_HOME": str(ablate_home)}
+    cmd = [sys.executable, "-m", "ablate", "sweep", str(path), "--workers", "2", *SLOWER]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        running = _running("orphan", ablate_home, 2)
+        proc.kill()  # the parent only: its workers are another story
+        proc.wait(timeout=30)
+        assert _gone([t.user_attrs["pid"] for t in running], 60), "a worker outlived its sweep"
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    trials = _study("orphan").get_trials()
+    assert all(t.state.name == "FAIL" and "parent process died" in t.user_attrs["fail_reason"]
+               for t in trials), [(t.state.name, t.user_attrs.get("fail_reason")) for t in trials]
+    again = subprocess.run(cmd, env=env, capture_output=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert sum(t.state.name == "COMPLETE" for t in _study("orphan").get_trials()) == 2
+
+
+def test_doctor_names_an_orphaned_worker_and_fix_stops_it(ablate_home, tmp_path):
+    """A worker started without its sweep watching (its parent shell exits at once) trains
+    on as an orphan: doctor reports `orphan_worker`, --fix stops it and queues its point."""
+    from ablate.cli import main
+    from ablate.sweep.doctor import ORPHAN_WORKER, diagnose
+
+    spec = {"study": "lone", "space": {"optim.lr": [1e-3]}, "n_trials": 1}
+    path = tmp_path / "lone.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    slow = [a for a in SLOWER if not a.startswith("trainer.max_steps")] + ["trainer.max_steps=3000"]
+    os.environ["ABLATE_HOME"] = str(ablate_home)
+    from ablate.sweep.runner import Sweep
+    from ablate.sweep.spec import load_sweep
+
+    Sweep(load_sweep(path), slow).prepare()  # the study and its parent run, as a sweep makes
+    worker = " ".join([sys.executable, "-m", "ablate", "sweep", str(path), *slow,
+                       "--worker-index", "0", "--workers", "1"])
+    env = {**os.environ, "ABLATE_HOME": str(ablate_home)}
+    subprocess.run(["bash", "-c", f"{worker} >/dev/null 2>&1 &"], env=env, check=True)
+    (t,) = _running("lone", ablate_home, 1)
+    report = diagnose("lone")
+    assert [p.kind for p in report.problems] == [ORPHAN_WORKER], report.problems
+    assert main(["doctor", "--study", "lone", "--fix"]) in (0, 1)
+    assert _gone([t.user_attrs["pid"]], 10)
+    trials = _study("lone").get_trials()
+    assert trials[t.number].state.name == "FAIL"
+    from ablate.sweep.points import params_of
+
+    assert any(u.state.name == "WAITING" and params_of(u) == t.params for u in trials)  # queued

@@ -3,7 +3,8 @@
 After a crash (SIGKILL of a worker, power loss, a full disk, Ctrl-C at the wrong moment) a
 study can be left with
 
-- RUNNING trials whose worker process (same host, user attr `pid`) is gone,
+- RUNNING trials whose worker process (same host, user attr `pid`) is gone, or lives on as
+  an orphan whose `ablate sweep` is gone,
 - MLflow child runs still RUNNING although their trial ended (or died),
 - the study's parent run RUNNING with no sweep or worker left,
 - COMPLETE trials without an MLflow run, or MLflow runs that belong to no trial,
@@ -34,6 +35,7 @@ from ablate.sweep.doctor.diagnosis import (
     MISSING_RUN,
     NO_WORKER,
     ORPHAN_RUN,
+    ORPHAN_WORKER,
     RUN_STATUS_FOR,
     STALE_PARENT,
     STALE_RUN,
@@ -47,5 +49,6 @@ from ablate.sweep.doctor.read import diagnose
 from ablate.sweep.doctor.repair import fix
 
 __all__ = ["DEAD_TRIAL", "DUPLICATE_RUN", "FINISHED_RUN_FAILED_TRIAL", "MISSING_OBJECTIVE",
-           "MISSING_RUN", "NO_WORKER", "ORPHAN_RUN", "RUN_STATUS_FOR", "STALE_PARENT", "STALE_RUN",
-           "Problem", "Report", "Snapshot", "TrialRow", "diagnose", "diagnose_snapshot", "fix"]
+           "MISSING_RUN", "NO_WORKER", "ORPHAN_RUN", "ORPHAN_WORKER", "RUN_STATUS_FOR",
+           "STALE_PARENT", "STALE_RUN", "Problem", "Report", "Snapshot", "TrialRow", "diagnose",
+           "diagnose_snapshot", "fix"]

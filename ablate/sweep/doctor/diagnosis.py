@@ -26,6 +26,7 @@ RUN_STATUS_FOR = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED"
 
 # problem kinds (the `kind` column of the report)
 DEAD_TRIAL = "dead_trial"  # RUNNING in Optuna, its worker process on this host is gone
+ORPHAN_WORKER = "orphan_worker"  # RUNNING in a worker of --workers N whose sweep is gone
 NO_WORKER = "no_worker"  # RUNNING in Optuna, no host/pid recorded (died while starting)
 STALE_RUN = "stale_run"  # MLflow run RUNNING although its trial is not running
 STALE_PARENT = "stale_parent"  # the study's parent run RUNNING with nothing running
@@ -101,6 +102,7 @@ class Snapshot:
     revisions: list[Revision] = field(default_factory=list)  # the study's revisions
     host: str = ""  # this machine: RUNNING trials of other hosts are theirs to judge
     live_pids: set[int] = field(default_factory=set)  # worker pids of this host that are alive
+    orphan_pids: set[int] = field(default_factory=set)  # live workers whose sweep is gone
     sweep_pids: list[int] = field(default_factory=list)  # live `ablate sweep`s of this ABLATE_HOME
     now: dt.datetime = field(default_factory=dt.datetime.now)
 
@@ -162,6 +164,13 @@ def _check_trial(snap: Snapshot, t, report: Report, known_runs: dict[str, Any]) 
         elif t_host != snap.host:
             row.worker = f"other host ({t_host})"
             live = True  # RDB heartbeats decide there
+        elif pid in snap.orphan_pids:
+            row.worker = "orphan"
+            live = True  # it trains on, for nobody: a re-run would wait on it
+            report.problems.append(Problem(
+                ORPHAN_WORKER, f"trial {t.number} RUNNING in worker pid {pid}, whose sweep is "
+                "gone", "stop it (SIGTERM: its trial fails, its checkpoint is kept, it is "
+                "queued again)", trial=t.number))
         elif pid in snap.live_pids:
             row.worker = "alive"
             live = True

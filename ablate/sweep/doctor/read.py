@@ -87,6 +87,8 @@ def snapshot(stores: Stores) -> Snapshot:
         parent_run_id=parent, parent_run=parent_run,
         revisions=revisions(opt), host=host,
         live_pids={pid for pid in workers if pid is not None and proc.alive(pid)},
+        orphan_pids={pid for pid in workers if pid is not None and proc.alive(pid)
+                     and proc.orphan_worker(pid)},
         sweep_pids=sweep_processes() if running else [],
     )
 

@@ -14,6 +14,7 @@ from ablate.sweep.doctor.diagnosis import (
     FINISHED_RUN_FAILED_TRIAL,
     NO_WORKER,
     ORPHAN_RUN,
+    ORPHAN_WORKER,
     RUN_STATUS_FOR,
     STALE_PARENT,
     STALE_RUN,
@@ -35,6 +36,18 @@ def fix(study: str, storage: str | None = None, tracking_uri: str | None = None)
     before = check(stores)
     actions: list[str] = [f"journal {stores.cut.summary()}"] if stores.cut is not None else []
     _fix_unstarted(stores, before, actions)
+    orphans = [p for p in before.problems if p.kind == ORPHAN_WORKER]
+    for p in orphans:  # SIGTERM: the worker fails its trial itself and exits; queued again
+        from ablate.sweep.points import requeue
+
+        pid = TrialRecord.of(stores.study.get_trials(deepcopy=False)[p.trial]).pid
+        if _stop_worker(pid):
+            trial = stores.study.get_trials(deepcopy=False)[p.trial]
+            if trial.state.name == "FAIL":
+                requeue(stores.study, trial)
+            actions.append(f"worker pid {pid} (trial {p.trial}) stopped, its point queued again")
+    if orphans:
+        before = check(stores)
     if any(p.kind == DEAD_TRIAL for p in before.problems):
         for n in reap_dead_trials(stores.study, _Guarded(client, actions), stores.storage):
             actions.append(f"trial {n} -> FAIL (worker dead), queued again")
@@ -110,6 +123,23 @@ class _Guarded:
         if self._running(run_id):
             self._client.set_terminated(run_id, status=status)
             self._actions.append(f"run {run_id} -> {status}")
+
+
+def _stop_worker(pid: int | None, wait: float = 60.0) -> bool:
+    """SIGTERM to an orphaned worker and wait for it to end its trial and exit."""
+    import os
+    import signal
+    import time
+
+    from ablate.sweep import proc
+
+    if not proc.alive(pid):
+        return False
+    os.kill(int(pid), signal.SIGTERM)
+    deadline = time.monotonic() + wait
+    while proc.alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return not proc.alive(pid)
 
 
 def _close(client, run_id: str, status: str, reason: str, actions: list[str]) -> None:
