@@ -4,10 +4,12 @@ masking."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 
 from ablate import paths
+from ablate.errors import AblateError
 from ablate.tracking.tags import REVISION, TRIAL
 
 _PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)(?P<user>[^:/@]+):(?P<pw>[^@/]+)@")
@@ -22,14 +24,71 @@ def resolve_tracking_uri(uri: str | None) -> str:
     return uri or paths.default_tracking_uri()
 
 
+_OPENED: set[tuple] = set()  # SQLite stores (path, size, mtime) this process checked
+
+
 def client(uri: str | None):
-    """An MlflowClient on `uri`; creates the SQLite file's folder (only now, not earlier)."""
+    """An MlflowClient on `uri`; creates the SQLite file's folder (only now, not earlier).
+
+    A SQLite store is created (or migrated) under a file lock beside it: MLflow creates its
+    tables with migrations that race (two sweeps started together on a new ABLATE_HOME die
+    in alembic, `Online migration expected to match one row`). An unreadable file (a torn
+    copy, a disk error) stops here in one line naming it (`StoreUnreadable`)."""
     from mlflow.tracking import MlflowClient
 
     uri = resolve_tracking_uri(uri)
+    if not uri.startswith("sqlite:///"):
+        return MlflowClient(tracking_uri=uri)
+    path = Path(uri[len("sqlite:///"):])
+    if _stamp(path) in _OPENED:
+        return MlflowClient(tracking_uri=uri)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    from filelock import FileLock
+
+    with FileLock(str(path) + ".lock"):
+        check_file(path)
+        c = MlflowClient(tracking_uri=uri)
+        c.search_experiments(max_results=1)  # MLflow creates or migrates its tables here
+    _OPENED.add(_stamp(path))
+    return c
+
+
+def _stamp(path: Path) -> tuple:
+    try:
+        st = path.stat()
+    except OSError:
+        return (str(path), None, None)
+    return (str(path), st.st_size, st.st_mtime_ns)
+
+
+class StoreUnreadable(AblateError):
+    """The MLflow store's file cannot be read as a store (the CLI: one line, exit 2)."""
+
+
+def check_file(path: Path) -> None:
+    """An existing SQLite store file is a whole database (SQLite's own quick check, read
+    only); a missing one is fine (MLflow makes it)."""
+    import sqlite3
+
+    if not path.is_file():
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            result = db.execute("PRAGMA quick_check").fetchone()[0]
+    except sqlite3.DatabaseError as e:
+        result = f"{type(e).__name__}: {e}"
+    if result != "ok":
+        raise StoreUnreadable(
+            f"the MLflow store {path} is unreadable ({str(result).splitlines()[0][:120]}); "
+            "nothing was written. Restore it from a backup, or move it aside and start a new "
+            "store there (the studies' journals under optuna/ are untouched)")
+
+
+def check_store(uri: str | None) -> None:
+    """Before anything is written: an existing SQLite store is readable."""
+    uri = resolve_tracking_uri(uri)
     if uri.startswith("sqlite:///"):
-        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    return MlflowClient(tracking_uri=uri)
+        check_file(Path(uri[len("sqlite:///"):]))
 
 
 def ensure_experiment(mlflow_client, name: str) -> str:
@@ -123,6 +182,7 @@ def check_reachable(uri: str | None, timeout: float = 5.0, key: str = "--trackin
 
     check_tracking_uri(uri, key)
     if not uri or not uri.startswith(("http://", "https://")):
+        check_store(uri)
         return
     parts = urllib.parse.urlsplit(uri)
     host = parts.hostname or ""
