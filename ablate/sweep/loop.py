@@ -35,6 +35,7 @@ from ablate.sweep.objective import Outcome, run_trial
 from ablate.sweep.points import (
     PointStates,
     _rdb_original,
+    original_number,
     point_key,
     point_states,
     requeue,
@@ -43,7 +44,7 @@ from ablate.sweep.points import (
 from ablate.sweep.reaper import fail_dead_trials, trial_id
 from ablate.sweep.record import TrialRecord, queued, write
 from ablate.tracking.full_disk import StoreFull, is_full
-from ablate.tracking.tags import REVISION, STAGE, STUDY, TRIAL
+from ablate.tracking.tags import POINT, REVISION, STAGE, STUDY, TRIAL
 
 MAX_CONSECUTIVE_FAILURES = 3  # a worker stops rather than spin on a broken setup
 MAX_DUPLICATE_ASKS = 50
@@ -177,7 +178,7 @@ class TrialLoop:
             failures = failures + 1 if outcome.state == "FAIL" else 0
 
     def _train(self, trial) -> Outcome:
-        from ablate.sweep.objective import deterministic, reason_of
+        from ablate.sweep.objective import deterministic, environmental, reason_of
         from ablate.tracking.naming import arm_name
 
         values = dict(trial.params)
@@ -185,6 +186,7 @@ class TrialLoop:
         write(trial, host=socket.gethostname())
         stage = TrialRecord.of(trial).stage
         tags = {STUDY: self.sweep.spec.study, TRIAL: str(trial.number),
+                POINT: str(original_number(self.study.get_trials(deepcopy=False)[trial.number])),
                 REVISION: str(self.revision), **({STAGE: stage} if stage else {})}
         self.events("start", trial=trial, values=values)
         beat = Heartbeat(self.storage, trial_id(self.storage, self.study, trial.number))
@@ -198,7 +200,8 @@ class TrialLoop:
         except Exception as e:  # noqa: BLE001 - outside training (a store, a config): recorded
             if is_full(e):  # a full store: stop the sweep (the trial resumes next run)
                 raise StoreFull(reason_of(e)) from e
-            outcome = Outcome("FAIL", reason=reason_of(e), retry=not deterministic(e))
+            outcome = Outcome("FAIL", reason=reason_of(e), retry=not deterministic(e),
+                              environmental=environmental(e))
         except KeyboardInterrupt:  # Ctrl-C / SIGTERM: FAIL now, the next run resumes it
             from ablate.sweep.workers import parent_died
 
@@ -208,7 +211,7 @@ class TrialLoop:
             raise
         except StoreFull as e:  # the sweep stops; FAIL the trial if the store still takes it
             try:  # (else it stays RUNNING until the next run reaps it)
-                write(trial, fail_reason=f"the disk is full: {e}"[:500])
+                write(trial, fail_reason=f"the disk is full: {e}"[:500], environmental=True)
                 self.study.tell(trial, state=TrialState.FAIL)
             except Exception:  # noqa: BLE001 - the journal's disk is full too
                 pass
@@ -228,6 +231,8 @@ class TrialLoop:
             return
         self.last_failure = outcome.reason
         write(trial, fail_reason=outcome.reason)
+        if outcome.environmental:
+            write(trial, environmental=True)
         if not outcome.retry:
             write(trial, final=True)  # deterministic: retrying fails the same way
         self.study.tell(trial, state=TrialState.FAIL)

@@ -27,7 +27,15 @@ from ablate.parallel import world
 from ablate.sweep.record import TrialRecord, write
 from ablate.tracking import runs, store
 from ablate.tracking.full_disk import StoreFull, is_full
-from ablate.tracking.tags import FAIL_REASON, REPEAT, STATE, standard_tags
+from ablate.tracking.tags import (
+    FAIL_REASON,
+    POINT,
+    REPEAT,
+    REVISION,
+    STATE,
+    STUDY,
+    standard_tags,
+)
 
 SUMMARY_METRICS = ("val/loss", "val/ppl", "train/loss", "train/lm_loss", "perf/tokens_per_s",
                    "perf/step_ms", "params_active", "params_total", "flops_per_token",
@@ -40,6 +48,7 @@ class Outcome:
     values: list[float] | None = None
     reason: str = ""
     retry: bool = False  # a transient failure: train the point again
+    environmental: bool = False  # the machine's failure, not the point's: spends no attempt
     metrics: dict[str, float] = field(default_factory=dict)
 
 
@@ -48,6 +57,23 @@ def deterministic(e: BaseException) -> bool:
     from ablate.training.module import DivergenceError
 
     return isinstance(e, (AblateError, DivergenceError))
+
+
+def environmental(e: BaseException) -> bool:
+    """The machine failed, not the point: a full or read-only disk, a lost connection."""
+    import errno
+
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if is_full(e) or isinstance(e, ConnectionError):
+            return True
+        if isinstance(e, OSError) and e.errno in (errno.EROFS, errno.EIO, errno.EACCES):
+            return True
+        if "readonly database" in str(e) or "read-only file system" in str(e).lower():
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def reason_of(e: BaseException) -> str:
@@ -66,11 +92,19 @@ def run_trial(sweep, trial, values: dict, cfg, parent: str, trial_tags: dict[str
     name = rec.run_name or f"t{trial.number:03d}-{values.get('arm', 'trial')}"
     first = rec.retry_of if rec.retry_of is not None else trial.number
     done: dict[str, dict] = dict(rec.repeats_done)
+    if done:  # the seeds an earlier attempt finished are this trial's runs too
+        write(trial, run_ids=[d["run_id"] for d in done.values() if d.get("run_id")])
     prune = None if sweep.spec.multi_objective or sweep.spec.pruner["name"] == "none" else trial
     seeds = sweep.seeds(cfg, rec.stage)
     repeats = len(seeds)
     for r, seed in enumerate(seeds):
         if str(seed) in done:
+            continue
+        found = _finished_run(sweep, trial_tags, seed)
+        if found is not None:  # trained already, its record lost (a store failed at the end)
+            done[str(seed)] = found
+            write(trial, repeats_done=done,
+                  run_ids=[d["run_id"] for d in done.values() if d.get("run_id")])
             continue
         cfg_r = copy.deepcopy(cfg)
         cfg_r.trainer.seed = seed
@@ -101,7 +135,7 @@ def run_trial(sweep, trial, values: dict, cfg, parent: str, trial_tags: dict[str
             if not run_ids:  # failed before its run existed: leave a FAILED run with the reason
                 run_ids.append(_failed_run(sweep, parent, name, trial_tags, r, reason))
             if not deterministic(e):
-                return Outcome("FAIL", reason=reason, retry=True)
+                return Outcome("FAIL", reason=reason, retry=True, environmental=environmental(e))
             from ablate.training.module import DivergenceError
 
             if not isinstance(e, DivergenceError):  # a config error fails every seed alike
@@ -130,6 +164,37 @@ def _arm_label(sweep, values: dict, stage: str | None) -> str:
     tuned = {k: values[k] for k in sweep.tuned}
     rest = {k: v for k, v in values.items() if k not in sweep.tuned}
     return f"{point_label(rest)} [{stage} {label(tuned)}]"
+
+
+def _finished_run(sweep, trial_tags: dict[str, str], seed: int) -> dict | None:
+    """A FINISHED, COMPLETE run of this point and seed that an earlier attempt trained but
+    could not record (its tell or its repeats_done write failed): adopted, never retrained."""
+    from ablate.tracking.runs import find_runs
+
+    client = store.client(sweep.tracking_uri)
+    exp = client.get_experiment_by_name(sweep.experiment)
+    if exp is None or POINT not in trial_tags:
+        return None
+    runs = find_runs(client, f"tags.`{STUDY}` = '{trial_tags[STUDY]}' AND tags.`{POINT}` = "
+                     f"'{trial_tags[POINT]}' AND tags.`{REVISION}` = '{trial_tags[REVISION]}' "
+                     f"AND params.`trainer.seed` = '{seed}' AND attributes.status = 'FINISHED' "
+                     f"AND tags.`{STATE}` = 'COMPLETE'", [exp.experiment_id])
+    if not runs:
+        return None
+    run = runs[0]
+    keep = set(SUMMARY_METRICS) | {o.metric for o in sweep.spec.objectives}
+    merged = {**{k: float(v) for k, v in run.data.params.items()
+                 if k in keep and _is_number(v)}, **run.data.metrics}
+    return {"run_id": run.info.run_id, "metrics": {k: merged[k] for k in sorted(merged)
+                                                   if k in keep}}
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _summary(result, spec) -> dict[str, float]:

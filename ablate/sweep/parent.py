@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 
 import yaml
+from optuna.trial import TrialState
 
 from ablate.sweep.record import PARENT_RUN_ID, TrialRecord, objective_text, parent_run_id
 from ablate.tracking import runs, store
@@ -53,12 +54,25 @@ def parent_open(sweep, study, client, parent: str, revision: int):
         status = "KILLED"
         raise
     finally:
+        if status == "FINISHED" and _still_running_here(study):
+            status = "FAILED"  # a trial of this process was never told (its store failed)
         try:
             summarise(sweep, study, client, parent, revision)
             client.set_terminated(parent, status=status)
         except Exception:  # noqa: BLE001 - a full store: doctor --fix closes it later
             if status == "FINISHED":
                 raise
+
+
+def _still_running_here(study) -> bool:
+    """A trial this process trained is still RUNNING in the study."""
+    import os
+
+    try:
+        return any(TrialRecord.of(t).pid == os.getpid()
+                   for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+    except Exception:  # noqa: BLE001 - an unreadable study: do not claim it finished
+        return True
 
 
 def summarise(sweep, study, client, parent: str, revision: int) -> None:

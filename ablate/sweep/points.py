@@ -90,8 +90,10 @@ def requeue(study, trial) -> None:
     over; nothing once the attempts are used up."""
     rec = TrialRecord.of(trial)
     if rec.attempt < MAX_ATTEMPTS:
+        # the machine's failure (a full disk, a lost connection) spends none of its attempts
+        attempt = rec.attempt if rec.environmental else rec.attempt + 1
         study.enqueue_trial(trial.params, user_attrs=queued(
-            retry_of=original_number(trial), attempt=rec.attempt + 1, revision=rec.revision,
+            retry_of=original_number(trial), attempt=attempt, revision=rec.revision,
             repeats_done=rec.repeats_done, **({"stage": rec.stage} if rec.stage else {})))
 
 

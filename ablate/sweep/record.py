@@ -6,7 +6,9 @@ On a trial (`TrialRecord.of(trial)` reads them all; `write(trial, ...)` sets the
     attempt        1 for a point's first trial, +1 for each retry
     retry_of       the first attempt's number: keys the checkpoint directory across retries
     duplicate_of   a sampler's repeat of another trial's point (bookkeeping, never trained)
-    fail_reason    why it failed; `final`: retrying would fail the same way
+    fail_reason    why it failed; `final`: retrying would fail the same way;
+                   `environmental`: the machine failed it (a full or read-only disk, a lost
+                   connection), not the point: its retry spends no attempt
     pid, host      the worker process training it (the reaper checks it is still alive)
     run_name, run_ids   its MLflow runs, recorded as soon as each exists
     repeats_done   {seed: {"run_id", "metrics"} or {"run_id", "diverged"}}, finished seeds
@@ -26,7 +28,8 @@ _KEYS = {"revision": "revision", "attempt": "attempt", "retry_of": "retry_of",
          "duplicate_of": "duplicate_of", "fail_reason": "fail_reason", "final": "final",
          "pid": "pid", "host": "host", "run_name": "run_name", "run_ids": "mlflow_run_ids",
          "repeats_done": "repeats_done", "metrics": "metrics",
-         "metrics_per_repeat": "metrics_per_repeat", "stage": "stage"}
+         "metrics_per_repeat": "metrics_per_repeat", "stage": "stage",
+         "environmental": "environmental"}
 _FIRST_RUN = "mlflow_run_id"  # the first of run_ids, for readers of older studies
 # study attributes
 PARENT_RUN_ID = "mlflow_parent_run_id"
@@ -52,6 +55,7 @@ class TrialRecord:
     metrics: dict[str, float] = field(default_factory=dict)
     metrics_per_repeat: list[dict] = field(default_factory=list)
     stage: str | None = None
+    environmental: bool = False
 
     @classmethod
     def of(cls, trial) -> TrialRecord:
@@ -64,7 +68,8 @@ class TrialRecord:
             pid=_int(ua.get("pid")), host=ua.get("host"), run_name=ua.get("run_name"),
             run_ids=ids, repeats_done=dict(ua.get("repeats_done") or {}),
             metrics=dict(ua.get("metrics") or {}),
-            metrics_per_repeat=list(ua.get("metrics_per_repeat") or []), stage=ua.get("stage"))
+            metrics_per_repeat=list(ua.get("metrics_per_repeat") or []), stage=ua.get("stage"),
+            environmental=bool(ua.get("environmental", False)))
 
     @property
     def is_point(self) -> bool:

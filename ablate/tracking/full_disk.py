@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
+import tempfile
+from pathlib import Path
 
 FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)  # no space left, disk quota exceeded
 SQLITE_FULL = 13  # sqlite3's result code for "database or disk is full"
@@ -54,7 +57,9 @@ def _says_full(exc: BaseException) -> bool:
 
 
 def line(exc: BaseException) -> str:
-    """The one line a full disk ends a command with."""
+    """The one line a full disk ends a command with: which file system is full (the one the
+    failing file is on, else the fullest of ABLATE_HOME's, its checkpoints' and the temporary
+    folder's), and the way out."""
     from ablate import paths
 
     cause = _full_cause(exc)
@@ -62,8 +67,34 @@ def line(exc: BaseException) -> str:
         what = f"{cause.strerror}: {cause.filename}"
     else:
         what = next((t for t in FULL_TEXTS if t in str(cause)), "no space left on device")
-    return (f"error: the disk is full ({what}); finished trials are kept: free space under "
-            f"{paths.home()}, run `ablate doctor --study NAME --fix`, then the same command again")
+    filename = getattr(cause, "filename", None)
+    candidates = ([Path(filename)] if filename else []) + [
+        paths.home(), paths.home() / "checkpoints", Path(tempfile.gettempdir())]
+    full = _fullest(candidates)
+    where = f"{full[0]} has {full[1] / 2**20:.0f} MiB free" if full else f"under {paths.home()}"
+    return (f"error: the disk is full ({what}; {where}); finished trials are kept: free space "
+            f"there, run `ablate doctor --study NAME --fix`, then the same command again")
+
+
+def _fullest(candidates: list[Path]) -> tuple[Path, int] | None:
+    """(mount point, free bytes) of the file system with the least room among `candidates`
+    (each read at its nearest existing folder); None when none can be read."""
+    out = []
+    for p in candidates:
+        while not p.exists() and p != p.parent:
+            p = p.parent
+        try:
+            st = os.statvfs(p)
+        except OSError:
+            continue
+        mount = p.resolve()
+        while not os.path.ismount(mount) and mount != mount.parent:
+            mount = mount.parent
+        out.append((st.f_bavail * st.f_frsize, mount))
+    if not out:
+        return None
+    free, mount = min(out)
+    return mount, free
 
 
 class _DropFullDiskReports(logging.Filter):

@@ -1,6 +1,6 @@
 """Every `ablate.*` tag an MLflow run carries, spelled once, and the tags every run gets.
 
-Where a run came from:  STUDY, TRIAL, REVISION, REPEAT, ARM, STAGE, WORKER, HOST, GIT_SHA,
+Where a run came from:  STUDY, TRIAL, POINT, REVISION, REPEAT, ARM, STAGE, WORKER, HOST, GIT_SHA,
                         DATA_FINGERPRINT, KIND (`study` / `claims` for the parent runs),
                         ROLE (`dense_parent`: upcycling's shared dense model)
 How it ended:           STATE (COMPLETE, PRUNED, FAILED, KILLED), FAIL_REASON, RESUMED_FROM
@@ -22,6 +22,7 @@ from typing import Any
 
 STUDY = "ablate.study"
 TRIAL = "ablate.trial"
+POINT = "ablate.point"  # the trial number of its point's first attempt (retries share it)
 REVISION = "ablate.revision"
 REPEAT = "ablate.repeat"
 ARM = "ablate.arm"

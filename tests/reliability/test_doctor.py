@@ -175,15 +175,19 @@ def test_full_disk_for_checkpoints_fails_trials_cleanly_then_resumes(ablate_home
     path = _sweep_file(tmp_path, "disk", 2)
     with monkeypatch.context() as m:  # (monkeypatch.undo would also unset ABLATE_HOME)
         m.setattr(torch_io, "_atomic_save", no_space)
-        assert main(["sweep", path, *fast]) == 1  # failed trials: the study is not complete
+        # a disk that stays full over more re-runs than a point has attempts: none is spent
+        for _ in range(5):
+            assert main(["sweep", path, *fast]) == 1  # failed trials: the study is not complete
     trials = _study("disk").get_trials()
     assert trials and all(t.state.name == "FAIL" for t in trials)
+    assert {t.user_attrs.get("attempt", 1) for t in trials} == {1}
     assert all("No space left on device" in t.user_attrs["fail_reason"] for t in trials)
     runs = [r for r in all_runs(ablate_home) if "ablate.trial" in r.data.tags]
     assert runs and all(r.info.status == "FAILED" for r in runs)
     assert all("No space left" in r.data.tags["ablate.fail_reason"] for r in runs)
-    report = diagnose("disk")
-    assert report.ok, [p.detail for p in report.problems]
+    report = diagnose("disk")  # the machine failed the trial: no attempt spent, said so
+    assert {p.kind for p in report.problems} == {"retry_pending"}, report.problems
+    assert all(t.user_attrs.get("environmental") for t in trials)
 
     assert main(["sweep", path, *fast]) == 0  # space again
     _assert_consistent("disk", ablate_home, 2)

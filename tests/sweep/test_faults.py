@@ -157,3 +157,40 @@ def test_doctor_names_an_orphaned_worker_and_fix_stops_it(ablate_home, tmp_path)
     from ablate.sweep.points import params_of
 
     assert any(u.state.name == "WAITING" and params_of(u) == t.params for u in trials)  # queued
+
+
+def test_a_finished_training_whose_record_was_lost_is_never_trained_again(ablate_home, tmp_path,
+                                                                          monkeypatch, tiny):
+    """The study's store refuses the write after a seed finished training (read-only: EROFS):
+    the trial fails for the machine; the re-run adopts the finished MLflow run of that point
+    and seed instead of training it again (one FINISHED run per configuration and seed)."""
+    import errno
+    from collections import Counter
+
+    from ablate.cli import main
+    from ablate.sweep import objective
+
+    spec = {"study": "lost", "space": {"optim.lr": [1e-3]}, "n_trials": 1}
+    path = tmp_path / "lost.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    real = objective.write
+
+    def read_only(trial, **values):
+        if "repeats_done" in values:
+            raise OSError(errno.EROFS, "Read-only file system", str(ablate_home / "optuna"))
+        real(trial, **values)
+
+    with monkeypatch.context() as m:
+        m.setattr(objective, "write", read_only)
+        assert main(["sweep", str(path), *tiny]) == 1
+    first = _study("lost").get_trials()  # (retried in the run, each attempt adopting the run)
+    assert {t.state.name for t in first} == {"FAIL"}
+    assert all(t.user_attrs["environmental"] for t in first)
+    assert {t.user_attrs.get("attempt", 1) for t in first} == {1}  # no attempt spent
+    assert main(["sweep", str(path), *tiny]) == 0
+    trials = _study("lost").get_trials()
+    assert trials[-1].state.name == "COMPLETE"
+    finished = [r for r in all_runs(ablate_home)
+                if r.info.status == "FINISHED" and "ablate.trial" in r.data.tags]
+    assert Counter(r.data.params["trainer.seed"] for r in finished) == {"0": 1}  # never twice
+    assert trials[-1].user_attrs["mlflow_run_ids"] == [finished[0].info.run_id]

@@ -36,6 +36,7 @@ from ablate.sweep.doctor.diagnosis import (
     NO_WORKER,
     ORPHAN_RUN,
     ORPHAN_WORKER,
+    RETRY_PENDING,
     RUN_STATUS_FOR,
     STALE_PARENT,
     STALE_RUN,
@@ -49,6 +50,6 @@ from ablate.sweep.doctor.read import diagnose
 from ablate.sweep.doctor.repair import fix
 
 __all__ = ["DEAD_TRIAL", "DUPLICATE_RUN", "FINISHED_RUN_FAILED_TRIAL", "MISSING_OBJECTIVE",
-           "MISSING_RUN", "NO_WORKER", "ORPHAN_RUN", "ORPHAN_WORKER", "RUN_STATUS_FOR",
-           "STALE_PARENT", "STALE_RUN", "Problem", "Report", "Snapshot", "TrialRow", "diagnose",
-           "diagnose_snapshot", "fix"]
+           "MISSING_RUN", "NO_WORKER", "ORPHAN_RUN", "ORPHAN_WORKER", "RETRY_PENDING",
+           "RUN_STATUS_FOR", "STALE_PARENT", "STALE_RUN", "Problem", "Report", "Snapshot",
+           "TrialRow", "diagnose", "diagnose_snapshot", "fix"]

@@ -27,6 +27,7 @@ RUN_STATUS_FOR = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED"
 # problem kinds (the `kind` column of the report)
 DEAD_TRIAL = "dead_trial"  # RUNNING in Optuna, its worker process on this host is gone
 ORPHAN_WORKER = "orphan_worker"  # RUNNING in a worker of --workers N whose sweep is gone
+RETRY_PENDING = "retry_pending"  # FAIL for the machine (full disk, ...): its point not queued yet
 NO_WORKER = "no_worker"  # RUNNING in Optuna, no host/pid recorded (died while starting)
 STALE_RUN = "stale_run"  # MLflow run RUNNING although its trial is not running
 STALE_PARENT = "stale_parent"  # the study's parent run RUNNING with nothing running
@@ -187,6 +188,14 @@ def _check_trial(snap: Snapshot, t, report: Report, known_runs: dict[str, Any]) 
         row.note = "no MLflow run"
     if s == "FAIL":
         row.note = (rec.fail_reason or "")[:200]
+        first = rec.retry_of if rec.retry_of is not None else t.number
+        retried = any(TrialRecord.of(u).retry_of == first and u.number > t.number
+                      for u in snap.trials)
+        if rec.environmental and not rec.final and not retried:
+            report.problems.append(Problem(
+                RETRY_PENDING, f"trial {t.number} failed for the machine, not its point "
+                f"({(rec.fail_reason or '')[:80]}): no attempt spent, not queued yet",
+                "queue its point again (the next `ablate sweep` does too)", trial=t.number))
     report.trials.append(row)
     return live
 

@@ -15,6 +15,7 @@ from ablate.sweep.doctor.diagnosis import (
     NO_WORKER,
     ORPHAN_RUN,
     ORPHAN_WORKER,
+    RETRY_PENDING,
     RUN_STATUS_FOR,
     STALE_PARENT,
     STALE_RUN,
@@ -48,6 +49,12 @@ def fix(study: str, storage: str | None = None, tracking_uri: str | None = None)
             actions.append(f"worker pid {pid} (trial {p.trial}) stopped, its point queued again")
     if orphans:
         before = check(stores)
+    for p in before.problems:
+        if p.kind == RETRY_PENDING:
+            from ablate.sweep.points import requeue
+
+            requeue(stores.study, stores.study.get_trials(deepcopy=False)[p.trial])
+            actions.append(f"trial {p.trial}'s point queued again (it failed for the machine)")
     if any(p.kind == DEAD_TRIAL for p in before.problems):
         for n in reap_dead_trials(stores.study, _Guarded(client, actions), stores.storage):
             actions.append(f"trial {n} -> FAIL (worker dead), queued again")
