@@ -36,6 +36,9 @@ def add_parser(sub) -> None:
     s.add_argument("--extend", action="store_true", help="the sweep file or overrides changed "
                    "what the stored study measures: record it as the study's next revision "
                    "(ablate compare keeps revisions apart) instead of refusing")
+    s.add_argument("--dry-run", action="store_true", help="train nothing, create nothing: list "
+                   "the points, each one's differences from the base config, its size and a "
+                   "rough time")
     s.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)  # set by the parent
 
 
@@ -60,6 +63,8 @@ def run(a) -> int:
     sweep = Sweep(spec, a.overrides, storage=a.storage, tracking_uri=a.tracking_uri,
                   n_trials=a.n_trials, timeout=a.timeout, worker=a.worker_index or 0, workers=n,
                   extend=a.extend)
+    if a.dry_run:  # after the whole pre-flight: what would run, nothing created
+        return _dry_run(sweep)
     hub_mode(sweep.base_cfg.data.source)
     if join_process_group(sweep.base_cfg.trainer.accelerator) not in (None, 0):
         sweep.follow()  # torchrun / srun: DDP inside each trial, rank 0 runs the study
@@ -68,6 +73,88 @@ def run(a) -> int:
         sweep.run_worker()
         return 0
     return _run_sweep(a, sweep, n, envs)
+
+
+def _dry_run(sweep) -> int:
+    """The points the study would train, in order: each point's resolved differences from the
+    base, its active parameters, and a rough time from two measured training steps of its model
+    on this machine (validation, checkpoints and a loaded machine come on top)."""
+    import itertools
+
+    from rich.table import Table
+
+    from ablate.config.load import flatten, to_dict
+    from ablate.sweep import space as sp
+    from ablate.sweep.tune import TUNE, label
+    from ablate.training.accounting import param_counts
+
+    if not sweep.enumerate:
+        print(f"study {sweep.spec.study}: {sweep.n_trials} points sampled by "
+              f"{sweep.spec.sampler['name']} from: {', '.join(p.key for p in sweep.params)}")
+        return 0
+    base = flatten(to_dict(sweep.base_cfg))
+    table = Table(title=f"study {sweep.spec.study}: what `ablate sweep` would train "
+                        f"(nothing was created)", header_style="bold")
+    for col in ("point", "stage", "differences from the base", "active", "seeds", "~minutes"):
+        table.add_column(col, justify="right" if col in ("active", "seeds", "~minutes")
+                         else "left")
+    points = list(itertools.islice(sp.points(sweep.params), sweep.n_trials))
+    combos = sweep.spec.tune.grid() if sweep.tuned else [{}]
+    tuned = set(sweep.spec.tune.space) if sweep.tuned else set()
+    plan = [(TUNE, {**p, **c}) for p in points for c in combos] if sweep.tuned else []
+    plan += [(None, p) for p in points]
+    total, step_seconds = 0.0, {}
+    for stage, values in plan:
+        # a main-stage point of a tuned study trains at the rate its tuning picks: any grid
+        # value gives its size and time, its differences say "tuned"
+        cfg = sweep.config_for({**combos[0], **values}, stage)
+        cfg.model.vocab_size = cfg.model.vocab_size or 256
+        flat = flatten(to_dict(cfg))
+        diff = {k: ("tuned" if k in tuned and stage is None else v) for k, v in flat.items()
+                if (base.get(k) != v or k in tuned)
+                and not k.startswith(("model.moe.routed", "model.moe.expert_width",
+                                      "model.moe.shared_width", "model.vocab_size"))}
+        key = repr(to_dict(cfg.model)) + repr((cfg.data.batch_size, cfg.data.block_size))
+        if key not in step_seconds:
+            step_seconds[key] = _step_seconds(cfg)
+        seeds = len(sweep.seeds(cfg, stage))
+        minutes = seeds * cfg.trainer.max_steps * step_seconds[key] / 60
+        total += minutes
+        name = values.get(sp.ARM) or label({k: v for k, v in values.items() if k not in tuned})
+        table.add_row(str(name or "(the base)"), stage or "",
+                      ", ".join(f"{k}={v}" for k, v in diff.items()) or "(the base)",
+                      f"{param_counts(cfg.model, cfg.data.block_size)['params_active']:,}",
+                      str(seeds), f"{minutes:.1f}")
+    table.caption = (f"about {total:.0f} minutes of training in all, at the speed of two "
+                     "training steps of each model measured now on this machine (validation "
+                     "and checkpoints come on top)")
+    results_console().print(table)
+    return 0
+
+
+def _step_seconds(cfg) -> float:
+    """Seconds per optimizer step of this config's model: one warm-up step, then two timed
+    (forward, backward, AdamW) on random tokens of the study's batch shape."""
+    import time
+
+    import torch
+
+    from ablate.training.module import LMModule
+
+    torch.manual_seed(0)
+    module = LMModule(cfg.model, cfg.optim, cfg.trainer.max_steps, cfg.data.block_size).train()
+    opt = torch.optim.AdamW(module.parameters(), lr=1e-4)
+    shape = (cfg.data.batch_size, cfg.data.block_size)
+    batch = (torch.randint(cfg.model.vocab_size, shape), torch.randint(cfg.model.vocab_size, shape))
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        lm, _, weighted = module._losses(batch)
+        (lm + sum(weighted.values())).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - t0)
+    return sum(times[1:]) / 2
 
 
 def _run_sweep(a, sweep, n: int, envs: list[dict[str, str]]) -> int:

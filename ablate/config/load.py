@@ -60,8 +60,10 @@ def read_yaml(path: str | Path, what: str = "config") -> dict[str, Any]:
         raise ConfigError(what, str(path), "each key once per mapping", str(e)) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(what, str(path), "valid YAML", f"malformed YAML{where}") from None
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None)
+        raise ConfigError(what, str(path), "valid YAML",
+                          f"malformed YAML{where}" + (f": {problem}" if problem else "")) from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(what, str(path), "a readable UTF-8 YAML file",
                           f"cannot read it ({type(e).__name__})") from None

@@ -37,10 +37,16 @@ def check_overrides(overrides: list[str], params, arms) -> None:
                               "or sweep it in a new study")
 
 
-def check_objectives(spec, configs: list) -> None:
+def check_objective_names(spec) -> None:
+    """Each objective is a metric a run logs (before the expectations that default to it)."""
     for i, obj in enumerate(spec.objectives):
         key = "objective.metric" if len(spec.objectives) == 1 else f"objectives[{i}].metric"
         check_metric(obj.metric, key)
+
+
+def check_objectives(spec, configs: list) -> None:
+    for i, obj in enumerate(spec.objectives):
+        key = "objective.metric" if len(spec.objectives) == 1 else f"objectives[{i}].metric"
         if obj.metric.startswith("moe/") and any(c.model.ffn != "moe" for c in configs):
             raise ConfigError(key, obj.metric, "a metric every arm logs (a dense arm logs no moe/ "
                               "metric)", "not logged by the dense arms")
@@ -109,7 +115,6 @@ def preflight(sweep) -> None:
 
     spec = sweep.spec
     check_expectations(spec.expect, sweep.arms, spec.objectives[0].metric)
-    check_overrides(sweep.overrides, sweep.params, sweep.arms)
     check_sampler_fits_space(spec, sweep.params)
     if spec.tune is not None:
         check_tune(spec.tune, sp.swept_keys(sweep.params, sweep.arms), sweep.seeds(),

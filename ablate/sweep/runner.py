@@ -31,7 +31,7 @@ from ablate.sweep import space as sp
 from ablate.sweep.loop import TrialLoop
 from ablate.sweep.parent import open_parent, parent_open
 from ablate.sweep.points import point_states
-from ablate.sweep.preflight import EXHAUSTIVE, preflight
+from ablate.sweep.preflight import EXHAUSTIVE, check_objective_names, check_overrides, preflight
 from ablate.sweep.reaper import fail_dead_trials
 from ablate.sweep.record import EXPECT, parent_run_id
 from ablate.sweep.spec import SweepSpec
@@ -91,6 +91,10 @@ class Sweep:
         if spec.sampler["name"] == "auto":  # enumerate what can be enumerated, else TPE
             spec.sampler = {**spec.sampler, "name": "bruteforce" if finite else "tpe"}
         self.enumerate = finite and spec.sampler["name"] in EXHAUSTIVE
+        # what names the user's own mistake first: an override of a swept key, a metric
+        # typo (before the base config, whose unrelated checks would report first)
+        check_overrides(self.overrides, self.params, self.arms)
+        check_objective_names(spec)
         self.base_cfg = load_config(base=spec.base, overrides=self.overrides)  # validates the base
         self.tuned = tuple(spec.tune.space) if spec.tune is not None else ()
         preflight(self)

@@ -72,6 +72,8 @@ CASES = [
     # -- config files and overrides (ablate train) -------------------------------------------
     ("cfg-malformed-yaml", {"c.yaml": "model: {d_model: [\n"}, ["train", "{d}/c.yaml"],
      "malformed YAML"),
+    ("cfg-bad-indent", {"c.yaml": "model:\n  d_model: 64\n   n_heads: 2\n"},
+     ["train", "{d}/c.yaml"], "line 3, column 11: mapping values are not allowed here"),
     ("cfg-file-missing", {}, ["train", "{d}/nope.yaml"], "file not found"),
     ("cfg-not-a-mapping", {"c.yaml": "- 1\n- 2\n"}, ["train", "{d}/c.yaml"], "not a mapping"),
     ("cfg-unknown-key-in-file", {"c.yaml": "model: {d_modle: 64}\n"}, ["train", "{d}/c.yaml"],
