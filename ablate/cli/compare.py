@@ -4,6 +4,7 @@ runs measured several budgets (`trainer.budgets`), each arm at each budget, each
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 from ablate.cli.common import add_study_read_args, results_console
@@ -34,7 +35,7 @@ def run(a) -> int:
     from ablate.paths import check_home
     from ablate.reporting import budgets as b
     from ablate.reporting.collect import load_study, parse_by
-    from ablate.reporting.compare import compare
+    from ablate.reporting.compare import comparable_metric, compare
     from ablate.reporting.compare_render import FORMATS, render, to_csv, to_json, to_markdown
     from ablate.reporting.tuning import to_markdown as tuning_md
     from ablate.reporting.tuning import to_rich as to_rich_tuning
@@ -47,19 +48,25 @@ def run(a) -> int:
         raise ConfigError("--axis", a.axis, ", ".join(b.AXES), "unknown axis")
     data = load_study(a.study, storage=a.storage, tracking_uri=a.tracking_uri, by=parse_by(a.by),
                       revision=a.revision)
-    c = compare(data, a.metric, a.baseline)
+    metric, why = comparable_metric(data, a.metric)
+    if metric != data.metric and a.metric is None:  # the report's objective: verdicts read it
+        data.objectives = [dataclasses.replace(data.objectives[0], metric=metric,
+                                               direction="minimize"), *data.objectives[1:]]
+    c = compare(data, metric, a.baseline)
     from ablate.reporting import verdicts as v
 
     verdicts = v.judge_all(data) if a.metric is None else []
     view = b.budget_view(data, c.metric, a.axis)
     tuned = tuning_view(data, c.metric)
     if a.format == "json":  # the comparison, and every expectation with its budgets and trend
-        extra = {"expectations": _expectations(verdicts, view)}
+        extra = {"expectations": _expectations(verdicts, view), "metric_note": why}
         if tuned is not None:
             extra["tuning"] = tuned.as_dict()
         sys.stdout.write(to_json(c, extra) + "\n")
     elif a.format == "table":
         console = results_console()
+        if why:
+            console.print(why)
         console.print(render(c, a.format) if c.rows else f"study {a.study}: no completed run yet")
         if tuned is not None:
             console.print(to_rich_tuning(tuned))
@@ -69,6 +76,10 @@ def run(a) -> int:
             console.print(v.to_rich(verdicts, data.metric))
     else:
         out = render(c, a.format)
+        if why and a.format == "markdown":
+            out = f"_{why}_\n\n{out}"
+        elif why:  # csv: the reason on stderr, the table stays machine-readable
+            print(why, file=sys.stderr)
         sys.stdout.write(out if out.endswith("\n") else out + "\n")
         if a.format == "markdown":
             sys.stdout.write(("\n" + tuning_md(tuned)) if tuned is not None else "")

@@ -45,12 +45,6 @@ ROUTER_INITS = ("normal", "uniform", "zeros")
 MAX_SEED = 2**32 - 1  # Lightning's seed_everything raises a ValueError (a traceback) above it
 
 
-def _tokenizers() -> list[str]:
-    from ablate.registry import TOKENIZERS
-
-    return TOKENIZERS.names()
-
-
 PRESETS_DIR = Path(__file__).parent / "presets" / "moe"  # model.moe.preset: a file each
 
 
@@ -77,8 +71,12 @@ class DataConfig:
                                               "hash of the path (one file: its last documents)")
     max_docs: Optional[int] = positive(None, help="keep the first N documents (stdlib: files, "
                                                   "sorted): quick runs, tests")
-    tokenizer: str = one_of("byte", _tokenizers, help="byte-level (vocabulary 256) or a "
-                                                      "registered tokenizer")
+    tokenizer: str = text("byte", help="byte (UTF-8 bytes, vocabulary 256) | bpe (a byte-level "
+                                       "BPE trained on the training split, cached) | a "
+                                       "registered name | a tokenizer.json or a saved Hugging "
+                                       "Face tokenizer directory")
+    vocab_size: Optional[int] = positive(None, help="data.tokenizer=bpe: its vocabulary, "
+                                                    "257..65536 (null: 4096)")
     block_size: int = positive(128, help="tokens per training sequence (documents packed into "
                                          "fixed blocks)")
     batch_size: int = positive(16, help="sequences per optimizer micro-batch")

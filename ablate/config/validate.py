@@ -6,9 +6,18 @@ enforced by `ablate.config.domains`, which runs first: this module only relates 
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 from ablate.config.schema import RunConfig
 from ablate.errors import ConfigError
 from ablate.registry import TOKENIZERS
+
+BPE = "bpe"
+BPE_DEFAULT_VOCAB = 4096
+MAX_VOCAB = 2**16  # token ids are stored as uint16
+_ALLOWED = ("byte | bpe (with data.vocab_size) | a registered tokenizer | a tokenizer.json file "
+            "or a saved Hugging Face tokenizer directory")
 
 
 def validate(cfg: RunConfig) -> None:
@@ -96,8 +105,8 @@ def _check_moe(cfg: RunConfig) -> None:
 
 def _check_data(cfg: RunConfig) -> None:
     d = cfg.data
-    size = getattr(TOKENIZERS.get(d.tokenizer, "data.tokenizer").obj, "vocab_size", None)
-    if isinstance(size, int) and cfg.model.vocab_size is not None and cfg.model.vocab_size < size:
+    size = tokenizer_vocab_size(d)
+    if cfg.model.vocab_size is not None and cfg.model.vocab_size < size:
         raise ConfigError("model.vocab_size", cfg.model.vocab_size, f"null (the tokenizer's) or "
                           f">= {size} (data.tokenizer={d.tokenizer})",
                           "smaller than the tokenizer's vocabulary")
@@ -106,3 +115,54 @@ def _check_data(cfg: RunConfig) -> None:
                           f"one or more paths or globs for data.source={d.source}")
     if d.source == "hub" and not d.name:
         raise ConfigError("data.name", d.name, "a Hugging Face dataset name for data.source=hub")
+
+
+def tokenizer_file(value: str) -> Path:
+    """The tokenizer.json `data.tokenizer` names (a file, or a saved tokenizer directory), or
+    one ConfigError that says what was looked for."""
+    path = Path(value).expanduser()
+    if path.is_dir():
+        path = path / "tokenizer.json"
+        if not path.is_file():
+            raise ConfigError("data.tokenizer", value, _ALLOWED,
+                              "a directory without tokenizer.json (save the tokenizer with "
+                              "save_pretrained, a fast tokenizer)")
+    elif not path.is_file():
+        raise ConfigError("data.tokenizer", value, _ALLOWED, "no such tokenizer or file")
+    return path
+
+
+
+
+def tokenizer_vocab_size(data) -> int:
+    """The vocabulary `data` (a DataConfig) asks for, before any training: the size a model's
+    embedding must hold (a trained BPE may come out smaller). Checks the tokenizer keys."""
+    name = data.tokenizer
+    if name != BPE and data.vocab_size is not None:
+        raise ConfigError("data.vocab_size", data.vocab_size, "null unless data.tokenizer=bpe",
+                          f"data.tokenizer={name} brings its own vocabulary")
+    if name == BPE:
+        size = data.vocab_size or BPE_DEFAULT_VOCAB
+        if not 257 <= size <= MAX_VOCAB:
+            raise ConfigError("data.vocab_size", size, f"257..{MAX_VOCAB} (the 256 bytes, at "
+                              "least one merge, ids stored as uint16)")
+        return size
+    if name in TOKENIZERS:
+        return TOKENIZERS.get(name).obj().vocab_size
+    path = tokenizer_file(name)
+    size = _file_vocab_size(str(path), path.stat().st_mtime_ns)
+    if size > MAX_VOCAB:
+        raise ConfigError("data.tokenizer", name, f"a tokenizer of at most {MAX_VOCAB} tokens "
+                          "(ids are stored as uint16)", f"it has {size}")
+    return size
+
+
+@functools.lru_cache(maxsize=8)
+def _file_vocab_size(path: str, mtime_ns: int) -> int:  # keyed by mtime: edits re-read
+    from tokenizers import Tokenizer
+
+    try:
+        return Tokenizer.from_file(path).get_vocab_size()
+    except Exception as e:  # noqa: BLE001 - the library's parse errors vary by version
+        raise ConfigError("data.tokenizer", path, "a Hugging Face tokenizer.json",
+                          f"cannot read it: {str(e).splitlines()[0][:120]}") from None

@@ -28,7 +28,7 @@ from ablate.sweep.expect import Expectation
 from ablate.sweep.record import expectations
 
 AXES = {"tokens": "tokens", "flops": "training FLOPs", "time": "seconds of training"}
-PREFIX = "budget/"  # a run's budget curves: budget/val_loss, budget/val_ppl
+PREFIX = "budget/"  # a run's budget curves: budget/val_loss, budget/val_ppl, budget/val_bpb
 
 
 def budget_metric(metric: str) -> str | None:

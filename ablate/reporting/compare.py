@@ -54,6 +54,40 @@ class Comparison:
         return ", ".join(f"{k}={fmt_value(row.params.get(k))}" for k in self.tuned)
 
 
+PER_TOKEN = ("val/loss", "val/ppl", "budget/val_loss", "budget/val_ppl")
+BPB = "val/bpb"
+
+
+def tokenizers(data: StudyData) -> list[str]:
+    """The distinct tokenizers of the study's completed runs (`bpe-4096`, `byte`, a path)."""
+    seen = []
+    for r in data.complete():
+        name = r.config.get("data.tokenizer", "byte")
+        size = r.config.get("data.vocab_size")
+        label = f"{name}-{size}" if size not in (None, "None") else name
+        if label not in seen:
+            seen.append(label)
+    return seen
+
+
+def comparable_metric(data: StudyData, asked: str | None) -> tuple[str, str | None]:
+    """The metric to compare arms on, and why when it is not the one asked for (or the study's
+    objective). Loss per token is not comparable across tokenizers: a token is a different
+    amount of text. When the runs used several tokenizers, bits per byte of the same
+    validation text is: the study's per-token objective is replaced by val/bpb (a metric named
+    with --metric is kept, with the warning)."""
+    metric = asked or data.metric
+    names = tokenizers(data)
+    if len(names) < 2 or metric not in PER_TOKEN:
+        return metric, None
+    why = (f"the runs used {len(names)} tokenizers ({', '.join(names)}): {metric} is per token, "
+           "and a token is a different amount of text in each")
+    if asked is not None or not any(BPB in r.metrics for r in data.complete()):
+        return metric, f"warning: {why}; {BPB} (bits per byte) compares them"
+    return BPB, (f"compared on {BPB} (bits per byte of the same validation text), not {metric}: "
+                 f"{why}")
+
+
 def _mean(xs: list[float]) -> float:
     xs = [x for x in xs if x is not None and math.isfinite(x)]
     return sum(xs) / len(xs) if xs else NAN

@@ -37,9 +37,9 @@ from ablate.tracking.tags import (
     standard_tags,
 )
 
-SUMMARY_METRICS = ("val/loss", "val/ppl", "train/loss", "train/lm_loss", "perf/tokens_per_s",
-                   "perf/step_ms", "params_active", "params_total", "flops_per_token",
-                   "kv_cache_bytes_per_token")
+SUMMARY_METRICS = ("val/loss", "val/ppl", "val/bpb", "train/loss", "train/lm_loss",
+                   "perf/tokens_per_s", "perf/step_ms", "params_active", "params_total",
+                   "flops_per_token", "kv_cache_bytes_per_token")
 
 
 @dataclass

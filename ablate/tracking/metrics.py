@@ -22,9 +22,12 @@ FIXED = {
     "train/loss_spike": "the step's LM loss / its recent average (> 1: a spike)",
     "val/loss": "next-token cross-entropy on the validation blocks (no aux terms)",
     "val/ppl": "exp(val/loss)",
+    "val/bpb": "bits per byte of validation text: val/loss / ln 2 x tokens / bytes (compares "
+               "runs whose tokenizers differ)",
     "budget/val_loss": "val/loss of a wsd run at each of trainer.budgets (step: the budget in "
                        "tokens)",
     "budget/val_ppl": "exp(budget/val_loss)",
+    "budget/val_bpb": "val/bpb at each of trainer.budgets",
     "perf/tokens_per_s": "training throughput",
     "perf/step_ms": "wall time per optimizer step",
     "params_total": "every parameter", "params_active": "parameters one token touches",

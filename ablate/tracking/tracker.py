@@ -59,7 +59,7 @@ class RunTracker:
         self.log_figure(expert_load_figure(layer_ids, rows, title), "routing/expert_load.png")
 
     def log_budgets(self, rows: list[dict]) -> None:
-        """Each budget's val_loss and val_ppl as `budget/val_loss`, `budget/val_ppl` with the
+        """Each budget's val_loss, val_ppl and val_bpb as `budget/val_loss`, ... with the
         budget in tokens as the metric's step, and the rows as budgets.json."""
         if not self.run_id:
             return
@@ -67,7 +67,7 @@ class RunTracker:
 
         ts = int(time.time() * 1000)
         metrics = [Metric(f"budget/{k}", float(r[k]), ts, int(r["tokens"]))
-                   for r in rows for k in ("val_loss", "val_ppl") if k in r]
+                   for r in rows for k in ("val_loss", "val_ppl", "val_bpb") if k in r]
         self.client.log_batch(self.run_id, metrics=metrics, synchronous=True)
         self.log_dict({"budgets": rows}, "budgets.json")
 

@@ -3,6 +3,8 @@ decay (cosine or warmup-stable-decay: `schedule.py`)."""
 
 from __future__ import annotations
 
+import math
+
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -49,7 +51,7 @@ class LMModule(L.LightningModule):
     def _losses_mtp(self, batch, mtp: bool):
         """_losses and, when `mtp` and model.mtp.depth > 0, the MTP losses [L^1..L^D]
         (unscaled; mtp.py): one forward of the main model feeds both."""
-        x_BS, y_BS = batch
+        x_BS, y_BS = batch[0], batch[1]  # validation batches also carry their bytes
         if mtp and self.model.mtp is not None:
             logits_BSV, aux, mtp_logits = self.model.forward_mtp(x_BS)
         else:  # depth 0, validation: exactly the plain model's forward
@@ -117,10 +119,14 @@ class LMModule(L.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._val_losses: list[torch.Tensor] = []
+        self._val_nats_bytes: list[torch.Tensor] = []
 
     def validation_step(self, batch, batch_idx):
         lm, _, _ = self._losses(batch)
         self._val_losses.append(lm.detach())
+        if len(batch) > 2:  # the UTF-8 bytes of text the targets stand for
+            self._val_nats_bytes.append(torch.stack([lm.detach().double() * batch[1].numel(),
+                                                batch[2].sum().double()]))
         return lm
 
     def on_validation_epoch_end(self) -> None:
@@ -129,6 +135,11 @@ class LMModule(L.LightningModule):
         loss = torch.stack(self._val_losses).mean()  # the LM loss only, no aux terms
         self.log("val/loss", loss, prog_bar=True, sync_dist=True)
         self.log("val/ppl", torch.exp(loss.clamp(max=20.0)), sync_dist=True)
+        if len(self._val_nats_bytes) == len(self._val_losses):
+            # bits per byte: the batches' summed nats over the bytes of text they predicted,
+            # in bits; whatever the tokenizer, the same text gives comparable numbers
+            nats, n_bytes = torch.stack(self._val_nats_bytes).sum(0)
+            self.log("val/bpb", (nats / math.log(2) / n_bytes).float(), sync_dist=True)
 
     def param_groups(self) -> list[dict]:
         """AdamW's groups: decayed matrices, undecayed vectors, routers (own lr multiplier)."""

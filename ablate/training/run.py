@@ -244,7 +244,7 @@ def _measure_budgets(built: Built, plan: BudgetPlan, trainer, tracker: RunTracke
 def _branch(built: Built, plan: BudgetPlan, budget: int, progress) -> dict[str, float]:
     """The cooldown of a run of `budget` steps, from its branch point: a resume of that run,
     with its own schedule and validations; its checkpoints (a branch that was killed resumes
-    from its own) go to the branch's folder. -> its last val/loss and val/ppl."""
+    from its own) go to the branch's folder. -> its last val/loss, val/ppl and val/bpb."""
     cfg = copy.deepcopy(built.cfg)
     cfg.trainer.max_steps = budget
     folder = plan.branch_dir(budget)
@@ -278,9 +278,9 @@ def _branch(built: Built, plan: BudgetPlan, budget: int, progress) -> dict[str, 
 
 
 def _val(trainer) -> dict[str, float]:
-    """The last validation's val/loss and val/ppl."""
+    """The last validation's val/loss, val/ppl and val/bpb."""
     metrics = trainer.callback_metrics
-    return {k: float(metrics[k]) for k in ("val/loss", "val/ppl") if k in metrics}
+    return {k: float(metrics[k]) for k in ("val/loss", "val/ppl", "val/bpb") if k in metrics}
 
 
 def make_trainer(cfg: RunConfig, logger, callbacks, progress_bar: bool,

@@ -12,7 +12,6 @@ import pytest
 
 from ablate.config.schema import DataConfig
 from ablate.data.corpus import corpus_fingerprint, load_corpus, resolve_sources
-from ablate.data.tokenizer import ByteTokenizer, get_tokenizer
 from ablate.errors import ConfigError
 
 STDLIB = DataConfig(source="stdlib", max_docs=40, val_fraction=0.1)
@@ -81,19 +80,6 @@ def test_unknown_source_names_data_source():
     with pytest.raises(ConfigError) as err:
         resolve_sources(DataConfig(source="csv"))
     assert err.value.key == "data.source"
-
-
-def test_unknown_tokenizer():
-    assert isinstance(get_tokenizer("byte"), ByteTokenizer)
-    with pytest.raises(ConfigError) as err:
-        get_tokenizer("gpt2")
-    assert err.value.key == "data.tokenizer"
-
-
-def test_byte_tokenizer_round_trip():
-    tok = ByteTokenizer()
-    ids = tok.encode("héllo\n")
-    assert ids.dtype.name == "uint16" and ids.shape == (7,) and tok.decode(ids) == "héllo\n"
 
 
 def test_fingerprint_tracks_inputs(tmp_path):

@@ -31,7 +31,7 @@ def _ready(cfg, tmp_path, seed=0):
 
 def _check_batches(dm):
     for loader in (dm.train_dataloader(), dm.val_dataloader()):
-        x, y = next(iter(loader))
+        x, y = next(iter(loader))[:2]
         assert x.shape == y.shape == (BATCH, B) and x.dtype == y.dtype == torch.int64
         # y is x shifted left by one: block i's window is tokens[i*B : i*B+B+1].
         assert torch.equal(x[:, 1:], y[:, :-1])

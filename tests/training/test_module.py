@@ -54,3 +54,39 @@ def test_divergence_raises_with_the_step():
     x = torch.randint(0, 256, (2, 16))
     with pytest.raises(DivergenceError, match="step 0"):
         m.training_step((x, x), 0)
+
+
+def test_val_bpb_is_loss_over_ln2_times_tokens_over_bytes(tmp_path):
+    """By hand: the validation blocks' mean loss, over ln 2, times the targets they predict,
+    over the UTF-8 bytes of the text those targets decode to (ASCII, so decoding is exact)."""
+    import math
+
+    import lightning as L
+
+    from ablate.data.datamodule import LMDataModule
+
+    path = tmp_path / "c.txt"
+    path.write_text("\n\n".join(f"line {i}: the quick brown fox jumps over the lazy dog"
+                                for i in range(80)))
+    for tokenizer, size in (("byte", None), ("bpe", 300)):
+        cfg = load_config(overrides=[
+            "data.source=text", f"data.files=[{path}]", "data.val_fraction=0.25",
+            "data.block_size=16", "data.batch_size=4", f"data.tokenizer={tokenizer}",
+            *([f"data.vocab_size={size}"] if size else []), "model.d_model=32",
+            "model.n_heads=2", "model.d_ff=64", "model.n_layers=2"])
+        dm = LMDataModule(cfg.data, tmp_path / "cache")
+        dm.prepare_data()
+        dm.setup("fit")
+        cfg.model.vocab_size = dm.vocab_size
+        module = LMModule(cfg.model, cfg.optim, 10, 16)
+        trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False,
+                            enable_model_summary=False, limit_val_batches=3)
+        [metrics] = trainer.validate(module, datamodule=dm, verbose=False)
+        targets = torch.cat([dm.val_set[i][1] for i in range(3 * 4)])  # 3 batches of 4 blocks
+        n_bytes = len(dm.tokenizer.decode(targets.numpy()).encode())
+        expected = metrics["val/loss"] / math.log(2) * len(targets) / n_bytes
+        assert abs(metrics["val/bpb"] - expected) < 1e-5 * expected, tokenizer
+        if tokenizer == "byte":  # a byte per token
+            assert abs(metrics["val/bpb"] - metrics["val/loss"] / math.log(2)) < 1e-5
+        else:
+            assert n_bytes > len(targets)  # merged tokens stand for several bytes
