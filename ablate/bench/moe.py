@@ -6,7 +6,10 @@ For each row (E experts, top-k, d_expert, n_shared) three modules see the same i
     scatter-add and shared experts, so the real layer cost;
 (b) a dense SwiGLU with the same ACTIVE parameters, hidden = k*d_expert + n_shared*d_shared:
     the same GEMM FLOPs, so 1.0x is the physical limit;
-(c) the same MoE layer with `dispatch="loop"`, the reference.
+(c) the same MoE layer with `dispatch="loop"`, the reference;
+(d) with `--peer hf`: Hugging Face's OLMoE block (`transformers`) at the same sizes and with
+    the same weights (so the same routing), its experts run by `grouped_mm` and by its eager
+    per-expert loop, timed in the same interleaved rounds (rows without shared experts).
 Ratios are medians of per-repetition ratios, repetitions interleaved (a, b, c rotated) so
 load from other processes hits all three alike. A freshly initialised router (std 0.02)
 gives near-uniform but random routing; max/mean expert load is reported.
@@ -47,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=2, help="untimed repetitions per module")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: as is)")
     p.add_argument("--seed", type=int, default=0, help="seed of the weights and inputs")
+    p.add_argument("--peer", choices=["hf"], help="also time Hugging Face's OLMoE block "
+                   "(grouped_mm and eager experts) in the same run")
     p.add_argument("--verbose", action="store_true",
                    help="keep the CPU profiler's own stderr lines (hidden by default)")
     return p
@@ -61,6 +66,28 @@ def build(row: tuple[int, int, int, int], d_model: int, device: str):
     loop.load_state_dict(moe.state_dict())
     dense = SwiGLU(d_model, top_k * d_expert + n_shared * moe.cfg.shared_width).to(device)
     return moe, dense, loop
+
+
+def hf_peers(moe: MoELayer, d_model: int, device: str) -> dict[str, torch.nn.Module]:
+    """OLMoE's sparse block with `moe`'s weights (router (E, D); experts stored (out, in)),
+    one per experts implementation: {"hf_grouped": ..., "hf_eager": ...}."""
+    from transformers.models.olmoe import OlmoeConfig
+    from transformers.models.olmoe.modeling_olmoe import OlmoeSparseMoeBlock
+
+    E, K = moe.cfg.routed_experts, moe.cfg.routed_top_k
+    peers = {}
+    for name, impl in (("hf_grouped", "grouped_mm"), ("hf_eager", "eager")):
+        cfg = OlmoeConfig(hidden_size=d_model, intermediate_size=moe.cfg.expert_width,
+                          num_experts=E, num_experts_per_tok=K,
+                          norm_topk_prob=moe.cfg.router.normalize)
+        cfg._experts_implementation = impl
+        block = OlmoeSparseMoeBlock(cfg).to(device)
+        with torch.no_grad():
+            block.gate.weight.copy_(moe.router.weight)
+            block.experts.gate_up_proj.copy_(moe.experts.w13.transpose(-1, -2))
+            block.experts.down_proj.copy_(moe.experts.w2.transpose(-1, -2))
+        peers[name] = block
+    return peers
 
 
 def make_step(module: torch.nn.Module, x: torch.Tensor, dy: torch.Tensor, dtype: torch.dtype):
@@ -174,8 +201,10 @@ def run(args: argparse.Namespace) -> dict:
         moe, dense, loop = build(row, args.d_model, device)
         x = torch.randn(1, args.tokens, args.d_model, device=device, requires_grad=True)
         dy = torch.randn_like(x)
-        steps = {name: make_step(m, x, dy, dtype)
-                 for name, m in (("moe", moe), ("dense", dense), ("loop", loop))}
+        modules = {"moe": moe, "dense": dense, "loop": loop}
+        if args.peer == "hf" and row[3] == 0:  # OLMoE has no shared experts
+            modules.update(hf_peers(moe, args.d_model, device))
+        steps = {name: make_step(m, x, dy, dtype) for name, m in modules.items()}
         with BackgroundLoad() as background:
             times = time_interleaved(steps, args.repeats, args.warmup, device)
         with torch.no_grad():
@@ -185,6 +214,9 @@ def run(args: argparse.Namespace) -> dict:
         ms = {name: 1e3 * statistics.median(t) for name, t in times.items()}
         ratios = {ref: statistics.median(a / b for a, b in zip(times["moe"], times[ref]))
                   for ref in ("dense", "loop")}
+        peers = {name: round(statistics.median(a / b for a, b in zip(times[name],
+                                                                    times["dense"])), 3)
+                 for name in times if name.startswith("hf_")}
         n_experts, top_k, d_expert, n_shared = row
         rows.append({
             "n_experts": n_experts, "top_k": top_k, "d_expert": d_expert, "n_shared": n_shared,
@@ -196,6 +228,8 @@ def run(args: argparse.Namespace) -> dict:
             "ms_reference": round(ms["loop"], 2),
             "load_max_over_mean": round((load_E.max() / load_E.mean()).item(), 3),
             "background_cpu": None if background.share is None else round(background.share, 3),
+            **{f"{name}_ratio_vs_dense": r for name, r in peers.items()},
+            **{f"ms_{name}": round(ms[name], 2) for name in peers},
         })
     return {"rows": rows, "meta": _meta(args)}
 
@@ -223,20 +257,30 @@ def render(result: dict) -> None:
     table = Table(title="MoE layer fwd+bwd: ratios measured in one run", header_style="bold")
     cols = ["E", "k", "d_exp", "shared", "moe ms", "dense ms", "loop ms", "vs dense",
             "vs loop", "MiB", "dense MiB", "load", "others"]
+    peers = [p for p in ("hf_grouped", "hf_eager")
+             if any(f"{p}_ratio_vs_dense" in r for r in result["rows"])]
+    cols += [f"{p.replace('_', ' ')} vs dense" for p in peers]
     for c in cols:
         table.add_column(c, justify="right")
     for r in result["rows"]:
+        theirs = [f"{r[f'{p}_ratio_vs_dense']:.2f}x" if f"{p}_ratio_vs_dense" in r else "n/a"
+                  for p in peers]
         table.add_row(*map(str, (
             r["n_experts"], r["top_k"], r["d_expert"], r["n_shared"], f"{r['ms_moe']:.1f}",
             f"{r['ms_dense']:.1f}", f"{r['ms_reference']:.0f}", f"{r['ratio_vs_dense']:.2f}x",
             f"{r['ratio_vs_reference']:.3f}x", f"{r['peak_mem_mb']:.0f}",
             f"{r['peak_mem_mb_dense']:.0f}", f"{r['load_max_over_mean']:.2f}",
-            "?" if r["background_cpu"] is None else f"{r['background_cpu']:.0%}")))
+            "?" if r["background_cpu"] is None else f"{r['background_cpu']:.0%}", *theirs)))
     console = Console(width=max(Console().width, 110))
     console.print(table)
     console.print(f"method: {result['meta']['method']}")
     console.print("MiB: peak tensor memory of one step; load: max/mean expert load; others:"
                   " CPU share other processes used while the row was timed")
+    if peers:
+        console.print("hf: transformers' OlmoeSparseMoeBlock with the same weights, experts by "
+                      "grouped_mm / eager; n/a: OLMoE has no shared experts")
+    if result["meta"].get("peer_skipped"):
+        console.print(f"--peer hf skipped: {result['meta']['peer_skipped']}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -245,7 +289,15 @@ def main(argv: list[str] | None = None) -> int:
         _parser().error("--device cuda: no CUDA device visible")
     if args.threads:
         torch.set_num_threads(args.threads)
+    skipped = None
+    if args.peer == "hf":
+        try:
+            import transformers  # noqa: F401 - only whether it is there
+        except ImportError:
+            skipped = "transformers is not installed (pip install transformers)"
+            args.peer = None
     result = run(args)
+    result["meta"]["peer_skipped"] = skipped
     if args.json:
         print(json.dumps(result))
     else:

@@ -41,3 +41,23 @@ def test_bench_is_quiet_unless_verbose(capfd, one_thread):
     assert "USDT" not in capfd.readouterr().err
     assert main(["--json", "--tokens", "128", "--repeats", "1", "--warmup", "0", "--verbose"]) == 0
     assert "profiler" in capfd.readouterr().err  # what --verbose keeps (so the test above can fail)
+
+
+def test_hf_peer_is_the_same_layer_and_is_timed(capsys, one_thread):
+    """The peers carry ablate's weights: same routing, same output, same input gradient
+    (what makes their timings comparable); --peer hf adds their ratios to the rows without
+    shared experts."""
+    from ablate.bench.moe import build, hf_peers
+
+    torch.manual_seed(0)
+    moe, _, _ = build((8, 2, 32, 0), 16, "cpu")
+    x = torch.randn(2, 5, 16)
+    ours, _ = moe(x)
+    for name, peer in hf_peers(moe, 16, "cpu").items():
+        torch.testing.assert_close(peer(x), ours, atol=1e-5, rtol=1e-5, msg=name)
+    assert main(["--json", "--tokens", "128", "--repeats", "1", "--warmup", "0", "--peer",
+                 "hf"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    for row in rows:
+        has = {"hf_grouped_ratio_vs_dense", "hf_eager_ratio_vs_dense"} <= set(row)
+        assert has == (row["n_shared"] == 0)
