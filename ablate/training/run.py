@@ -269,6 +269,8 @@ def _branch(built: Built, plan: BudgetPlan, budget: int, progress) -> dict[str, 
         with _interrupts_propagate(trainer), warnings.catch_warnings():
             # the branch point was saved with the run's own callbacks: not needed here
             warnings.filterwarnings("ignore", message=".*callbacks used to create the checkpoint")
+            # and the branch's checkpoints go to its own folder on purpose
+            warnings.filterwarnings("ignore", message=".*The dirpath has changed from")
             trainer.fit(module, datamodule=built.dm, ckpt_path=resume, weights_only=True)
             if trainer.global_step % cfg.trainer.val_every:
                 trainer.validate(module, datamodule=built.dm, verbose=False)
