@@ -68,7 +68,27 @@ def read_curves(data: StudyData, metric: str | None = None, axis: str = "tokens"
         if not (factor and math.isfinite(factor)):
             continue  # a run that cannot be placed on this axis is left out, not guessed
         out.setdefault(r.arm, {})[r.seed] = {x * factor: v for x, v in curve.items()}
-    return out if axis == "tokens" else at_common_x(out)
+    return out if axis == "tokens" else at_common_x(out, budget_grid(out))
+
+
+def budget_grid(curves: Curves) -> list[float]:
+    """One x per budget for a rescaled axis: the geometric mean over runs of where each run
+    measured its i-th budget, moved into the range every run covers (runs differ in FLOPs
+    per token and speed, so their budgets land at different x; reading every run at every x
+    any of them measured gives a column per run instead of per budget)."""
+    runs = [sorted(x for x, v in run.items() if x > 0 and math.isfinite(v))
+            for seeds in curves.values() for run in seeds.values()]
+    runs = [xs for xs in runs if xs]
+    if not runs:
+        return []
+    lo, hi = max(xs[0] for xs in runs), min(xs[-1] for xs in runs)
+    grid = []
+    for i in range(min(len(xs) for xs in runs)):
+        x = math.exp(sum(math.log(xs[i]) for xs in runs) / len(runs))
+        x = min(max(x, lo), hi)
+        if lo <= hi and (not grid or x > grid[-1]):
+            grid.append(x)
+    return grid
 
 
 @dataclass

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from ablate.reporting.budgets import at_common_x, interpolate, scale_x
+from ablate.reporting.budgets import at_common_x, budget_grid, interpolate, scale_x
 from ablate.reporting.scaling import delta_per_budget
 
 
@@ -39,6 +39,20 @@ def test_at_common_x_compares_at_equal_flops():
     assert list(at_common_x(flops, grid=[1e6, 5e6, 9e6])["moe"][0]) == [5e6]
     apart = {"a": {0: {1.0: 1.0, 2.0: 0.9}}, "b": {0: {3.0: 1.0, 4.0: 0.9}}}
     assert at_common_x(apart) == {"a": {0: {}}, "b": {0: {}}}  # no shared range: nothing
+
+
+def test_a_rescaled_axis_has_one_column_per_budget():
+    """Runs whose budgets land at different seconds are read at one x per budget: the
+    geometric mean of where the runs measured it, inside the range every run covers."""
+    budgets = [1e6, 2e6, 4e6]
+    curves = {"a": {0: {t / 1000: 1.0 for t in budgets}, 1: {t / 1250: 1.0 for t in budgets}},
+              "b": {0: {t / 800: 1.0 for t in budgets}}}
+    grid = budget_grid(curves)
+    assert len(grid) == 3
+    assert grid[0] == pytest.approx(1e6 / 800)  # moved up to where every run has begun
+    assert grid[1] == pytest.approx(2e6 / (1000 * 1250 * 800) ** (1 / 3))
+    assert grid[2] == pytest.approx(4e6 / 1250)  # moved down to where the first run ends
+    assert budget_grid({"a": {0: {1.0: 1.0}}, "b": {0: {3.0: 1.0}}}) == []  # apart: none
 
 
 # -- a real study with budgets: 2 arms x 3 seeds, budgets of 6, 9 and 12 steps, then 18 --------
