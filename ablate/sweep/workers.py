@@ -24,11 +24,21 @@ TRACKING_ENV = "ABLATE_TRACKING_URI"
 PARENT_ENV = "ABLATE_PARENT_PID"  # a worker's sweep: it knows when that one died
 
 
-def parent_died() -> bool:
+def parent_died(wait: float = 1.0) -> bool:
     """In a worker of `--workers N`: the sweep that started it is gone (the worker was handed
-    to init or a subreaper)."""
+    to init or a subreaper). The death signal comes when the *thread* that started the worker
+    ends; while the rest of a killed sweep is still being torn down the worker is handed to a
+    sibling thread (same pid), so a signal that finds the parent alive waits up to `wait`
+    seconds for the hand-over before it is read as a plain Ctrl-C / SIGTERM."""
     parent = os.environ.get(PARENT_ENV)
-    return bool(parent) and os.getppid() != int(parent)
+    if not parent:
+        return False
+    deadline = time.monotonic() + wait
+    while os.getppid() == int(parent):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def store_env(storage: str | None, tracking_uri: str | None) -> dict[str, str]:

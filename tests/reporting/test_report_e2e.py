@@ -77,7 +77,9 @@ def test_compare_cli_formats(capsys, home):
     assert [r["arm"] for r in rows] and all(float(r["tokens_per_s"]) > 0 for r in rows)
     assert ablate("compare", "--study", STUDY, "--format", "markdown", "--by", "model.ffn") == 0
     md = capsys.readouterr().out
-    assert md.startswith("| arm |") and "ffn=dense" in md and "ffn=moe" in md
+    title, _, table = md.partition("\n\n")
+    assert title == f"study {STUDY}, revision 1 (newest)", title  # every table names its revision
+    assert table.startswith("| arm |") and "ffn=dense" in md and "ffn=moe" in md
 
 
 @pytest.mark.parametrize("argv, key", [
