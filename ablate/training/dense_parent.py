@@ -47,6 +47,7 @@ def dense_parent_config(cfg: RunConfig) -> RunConfig:
     dense.model.moe = fill(load_config().model.moe, width)
     dense.budget, dense.init, dense.tracking = BudgetConfig(), InitConfig(), TrackingConfig()
     dense.trainer.max_steps = cfg.init.dense_steps
+    dense.trainer.budgets = None  # a starting point: its own budgets would measure nothing
     dense.trainer.progress = False  # the trial's own bar (or none) is the one shown
     return dense
 
