@@ -22,7 +22,9 @@ def add_parser(sub) -> None:
         "claims", help="run the seeds' claims as studies and report a verdict for each",
         description="Run every study of sweeps/claims/ (or --only some), each resuming like "
         "`ablate sweep`, then write one report: claim, source, expected, measured difference "
-        "with its 95% CI, verdict (reproduced / contradicted / inconclusive), minutes. The "
+        "with its 95% CI at the largest budget, verdict (reproduced / contradicted / "
+        "inconclusive), the trend across budgets with the crossover and its backtest, each "
+        "arm's tuned value, minutes. The "
         "report lands in $ABLATE_HOME/claims/ (markdown and HTML) and in MLflow (experiment "
         "ablate-claims).")
     c.add_argument("overrides", nargs="*", metavar="key=value",
@@ -78,9 +80,8 @@ def run(a) -> int:
     from ablate.cli.progress import SweepDisplay
     from ablate.errors import ConfigError
     from ablate.registry import load_plugins
-    from ablate.reporting.claims import ClaimRow, study_minutes, write_and_log
+    from ablate.reporting.claims import ClaimRow, claim_rows, study_minutes, write_and_log
     from ablate.reporting.collect import load_study
-    from ablate.reporting.verdicts import judge_all
     from ablate.sweep.record import newest_revision
     from ablate.sweep.runner import Sweep
     from ablate.sweep.spec import load_sweep
@@ -120,8 +121,7 @@ def run(a) -> int:
         report = sweep.report(data.study, newest_revision(data.study))
         minutes = study_minutes(data.study)
         complete = f"{report.done}/{report.budget} points"
-        for v in judge_all(data):
-            rows.append(ClaimRow(name, f.name, v, minutes, complete))
+        rows += claim_rows(name, f.name, data, minutes, complete)
     title = "What ablate reproduces" + (f" (settings {suffix[1:]})" if suffix else "")
     md, page, run_id = write_and_log(rows, lambda r: metrics.get(r.study, "val/loss"), title,
                                      "claims" + suffix,

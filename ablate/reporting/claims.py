@@ -1,7 +1,9 @@
 """The claims report: for each study of `sweeps/claims/`, each expectation with its source,
-what was expected, what was measured (Δ ± 95% CI over paired seeds) and the verdict, with
-the compute the study took. Written as markdown and as one self-contained HTML page, and
-logged to MLflow (experiment `ablate-claims`, one run per report)."""
+what was expected, what was measured at the largest budget (Δ ± 95% CI over paired seeds) and
+the verdict, then what the budgets inside the runs say (the trend of Δ per doubling, the
+crossover and its backtest: `ablate.reporting.scaling`), the learning rate each arm was tuned
+to (`tune:`), and the compute the study took. Written as markdown and as one self-contained
+HTML page, and logged to MLflow (experiment `ablate-claims`, one run per report)."""
 
 from __future__ import annotations
 
@@ -24,6 +26,27 @@ class ClaimRow:
     minutes: float  # the sum of its trials' wall times (the compute it took)
     complete: str  # "9/9 points" of the study
     note: str = ""
+    across: str = ""  # the trend across budgets, crossover and backtest (one line)
+    tuned: str = ""  # "arm: key=value" per arm of the expectation, from the tuning stage
+
+
+def claim_rows(study: str, file: str, data, minutes: float, complete: str) -> list[ClaimRow]:
+    """One row per expectation of a finished claim study (`data`: its StudyData)."""
+    from ablate.reporting.budgets import budget_view
+    from ablate.reporting.tuning import tuning_view
+    from ablate.reporting.verdicts import judge_all
+
+    view = budget_view(data)
+    across = {view.listed.index(e.expectation): e.line for e in view.expectations} if view else {}
+    tuning = tuning_view(data)
+    rows = []
+    for i, v in enumerate(judge_all(data)):
+        arms = (v.expectation.arm, v.expectation.other)
+        tuned = "; ".join(f"{a}: {tuning.chosen[a]}" for a in arms
+                          if tuning is not None and a in tuning.chosen)
+        rows.append(ClaimRow(study, file, v, minutes, complete, across=across.get(i, ""),
+                             tuned=tuned))
+    return rows
 
 
 def study_minutes(study, revision_of=lambda t: True) -> float:
@@ -32,18 +55,18 @@ def study_minutes(study, revision_of=lambda t: True) -> float:
 
 
 def rows_md(rows: list[ClaimRow], metric_of) -> str:
-    head = ("| claim | source | expected | measured Δ ± 95% CI (n) | verdict | minutes |\n"
-            "|---|---|---|---|---|---|\n")
+    head = ("| claim | source | expected | measured Δ ± 95% CI (n), largest budget | verdict | "
+            "across budgets | tuned | minutes |\n|---|---|---|---|---|---|---|---|\n")
     body = []
     for r in rows:
         v = r.verdict
         if v is None:
-            body.append(f"| {r.study} | | | {r.note} | not run | {r.minutes:.1f} |")
+            body.append(f"| {r.study} | | | {r.note} | not run | | | {r.minutes:.1f} |")
             continue
         e = v.expectation
         measured = f"{v.delta} (n={v.test.n})" + (f"; {v.note}" if v.note else "")
         body.append(f"| {e.claim or r.study} | {e.source} | {e.text(metric_of(r))} | {measured} | "
-                    f"**{v.verdict}** | {r.minutes:.1f} |")
+                    f"**{v.verdict}** | {r.across or '–'} | {r.tuned or '–'} | {r.minutes:.1f} |")
     return head + "\n".join(body) + "\n"
 
 
@@ -108,6 +131,7 @@ def write_and_log(rows: list[ClaimRow], metric_of, title: str, name: str,
     client.log_text(run_id, html_path.read_text(), "claims.html")
     client.log_text(run_id,
                     json.dumps([{"study": r.study, "minutes": r.minutes, "complete": r.complete,
+                                 "across_budgets": r.across, "tuned": r.tuned,
                                  **(r.verdict.as_dict() if r.verdict else {"note": r.note})}
                                 for r in rows], indent=1), "claims.json")
     client.set_tag(run_id, "mlflow.note.content", md)
