@@ -126,7 +126,7 @@ def run(a) -> int:
     md, page, run_id = write_and_log(rows, lambda r: metrics.get(r.study, "val/loss"), title,
                                      "claims" + suffix,
                                      sweeps[0][1].tracking_uri if sweeps else None)
-    console.print(md.read_text())
+    sys.stdout.write(md.read_text())  # plain: a markdown row is never wrapped
     console.print(f"report: {md} and {page}; MLflow: experiment ablate-claims, run {run_id}")
     if incomplete:
         print(f"ablate: {incomplete} claim studies ended with failed or missing points "
