@@ -132,8 +132,6 @@ def tokenizer_file(value: str) -> Path:
     return path
 
 
-
-
 def tokenizer_vocab_size(data) -> int:
     """The vocabulary `data` (a DataConfig) asks for, before any training: the size a model's
     embedding must hold (a trained BPE may come out smaller). Checks the tokenizer keys."""
