@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import optuna
+import pytest
 import yaml
 
 from ablate.sweep.study import make_storage
@@ -71,6 +72,7 @@ def test_expert_parallel_training_end_to_end(ablate_home, tiny):
     assert "val/loss" in run.data.metrics and run.data.metrics["moe/dead_experts"] >= 0
 
 
+@pytest.mark.slow
 def test_expert_parallel_trial_killed_then_resumed_ends_as_if_never_stopped(tmp_path, tiny,
                                                                             monkeypatch):
     """2 ranks x 2 experts each. Every process dies at step 4 (checkpoint at step 3); the

@@ -8,6 +8,7 @@ import sys
 import time
 
 import optuna
+import pytest
 import yaml
 
 from ablate.sweep.study import make_storage
@@ -22,6 +23,7 @@ def _study(name):
     return optuna.load_study(study_name=name, storage=make_storage(None, name))
 
 
+@pytest.mark.slow
 def test_sigkill_worker_mid_trial_retries_from_checkpoint(ablate_home, tmp_path):
     spec = {"study": "kill", "base": {"model": {"ffn": "moe"}},
             "space": {"optim.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}},
@@ -99,6 +101,7 @@ def _gone(pids, timeout: float) -> bool:
     return not any(alive(p) for p in pids)
 
 
+@pytest.mark.slow
 def test_workers_stop_within_seconds_when_their_sweep_is_killed(ablate_home, tmp_path):
     """SIGKILL of `ablate sweep --workers 2` alone: both workers end their trials (FAIL, "the
     sweep's parent process died", runs KILLED) and exit; the same command then completes the

@@ -80,6 +80,7 @@ def test_each_arm_trains_at_its_own_best_rate(ablate_home, tmp_path, capsys):
     assert len(_study(ablate_home).get_trials()) == n
 
 
+@pytest.mark.slow
 def test_a_sweep_killed_between_the_stages_resumes_without_training_twice(tmp_path):
     path = _write(tmp_path)
     home = tmp_path / "home"

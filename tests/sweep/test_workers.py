@@ -14,6 +14,7 @@ from ablate.sweep.workers import parse_gpus, plan_devices
 from tests.mlflow_helpers import all_runs
 
 
+@pytest.mark.slow
 def test_three_workers_twelve_trials_nothing_lost_or_duplicated(ablate_home, tiny, tmp_path):
     spec = {"study": "par", "base": {"model": {"ffn": "moe"}},
             "space": {"optim.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}},

@@ -101,6 +101,7 @@ def _sweep(path, home, **env) -> int:
     return proc.returncode
 
 
+@pytest.mark.slow
 def test_a_run_killed_inside_a_branch_resumes_it_bit_identically(tmp_path):
     """SIGKILL-like death (os._exit) at step 11 of the 12-step budget's cooldown: the re-run
     retries the trial, whose training had finished, resumes the branch from its own last
