@@ -54,6 +54,10 @@ def run(a) -> int:
              if k in ("val/loss", "val/ppl", "perf/tokens_per_s")}
     print(f"run {result.run_id}: " + "  ".join(f"{k}={v:.4g}" for k, v in shown.items())
           + f"  params_active={result.sizes['params_active']:,}")
+    if "profile" in result.extra:
+        from ablate.training.profile import render
+
+        print(render(result.extra["profile"]))
     print(_where(result.run_id, experiment, tracking_uri), flush=True)
     return 0
 

@@ -260,6 +260,9 @@ class TrainerConfig:
     progress: bool = described(True, "show a progress bar")
     compile: bool = described(False, "torch.compile the attention and dense FFN modules (the "
                               "MoE dispatch stays eager: data-dependent shapes)")
+    profile: bool = described(False, "time the run: start-up phases and every Lightning hook "
+                              "(SimpleProfiler), summed by what they do; printed by ablate "
+                              "train, logged as profile.txt")
     budgets: list[int] = described(None, "optim.schedule=wsd only: step counts below max_steps "
                                    "at which a cooldown branch measures val/loss as a run of "
                                    "that length would (budget/val_loss, its step in tokens)",

@@ -44,6 +44,10 @@ class RunTracker:
         if self.run_id:
             self.client.log_dict(self.run_id, obj, path)
 
+    def log_text(self, text: str, path: str) -> None:
+        if self.run_id:
+            self.client.log_text(self.run_id, text, path)
+
     def log_figure(self, figure: Any, path: str) -> None:
         if self.run_id:
             self.client.log_figure(self.run_id, figure, path)

@@ -48,6 +48,7 @@ from ablate.training.callbacks import (
     StepProgress,
     Throughput,
 )
+from ablate.training.profile import StartupClock
 from ablate.training.routing_stats import RouterHealth, RoutingStats
 from ablate.training.schedule import BranchSchedule, BudgetPlan, StableCheckpoints, plan_for
 from ablate.training.weights import InitialWeights, freeze_tags, load_initial, save_weights
@@ -73,6 +74,7 @@ class Built:
     sizes: dict[str, int]
     tags: dict[str, str]
     expert_parallel: bool  # the experts are sharded: the ExpertParallel callback clips
+    clock: StartupClock = field(default_factory=StartupClock)  # start-up phases, timed
 
 
 def build_datamodule(cfg: RunConfig):
@@ -89,6 +91,7 @@ def build(cfg: RunConfig, initial: InitialWeights | None = None, progress=None) 
     from ablate.parallel.expert_parallel import parallelize
     from ablate.training.module import LMModule
 
+    clock = StartupClock()
     cfg = copy.deepcopy(cfg)
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     dm = build_datamodule(cfg)
@@ -101,6 +104,7 @@ def build(cfg: RunConfig, initial: InitialWeights | None = None, progress=None) 
     elif cfg.model.vocab_size < dm.vocab_size:  # ids past the embedding: an IndexError later
         raise ConfigError("model.vocab_size", cfg.model.vocab_size, f"null (the tokenizer's) or "
                           f">= {dm.vocab_size}", "smaller than the tokenizer's vocabulary")
+    clock.lap("data")
     module = LMModule(cfg.model, cfg.optim, cfg.trainer.max_steps, cfg.data.block_size)
     tags: dict[str, str] = {}
     if initial is not None:  # whole weights, before parallelize slices the experts
@@ -112,6 +116,7 @@ def build(cfg: RunConfig, initial: InitialWeights | None = None, progress=None) 
     if cfg.trainer.compile:
         compile_model(module)
     tags.update(freeze_tags(module.model, cfg.init.freeze))  # the parameters it trains
+    clock.lap("model" + (" and torch.compile" if cfg.trainer.compile else ""))
     if cfg.model.ffn == "moe":  # before anything is logged: a router the LM loss cannot train
         from ablate.training.probe import check_routers_learn
 
@@ -121,8 +126,9 @@ def build(cfg: RunConfig, initial: InitialWeights | None = None, progress=None) 
             tags[FROZEN_ROUTER] = ",".join(f"l{g.layer}" for g in frozen)
         if cfg.model.moe.allow_noncausal_routing:
             tags[NONCAUSAL_ROUTING] = "true"  # such runs see future tokens
+        clock.lap("router probe")
     sizes = param_counts(cfg.model, cfg.data.block_size)
-    return Built(cfg, dm, module, sizes, tags, bool(sharded))
+    return Built(cfg, dm, module, sizes, tags, bool(sharded), clock)
 
 
 def train(cfg: RunConfig, *, experiment: str, initial: InitialWeights | None = None,
@@ -159,8 +165,10 @@ def fit(built: Built, *, experiment: str, tracking_uri: str | None = None,
                                                **built.sizes, **params}, to_yaml(cfg))
         if on_run is not None and run_id:
             on_run(run_id)
+        built.clock.lap("MLflow run")
         pruning = OptunaPruning(trial) if (trial is not None or prune_follower) else None
         trainer, routing = _fit_main(built, tracker, pruning, progress, ckpt_dir, plan)
+        extra = _profile(built, trainer, tracker)
         pruned = bool(pruning and pruning.pruned)
         if weights_out:
             save_weights(built.module.model, weights_out)
@@ -170,7 +178,8 @@ def fit(built: Built, *, experiment: str, tracking_uri: str | None = None,
         status, state = "FINISHED", ("PRUNED" if pruned else "COMPLETE")
         if ckpt_dir is not None:  # finished: the resume point is no longer needed
             shutil.rmtree(ckpt_dir, ignore_errors=True)
-        extra = {"pruned_at": pruning.pruned_at} if pruned else {}
+        if pruned:
+            extra["pruned_at"] = pruning.pruned_at
         last = dict(tracker.logger.last) if tracker.logger is not None else dict_metrics(trainer)
         return TrainResult(tracker.run_id or "", last, built.sizes, pruned, extra)
     except KeyboardInterrupt:
@@ -200,7 +209,8 @@ def _fit_main(built: Built, tracker: RunTracker, pruning, progress, ckpt_dir,
         if ckpt_dir is None:
             callbacks.append(RunState())
     trainer = make_trainer(cfg, tracker.logger or False, callbacks, bar,
-                           checkpointing=ckpt_dir is not None, clip=not built.expert_parallel)
+                           checkpointing=ckpt_dir is not None, clip=not built.expert_parallel,
+                           profile=cfg.trainer.profile)
     if tracker.logger is not None:
         tracker.logger.step_source = lambda: trainer.global_step
     with _interrupts_propagate(trainer):
@@ -211,7 +221,26 @@ def _fit_main(built: Built, tracker: RunTracker, pruning, progress, ckpt_dir,
         if not (pruning and pruning.pruned) and not (
                 last_validated and "val/loss" in trainer.callback_metrics):
             trainer.validate(module, datamodule=dm, verbose=False)
+    built.clock.lap("fit")
     return trainer, routing
+
+
+def _simple_profiler():
+    from lightning.pytorch.profilers import SimpleProfiler
+
+    return SimpleProfiler()
+
+
+def _profile(built: Built, trainer, tracker: RunTracker) -> dict[str, Any]:
+    """With `trainer.profile`: where the run's time went, logged as profile.txt and .json."""
+    if not built.cfg.trainer.profile:
+        return {}
+    from ablate.training import profile
+
+    report = profile.breakdown(trainer.profiler.recorded_durations, built.clock)
+    tracker.log_text(profile.render(report), "profile.txt")
+    tracker.log_dict(report, "profile.json")
+    return {"profile": report}
 
 
 def _budget_plan(built: Built, ckpt_dir) -> BudgetPlan | None:
@@ -286,9 +315,10 @@ def _val(trainer) -> dict[str, float]:
 
 
 def make_trainer(cfg: RunConfig, logger, callbacks, progress_bar: bool,
-                 checkpointing: bool = False, clip: bool = True) -> L.Trainer:
+                 checkpointing: bool = False, clip: bool = True,
+                 profile: bool = False) -> L.Trainer:
     """The Lightning Trainer of `cfg`. `clip`: False when a callback clips the gradients
-    itself (expert parallelism's global norm)."""
+    itself (expert parallelism's global norm). `profile`: time every hook (SimpleProfiler)."""
     t = cfg.trainer
     gpu = t.accelerator in ("gpu", "cuda")
     strategy = "auto"
@@ -322,6 +352,7 @@ def make_trainer(cfg: RunConfig, logger, callbacks, progress_bar: bool,
         enable_model_summary=False,
         enable_progress_bar=progress_bar,
         num_sanity_val_steps=0,
+        profiler=_simple_profiler() if profile else None,
         # the datamodule shards train batches by rank itself, in a resumable order
         use_distributed_sampler=False,
     )
