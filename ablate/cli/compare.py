@@ -4,7 +4,6 @@ runs measured several budgets (`trainer.budgets`), each arm at each budget, each
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 
 from ablate.cli.common import add_study_read_args, results_console
@@ -35,7 +34,7 @@ def run(a) -> int:
     from ablate.paths import check_home
     from ablate.reporting import budgets as b
     from ablate.reporting.collect import load_study, parse_by
-    from ablate.reporting.compare import comparable_metric, compare
+    from ablate.reporting.compare import compare, use_comparable_metric
     from ablate.reporting.compare_render import FORMATS, render, to_csv, to_json, to_markdown
     from ablate.reporting.tuning import to_markdown as tuning_md
     from ablate.reporting.tuning import to_rich as to_rich_tuning
@@ -48,10 +47,7 @@ def run(a) -> int:
         raise ConfigError("--axis", a.axis, ", ".join(b.AXES), "unknown axis")
     data = load_study(a.study, storage=a.storage, tracking_uri=a.tracking_uri, by=parse_by(a.by),
                       revision=a.revision)
-    metric, why = comparable_metric(data, a.metric)
-    if metric != data.metric and a.metric is None:  # the report's objective: verdicts read it
-        data.objectives = [dataclasses.replace(data.objectives[0], metric=metric,
-                                               direction="minimize"), *data.objectives[1:]]
+    metric, why = use_comparable_metric(data, a.metric)
     c = compare(data, metric, a.baseline)
     from ablate.reporting import verdicts as v
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ablate.errors import ConfigError
@@ -86,6 +86,16 @@ def comparable_metric(data: StudyData, asked: str | None) -> tuple[str, str | No
         return metric, f"warning: {why}; {BPB} (bits per byte) compares them"
     return BPB, (f"compared on {BPB} (bits per byte of the same validation text), not {metric}: "
                  f"{why}")
+
+
+def use_comparable_metric(data: StudyData, asked: str | None) -> tuple[str, str | None]:
+    """`comparable_metric`; when it replaces the study's objective, the study's first
+    objective becomes that metric (minimised), so its verdicts read it too."""
+    metric, why = comparable_metric(data, asked)
+    if metric != data.metric and asked is None:
+        first = replace(data.objectives[0], metric=metric, direction="minimize")
+        data.objectives = [first, *data.objectives[1:]]
+    return metric, why
 
 
 def _mean(xs: list[float]) -> float:
