@@ -208,16 +208,23 @@ def _start(path: str, home, *extra: str) -> subprocess.Popen:
 
 
 def _wait_running(proc, home, name: str, n: int = 1, ckpt: bool = True, timeout: float = 240):
-    """Until n trials are RUNNING with a run id (and, with ckpt, one has a last.ckpt)."""
+    """Until n trials are RUNNING with a run id (and, with ckpt, each has its own last.ckpt:
+    a trial killed then has a checkpoint to resume from, not merely its peer)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.3)
         if not (home / "optuna" / f"{name}.journal").exists():
             continue
-        running = [t for t in _study(name).get_trials(states=(optuna.trial.TrialState.RUNNING,))
-                   if "mlflow_run_id" in t.user_attrs]
-        has_ckpt = any((home / "checkpoints" / name).glob("trial-*/*/last.ckpt"))
-        if len(running) >= n and (has_ckpt or not ckpt):
+        try:
+            trials = _study(name).get_trials(states=(optuna.trial.TrialState.RUNNING,))
+        except KeyError:  # the journal is there, the study not yet in it
+            continue
+        running = [t for t in trials if "mlflow_run_id" in t.user_attrs]
+        if ckpt:
+            folder = home / "checkpoints" / name
+            running = [t for t in running
+                       if any(folder.glob(f"trial-{t.number:05d}/*/last.ckpt"))]
+        if len(running) >= n:
             return running
     raise AssertionError(f"no trial got going (exit code {proc.poll()})")
 
