@@ -88,6 +88,7 @@ class LMDataModule(L.LightningDataModule):
         self._tokenizer = None
         self._corpus = None
         self._fingerprint: str | None = None
+        self._corpus_fp: str | None = None
         self.train_set: BlockDataset | None = None
         self.val_set: BlockDataset | None = None
 
@@ -96,7 +97,7 @@ class LMDataModule(L.LightningDataModule):
         """Built on first use: a BPE is read from its cache, or trained there first."""
         if self._tokenizer is None:
             self._tokenizer = get_tokenizer(
-                self.cfg, self.cache_dir, corpus_fingerprint(self.cfg),
+                self.cfg, self.cache_dir, self._corpus_key(),
                 train_texts=lambda: self._train_texts())
         return self._tokenizer
 
@@ -106,6 +107,12 @@ class LMDataModule(L.LightningDataModule):
         for batch in self._load_corpus()["train"].iter(batch_size=1024):
             yield from batch["text"]
 
+    def _corpus_key(self) -> str:
+        """The corpus's fingerprint, once per instance (globbing + stat)."""
+        if self._corpus_fp is None:
+            self._corpus_fp = corpus_fingerprint(self.cfg)
+        return self._corpus_fp
+
     def _load_corpus(self):
         if self._corpus is None:
             self._corpus = load_corpus(self.cfg, self.cache_dir)
@@ -114,8 +121,8 @@ class LMDataModule(L.LightningDataModule):
     @property
     def fingerprint(self) -> str:
         """Key of the tokenized cache (and the `ablate.data_fingerprint` tag)."""
-        if self._fingerprint is None:  # globbing + stat once per instance
-            key = f"{corpus_fingerprint(self.cfg)}|{self.tokenizer.name}|{self.cfg.block_size}"
+        if self._fingerprint is None:
+            key = f"{self._corpus_key()}|{self.tokenizer.name}|{self.cfg.block_size}"
             self._fingerprint = hashlib.sha1(key.encode()).hexdigest()[:16]
         return self._fingerprint
 

@@ -95,7 +95,8 @@ def breakdown(durations: dict[str, list[float]], clock: StartupClock) -> dict:
 def render(report: dict) -> str:
     """The breakdown as aligned lines: seconds and share of the whole run."""
     total = report["fit_s"] + report["startup_s"]
-    lines = [f"where the time went: {total:.1f} s ({report['steps']} training steps)"]
+    lines = [f"where the time went: {total:.1f} s ({report['steps']} training steps)"
+             + (f" ({report['note']})" if report.get("note") else "")]
     for title, part in (("start-up", report["startup"]), ("fit", report["fit"])):
         lines.append(f"  {title}: {sum(part.values()):.1f} s")
         for name, s in sorted(part.items(), key=lambda kv: -kv[1]):

@@ -225,12 +225,6 @@ def _fit_main(built: Built, tracker: RunTracker, pruning, progress, ckpt_dir,
     return trainer, routing
 
 
-def _simple_profiler():
-    from lightning.pytorch.profilers import SimpleProfiler
-
-    return SimpleProfiler()
-
-
 def _profile(built: Built, trainer, tracker: RunTracker) -> dict[str, Any]:
     """With `trainer.profile`: where the run's time went, logged as profile.txt and .json."""
     if not built.cfg.trainer.profile:
@@ -238,6 +232,8 @@ def _profile(built: Built, trainer, tracker: RunTracker) -> dict[str, Any]:
     from ablate.training import profile
 
     report = profile.breakdown(trainer.profiler.recorded_durations, built.clock)
+    if built.cfg.trainer.budgets:  # measured after this report: not in its total
+        report["note"] = "the run's own training; its budgets' cooldown branches are not in it"
     tracker.log_text(profile.render(report), "profile.txt")
     tracker.log_dict(report, "profile.json")
     return {"profile": report}
@@ -352,7 +348,7 @@ def make_trainer(cfg: RunConfig, logger, callbacks, progress_bar: bool,
         enable_model_summary=False,
         enable_progress_bar=progress_bar,
         num_sanity_val_steps=0,
-        profiler=_simple_profiler() if profile else None,
+        profiler="simple" if profile else None,
         # the datamodule shards train batches by rank itself, in a resumable order
         use_distributed_sampler=False,
     )

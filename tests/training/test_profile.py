@@ -79,3 +79,12 @@ def test_a_profiled_run_says_where_its_time_went(ablate_home):
 def test_an_unprofiled_run_has_no_profile(ablate_home):
     result = train(load_config(overrides=list(TINY)), experiment="plain")
     assert "profile" not in result.extra
+
+
+def test_a_profile_with_budgets_says_their_branches_are_not_in_it(ablate_home):
+    cfg = load_config(overrides=[*TINY, "trainer.max_steps=8", "trainer.val_every=4",
+                                 "optim.schedule=wsd", "optim.warmup_steps=1",
+                                 "trainer.budgets=[4]", "trainer.profile=true"])
+    report = train(cfg, experiment="profiled-budgets").extra["profile"]
+    assert report["steps"] == 8  # the main run's steps only
+    assert "cooldown branches are not in it" in render(report)
