@@ -194,10 +194,8 @@ def test_full_disk_for_checkpoints_fails_trials_cleanly_then_resumes(ablate_home
 
 
 # -- real processes, real signals ------------------------------------------------------------
-# long enough that a signal sent once the first checkpoint (step 5) is seen lands before the
-# trial ends: 30 steps left a window of well under a second, which a fast step closed
 LONG = ["model.d_model=32", "model.n_layers=2", "model.n_heads=2", "model.d_ff=64",
-        "data.max_docs=30", "data.block_size=32", "data.batch_size=4", "trainer.max_steps=150",
+        "data.max_docs=30", "data.block_size=32", "data.batch_size=4", "trainer.max_steps=30",
         "trainer.val_every=5", "trainer.val_batches=1", "trainer.log_every=5",
         "trainer.progress=false", "tracking.routing_stats_every=5"]
 
