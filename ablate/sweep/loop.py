@@ -41,7 +41,7 @@ from ablate.sweep.points import (
     requeue,
     trial_point,
 )
-from ablate.sweep.reaper import fail_dead_trials, trial_id
+from ablate.sweep.reaper import INTERRUPTED, fail_dead_trials, trial_id
 from ablate.sweep.record import TrialRecord, queued, write
 from ablate.tracking.full_disk import StoreFull, is_full
 from ablate.tracking.tags import POINT, REVISION, STAGE, STUDY, TRIAL
@@ -205,8 +205,8 @@ class TrialLoop:
         except KeyboardInterrupt:  # Ctrl-C / SIGTERM: FAIL now, the next run resumes it
             from ablate.sweep.workers import parent_died
 
-            write(trial, fail_reason="interrupted: the sweep's parent process died"
-                  if parent_died() else "interrupted (Ctrl-C or SIGTERM)")
+            write(trial, fail_reason=f"{INTERRUPTED}: the sweep's parent process died"
+                  if parent_died() else f"{INTERRUPTED} (Ctrl-C or SIGTERM)")
             self.study.tell(trial, state=TrialState.FAIL)
             raise
         except StoreFull as e:  # the sweep stops; FAIL the trial if the store still takes it

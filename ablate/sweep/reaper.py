@@ -16,6 +16,7 @@ from ablate.sweep.record import TrialRecord, write_to_storage
 from ablate.tracking.tags import FAIL_REASON, STATE
 
 DIED = "worker process died"
+INTERRUPTED = "interrupted"  # how the fail reason of a stopped trial begins
 
 
 def trial_id(storage, study, number: int) -> int:
@@ -39,7 +40,7 @@ def fail_dead_trials(study, client, storage) -> list[int]:
             continue
         fail_trial(storage, study, t.number, DIED)
         for rid in rec.run_ids:
-            close_run_failed(client, rid, DIED)
+            close_run(client, rid, "FAILED", DIED)
         reaped.append(t.number)
     return reaped
 
@@ -61,13 +62,29 @@ def fail_trial(storage, study, number: int, reason: str) -> None:
     storage.set_trial_state_values(tid, TrialState.FAIL)
 
 
-def close_run_failed(client, run_id: str, reason: str) -> None:
+def close_interrupted_runs(study, client) -> list[str]:
+    """Close KILLED the MLflow runs that interrupted trials left RUNNING: a trial stopped
+    while its tracking server did not answer (a sweep's own server dies with the sweep)
+    ends FAIL in the study but cannot end its run; -> the ids closed now."""
+    from optuna.trial import TrialState
+
+    closed = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        rec = TrialRecord.of(t)
+        if (rec.fail_reason or "").startswith(INTERRUPTED):
+            closed += [rid for rid in rec.run_ids
+                       if close_run(client, rid, "KILLED", rec.fail_reason)]
+    return closed
+
+
+def close_run(client, run_id: str, status: str, reason: str) -> bool:
+    """End a run still RUNNING with `status` and its reason; -> whether it was RUNNING."""
     try:
         if client.get_run(run_id).info.status != "RUNNING":
-            return  # it ended on its own (FINISHED seeds of a multi-seed trial stay so)
+            return False  # it ended on its own (FINISHED seeds of a multi-seed trial stay so)
     except Exception:  # noqa: BLE001 - deleted from the store: nothing to close
-        return
-    client.set_tag(run_id, STATE, "FAILED")
+        return False
+    client.set_tag(run_id, STATE, status)
     client.set_tag(run_id, FAIL_REASON, reason)
-    client.set_terminated(run_id, status="FAILED")
-
+    client.set_terminated(run_id, status=status)
+    return True

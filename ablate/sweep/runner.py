@@ -32,7 +32,7 @@ from ablate.sweep.loop import TrialLoop
 from ablate.sweep.parent import open_parent, parent_open
 from ablate.sweep.points import point_states
 from ablate.sweep.preflight import EXHAUSTIVE, check_objective_names, check_overrides, preflight
-from ablate.sweep.reaper import fail_dead_trials
+from ablate.sweep.reaper import close_interrupted_runs, fail_dead_trials
 from ablate.sweep.record import EXPECT, parent_run_id
 from ablate.sweep.spec import SweepSpec
 from ablate.sweep.study import make_pruner, make_sampler, make_storage
@@ -173,6 +173,7 @@ class Sweep:
         client = store.client(self.tracking_uri)
         parent = open_parent(self, study, client, revision)
         fail_dead_trials(study, client, storage)
+        close_interrupted_runs(study, client)
         return study, storage, client, parent, revision
 
     def _lock(self):

@@ -171,19 +171,15 @@ def check_db_driver(url: str, key: str, allowed: str) -> None:
                           f"install it, or name one that is: {dialect_name}+DRIVER://") from None
 
 
-def check_reachable(uri: str | None, timeout: float = 5.0, key: str = "--tracking-uri") -> None:
-    """Fail fast, in one line, when the tracking URI cannot work (`check_tracking_uri`) or an
-    http(s) tracking server does not answer: MLflow's own client would retry for minutes
-    and then print a traceback."""
+def server_error(uri: str | None, timeout: float = 5.0) -> str | None:
+    """Why an http(s) tracking server does not answer (one probe of its /health, no retry);
+    None when it answers or `uri` is not a server. MLflow's own client retries a dead
+    server for about four minutes per call before it gives up."""
     import urllib.parse
     import urllib.request
 
-    from ablate.errors import ConfigError
-
-    check_tracking_uri(uri, key)
     if not uri or not uri.startswith(("http://", "https://")):
-        check_store(uri)
-        return
+        return None
     parts = urllib.parse.urlsplit(uri)
     host = parts.hostname or ""
     netloc = f"{host}:{parts.port}" if parts.port else host  # no credentials in the probe
@@ -191,12 +187,26 @@ def check_reachable(uri: str | None, timeout: float = 5.0, key: str = "--trackin
                                      parts.path.rstrip("/") + "/health", "", ""))
     try:
         with urllib.request.urlopen(probe, timeout=timeout):
-            return
+            return None
     except urllib.error.HTTPError:
-        return  # it answered (auth or an old server without /health): reachable
+        return None  # it answered (auth or an old server without /health): reachable
     except (OSError, ValueError) as e:
-        raise ConfigError(key, mask(uri), "a reachable MLflow tracking server",
-                          f"cannot connect ({type(e).__name__})") from None
+        return f"cannot connect ({type(e).__name__})"
+
+
+def check_reachable(uri: str | None, timeout: float = 5.0, key: str = "--tracking-uri") -> None:
+    """Fail fast, in one line, when the tracking URI cannot work (`check_tracking_uri`) or an
+    http(s) tracking server does not answer, instead of MLflow's minutes of retries and a
+    traceback."""
+    from ablate.errors import ConfigError
+
+    check_tracking_uri(uri, key)
+    if not uri or not uri.startswith(("http://", "https://")):
+        check_store(uri)
+        return
+    error = server_error(uri, timeout)
+    if error:
+        raise ConfigError(key, mask(uri), "a reachable MLflow tracking server", error)
 
 
 UI = "http://127.0.0.1:5000"  # where `ablate ui` serves by default

@@ -7,6 +7,7 @@ In a DDP trial every rank runs the same training code; only global rank 0 talks 
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -83,6 +84,14 @@ class RunTracker:
         client; the first error is raised afterwards (a full store stays loud)."""
         if not self.run_id:
             return
+        if status == "KILLED":  # stopping: a dead server (e.g. the sweep's own, killed with
+            error = store.server_error(self.tracking_uri, timeout=3.0)  # it) is not waited on
+            if error:
+                print(f"ablate: run {self.run_id} stays RUNNING: its tracking server "
+                      f"{store.mask(self.tracking_uri or '')} does not answer, {error}; the "
+                      "next `ablate sweep` or `ablate doctor --fix` closes it",
+                      file=sys.stderr, flush=True)
+                return
         first: BaseException | None = None
         for write in ((lambda: self.logger.flush()) if self.logger is not None else None,
                       lambda: self.client.set_tag(self.run_id, STATE, state)):

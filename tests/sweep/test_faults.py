@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -79,17 +80,30 @@ def _check_outcome(victim, ablate_home):
     assert retry_run.data.tags["ablate.resumed_from"].endswith("last.ckpt")
 
 
-def _running(name, home, n: int, timeout: float = 300):
-    """Wait until `n` trials of study `name` are RUNNING with their worker pid recorded."""
+def _running(name, home, n: int, timeout: float = 300, need=("pid", "host")):
+    """Wait until `n` trials of study `name` are RUNNING with the attributes `need` recorded
+    (by default their worker's pid)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         time.sleep(0.5)
         if (home / "optuna" / f"{name}.journal").exists():
             running = [t for t in _study(name).get_trials(states=(optuna.trial.TrialState.RUNNING,))
-                       if "pid" in t.user_attrs and "host" in t.user_attrs]
+                       if all(k in t.user_attrs for k in need)]
             if len(running) >= n:
                 return running
     raise AssertionError(f"{n} trials of {name} never ran together")
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            ppid = next(ln for ln in status.read_text().splitlines() if ln.startswith("PPid:"))
+        except (OSError, StopIteration):
+            continue
+        if int(ppid.split()[1]) == pid:
+            kids.append(int(status.parent.name))
+    return kids
 
 
 def _gone(pids, timeout: float) -> bool:
@@ -114,7 +128,11 @@ def test_workers_stop_within_seconds_when_their_sweep_is_killed(ablate_home, tmp
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
-        running = _running("orphan", ablate_home, 2)
+        # their MLflow runs exist: the server that holds them dies with the sweep
+        running = _running("orphan", ablate_home, 2, need=("pid", "host", "mlflow_run_id"))
+        for server in _children(proc.pid):  # killed first, hard: not one more request lands
+            if os.getsid(server) == server:  # the sweep's MLflow server leads its own session
+                os.killpg(server, signal.SIGKILL)
         proc.kill()  # the parent only: its workers are another story
         proc.wait(timeout=30)
         assert _gone([t.user_attrs["pid"] for t in running], 60), "a worker outlived its sweep"
@@ -126,9 +144,15 @@ def test_workers_stop_within_seconds_when_their_sweep_is_killed(ablate_home, tmp
     trials = _study("orphan").get_trials()
     assert all(t.state.name == "FAIL" and "parent process died" in t.user_attrs["fail_reason"]
                for t in trials), [(t.state.name, t.user_attrs.get("fail_reason")) for t in trials]
+    stopped = [t.user_attrs["mlflow_run_id"] for t in trials]
     again = subprocess.run(cmd, env=env, capture_output=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     assert sum(t.state.name == "COMPLETE" for t in _study("orphan").get_trials()) == 2
+    # the stopped trials' runs could not be closed (the sweep's MLflow server died with it):
+    # the next sweep closed them KILLED
+    by_id = {r.info.run_id: r for r in all_runs(ablate_home)}
+    assert [by_id[r].info.status for r in stopped] == ["KILLED", "KILLED"]
+    assert not [r for r in by_id.values() if r.info.status == "RUNNING"]
 
 
 def test_doctor_names_an_orphaned_worker_and_fix_stops_it(ablate_home, tmp_path):
