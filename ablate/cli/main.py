@@ -61,8 +61,13 @@ class _GracefulSignals:
     (instead of RUNNING forever), finished trials are untouched. The second signal is
     ignored: a terminal's Ctrl-C reaches the workers and their parent, which then also sends
     SIGTERM, and that would interrupt the cleanup halfway (e.g. with the study's journal lock
-    held) and leave the trial RUNNING. A third one interrupts again (force). Previous handlers
-    are restored on exit."""
+    held) and leave the trial RUNNING. A third one interrupts again (force).
+
+    A stop that lands while a finalizer or a weakref callback runs (garbage collection can
+    run one anywhere) is printed and dropped by Python ("Exception ignored in ..."): the
+    process would train on as if never signalled. Such a KeyboardInterrupt is delivered
+    again through the same handler a moment later, once the finalizer has returned.
+    Previous handlers and hooks are restored on exit."""
 
     SIGNALS = ("SIGINT", "SIGTERM")
 
@@ -70,7 +75,7 @@ class _GracefulSignals:
         import signal
         import threading
 
-        self.received, self.saved = 0, {}
+        self.received, self.saved, self.again, self.hook = 0, {}, None, None
         if threading.current_thread() is not threading.main_thread():
             return self  # only the main thread may set handlers
         for name in self.SIGNALS:
@@ -79,20 +84,39 @@ class _GracefulSignals:
             if current in (signal.SIG_DFL, signal.default_int_handler):  # not if ignored or taken
                 self.saved[sig] = current
                 signal.signal(sig, self._handle)
+        self.hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
         return self
 
     def _handle(self, signum, frame) -> None:
+        if self.again == signum:  # a stop a finalizer dropped, delivered again
+            self.again = None
+            raise KeyboardInterrupt(f"signal {signum}")
         self.received += 1
+        self.signum = signum
         if self.received == 2:  # already stopping: let the cleanup finish
             print("ablate: stopping (closing the runs); signal again to force", file=sys.stderr)
             return
         raise KeyboardInterrupt(f"signal {signum}")
+
+    def _unraisable(self, unraisable) -> None:
+        import _thread
+        import threading
+
+        if isinstance(unraisable.exc_value, KeyboardInterrupt) and self.received:
+            self.again = self.signum
+            # from another thread, a moment later: a handler run from here (still inside
+            # the finalizer) would be dropped again
+            threading.Timer(0.02, _thread.interrupt_main, (self.signum,)).start()
+            return
+        self.hook(unraisable)
 
     def __exit__(self, *exc) -> None:
         import signal
 
         for sig, handler in self.saved.items():
             signal.signal(sig, handler)
+        if self.hook is not None:
+            sys.unraisablehook = self.hook
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -86,4 +86,12 @@ class MlflowRunLogger(Logger):
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
+        """status "failed": an exception or a stop (Ctrl-C, SIGTERM, the sweep's death) is
+        ending the fit; a tracking server that does not answer (the sweep's own, killed with
+        it) is not waited on (MLflow's client retries each call for about four minutes): the
+        batch stays buffered and the run's end says it was not closed."""
+        from ablate.tracking.store import server_error
+
+        if status != "success" and server_error(self.client.tracking_uri, timeout=3.0):
+            return
         self.flush()

@@ -201,10 +201,21 @@ LONG = ["model.d_model=32", "model.n_layers=2", "model.n_heads=2", "model.d_ff=6
 
 
 def _start(path: str, home, *extra: str) -> subprocess.Popen:
+    """The sweep in its own session; its stderr in `proc.err` (a file beside the sweep file)
+    for the assertion messages."""
     env = {**os.environ, "ABLATE_HOME": str(home)}
-    return subprocess.Popen([sys.executable, "-m", "ablate", "sweep", path, *LONG, *extra], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    err = f"{path}.stderr"
+    with open(err, "ab") as f:
+        proc = subprocess.Popen([sys.executable, "-m", "ablate", "sweep", path, *LONG, *extra],
+                                env=env, stdout=subprocess.DEVNULL, stderr=f,
+                                start_new_session=True)
+    proc.err = err
+    return proc
+
+
+def _err(proc) -> str:
+    with open(proc.err, errors="replace") as f:
+        return f.read()[-3000:]
 
 
 def _wait_running(proc, home, name: str, n: int = 1, ckpt: bool = True, timeout: float = 240):
@@ -336,7 +347,8 @@ def test_a_signal_during_training_ends_the_trial_fail_its_run_killed_exit_130(si
     trials = study.get_trials()
     runs = {r.info.run_id: r.info.status for r in all_runs(ablate_home)}
     assert (rc, trials[t.number].state.name, runs[t.user_attrs["mlflow_run_id"]],
-            runs[study.user_attrs["mlflow_parent_run_id"]]) == (130, "FAIL", "KILLED", "KILLED")
+            runs[study.user_attrs["mlflow_parent_run_id"]]) == (130, "FAIL", "KILLED", "KILLED"), \
+        _err(proc)
     assert trials[t.number].user_attrs["fail_reason"].startswith("interrupted")
     assert diagnose("term").ok
 

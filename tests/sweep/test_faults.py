@@ -135,7 +135,9 @@ def test_workers_stop_within_seconds_when_their_sweep_is_killed(ablate_home, tmp
                 os.killpg(server, signal.SIGKILL)
         proc.kill()  # the parent only: its workers are another story
         proc.wait(timeout=30)
-        assert _gone([t.user_attrs["pid"] for t in running], 60), "a worker outlived its sweep"
+        logs = sorted((ablate_home / "logs" / "orphan").glob("worker-*.log"))
+        assert _gone([t.user_attrs["pid"] for t in running], 60), \
+            "a worker outlived its sweep: " + " | ".join(f.read_text()[-1500:] for f in logs)
     finally:
         try:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -1,5 +1,5 @@
-"""RunTracker.end: a run stopped while its tracking server is dead does not wait on it, and
-the next sweep closes what it left RUNNING."""
+"""RunTracker.end and its logger's finalize: a run stopped while its tracking server is dead
+does not wait on it, and the next sweep closes what it left RUNNING."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ def test_a_stopped_run_does_not_wait_on_a_dead_server_and_the_next_sweep_closes_
         tracker.logger.log_metrics({"train/loss": 1.0}, step=1)
     # the server is gone (MLflow's client alone would retry each call for ~4 minutes)
     t0 = time.monotonic()
+    tracker.logger.finalize("failed")  # what Lightning calls first when a stop ends the fit
     tracker.end("KILLED", "KILLED")
     assert time.monotonic() - t0 < 15
     err = capsys.readouterr().err
