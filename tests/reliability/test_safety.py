@@ -78,9 +78,11 @@ def test_ui_really_listens_on_127_0_0_1_only(ablate_home, tmp_path):
 
     port = free_port()
     env = {**os.environ, "ABLATE_HOME": str(ablate_home)}
-    proc = subprocess.Popen([sys.executable, "-m", "ablate", "ui", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path,
-                            start_new_session=True)
+    err = tmp_path / "ui.stderr"
+    with open(err, "wb") as f:
+        proc = subprocess.Popen([sys.executable, "-m", "ablate", "ui", "--port", str(port)],
+                                env=env, stdout=subprocess.DEVNULL, stderr=f, cwd=tmp_path,
+                                start_new_session=True)
     try:
         deadline = time.monotonic() + 120
         while not _listening(port):
@@ -90,7 +92,7 @@ def test_ui_really_listens_on_127_0_0_1_only(ablate_home, tmp_path):
         assert set(_listening(port)) == {"127.0.0.1"}
         # SIGTERM to `ablate ui` alone (not its group): it stops the server and its workers
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
+        assert proc.wait(timeout=30) == 0, err.read_text()[-3000:]
         deadline = time.monotonic() + 20
         while _listening(port) and time.monotonic() < deadline:
             time.sleep(0.5)
