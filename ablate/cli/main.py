@@ -117,6 +117,21 @@ class _GracefulSignals:
             signal.signal(sig, handler)
         if self.hook is not None:
             sys.unraisablehook = self.hook
+        if self.received:  # the stop was handled: the exit code is ours
+            _forget_unhandled_interrupt()
+
+
+def _forget_unhandled_interrupt() -> None:
+    """CPython marks a KeyboardInterrupt that left Python source run from C (the PyRun_*
+    API) as unhandled, even when Python code caught it later, and ends a `python -m`
+    process by SIGINT at exit (status -2 instead of the command's own code). Running any
+    source through the same C path clears the mark."""
+    try:
+        import ctypes
+
+        ctypes.pythonapi.PyRun_SimpleString(b"")
+    except (ImportError, AttributeError):  # not CPython: no such mark
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:

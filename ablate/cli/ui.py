@@ -36,7 +36,37 @@ def run(a) -> int:
     """Serve until Ctrl-C or SIGTERM, then stop the server and its workers (they run in a
     session of their own: a signal to this process alone must not leave them holding the
     port). The links are printed once the server answers; its output goes to a log file
-    unless --verbose."""
+    unless --verbose.
+
+    A signal only sets a flag that the waits check: a KeyboardInterrupt thrown into the
+    link listing's imports (MLflow's, a second or more) could leave one half done or, from
+    Python source run by C code, end the process by SIGINT however it was caught."""
+    import threading
+
+    stop = threading.Event()
+    with _signals_set(stop):
+        return _serve(a, stop)
+
+
+@contextlib.contextmanager
+def _signals_set(stop):
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in saved:
+        signal.signal(s, lambda *_: stop.set())
+    try:
+        yield
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+
+
+def _serve(a, stop) -> int:
     import subprocess
 
     from ablate import paths
@@ -55,13 +85,15 @@ def run(a) -> int:
                                 start_new_session=True, preexec_fn=die_with_parent)
     base = f"http://{'127.0.0.1' if a.host in ('0.0.0.0', '::') else a.host}:{a.port}"
     try:
-        wait_until_up(base, proc, log if not a.verbose else None)
-        print(f"MLflow UI on http://{a.host}:{a.port}  (store {uri}; Ctrl-C to stop"
-              + (f"; server log {log})" if not a.verbose else ")"), flush=True)
-        for name, link in study_links(uri, base):
-            print(f"  {name}: {link}", flush=True)
-        return proc.wait()
-    except KeyboardInterrupt:
+        wait_until_up(base, proc, log if not a.verbose else None, stop=stop)
+        if not stop.is_set():
+            print(f"MLflow UI on http://{a.host}:{a.port}  (store {uri}; Ctrl-C to stop"
+                  + (f"; server log {log})" if not a.verbose else ")"), flush=True)
+            for name, link in study_links(uri, base):
+                print(f"  {name}: {link}", flush=True)
+        while not stop.wait(0.5):
+            if proc.poll() is not None:
+                return proc.returncode
         print("MLflow UI stopped", flush=True)
         return 0
     finally:

@@ -36,11 +36,13 @@ def die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def wait_until_up(url: str, proc, log: Path | None, timeout: float = 120.0) -> None:
-    """Until `url`/health answers; AblateError (one line, naming the log) if `proc` exits or
-    the server does not answer within `timeout` seconds."""
+def wait_until_up(url: str, proc, log: Path | None, timeout: float = 120.0,
+                  stop=None) -> None:
+    """Until `url`/health answers (or the threading.Event `stop` is set); AblateError (one
+    line, naming the log) if `proc` exits or the server does not answer within `timeout`
+    seconds."""
     deadline = time.monotonic() + timeout
-    while True:
+    while stop is None or not stop.is_set():
         try:
             with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
                 if r.status == 200:
