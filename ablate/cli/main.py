@@ -1,5 +1,6 @@
-"""The `ablate` command line: the parser assembled from one module per command, signals,
-and main(). Errors a user can fix: one line on stderr, exit code 2.
+"""The `ablate` command line: the parser assembled from one module per command, and main()
+(under `GracefulSignals`: SIGTERM is a Ctrl-C, exit code 130). Errors a user can fix: one
+line on stderr, exit code 2.
 
 A command is a module of this package with `add_parser(sub)` (its subparser) and `run(args)
 -> exit code`, listed once in COMMANDS. A command whose subparser has an `overrides`
@@ -14,6 +15,7 @@ import sys
 
 from ablate.cli import bench, claims, compare, config, dashboard, doctor, sweep, train, ui
 from ablate.cli.common import Parser, apply_env, name_the_source
+from ablate.interrupts import GracefulSignals
 from ablate.tracking import full_disk  # (its import quiets MLflow's own full-disk traceback)
 
 COMMANDS = {"train": train, "sweep": sweep, "compare": compare, "dashboard": dashboard,
@@ -56,84 +58,6 @@ def _environment() -> None:
     os.environ.setdefault("MPLCONFIGDIR", str(paths.cache_dir() / "matplotlib"))
 
 
-class _GracefulSignals:
-    """SIGTERM behaves like Ctrl-C: the running trial ends FAIL in Optuna and KILLED in MLflow
-    (instead of RUNNING forever), finished trials are untouched. The second signal is
-    ignored: a terminal's Ctrl-C reaches the workers and their parent, which then also sends
-    SIGTERM, and that would interrupt the cleanup halfway (e.g. with the study's journal lock
-    held) and leave the trial RUNNING. A third one interrupts again (force).
-
-    A stop that lands while a finalizer or a weakref callback runs (garbage collection can
-    run one anywhere) is printed and dropped by Python ("Exception ignored in ..."): the
-    process would train on as if never signalled. Such a KeyboardInterrupt is delivered
-    again through the same handler a moment later, once the finalizer has returned.
-    Previous handlers and hooks are restored on exit."""
-
-    SIGNALS = ("SIGINT", "SIGTERM")
-
-    def __enter__(self):
-        import signal
-        import threading
-
-        self.received, self.saved, self.again, self.hook = 0, {}, None, None
-        if threading.current_thread() is not threading.main_thread():
-            return self  # only the main thread may set handlers
-        for name in self.SIGNALS:
-            sig = getattr(signal, name)
-            current = signal.getsignal(sig)
-            if current in (signal.SIG_DFL, signal.default_int_handler):  # not if ignored or taken
-                self.saved[sig] = current
-                signal.signal(sig, self._handle)
-        self.hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        if self.again == signum:  # a stop a finalizer dropped, delivered again
-            self.again = None
-            raise KeyboardInterrupt(f"signal {signum}")
-        self.received += 1
-        self.signum = signum
-        if self.received == 2:  # already stopping: let the cleanup finish
-            print("ablate: stopping (closing the runs); signal again to force", file=sys.stderr)
-            return
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    def _unraisable(self, unraisable) -> None:
-        import _thread
-        import threading
-
-        if isinstance(unraisable.exc_value, KeyboardInterrupt) and self.received:
-            self.again = self.signum
-            # from another thread, a moment later: a handler run from here (still inside
-            # the finalizer) would be dropped again
-            threading.Timer(0.02, _thread.interrupt_main, (self.signum,)).start()
-            return
-        self.hook(unraisable)
-
-    def __exit__(self, *exc) -> None:
-        import signal
-
-        for sig, handler in self.saved.items():
-            signal.signal(sig, handler)
-        if self.hook is not None:
-            sys.unraisablehook = self.hook
-        if self.received:  # the stop was handled: the exit code is ours
-            _forget_unhandled_interrupt()
-
-
-def _forget_unhandled_interrupt() -> None:
-    """CPython marks a KeyboardInterrupt that left Python source run from C (the PyRun_*
-    API) as unhandled, even when Python code caught it later, and ends a `python -m`
-    process by SIGINT at exit (status -2 instead of the command's own code). Running any
-    source through the same C path clears the mark."""
-    try:
-        import ctypes
-
-        ctypes.pythonapi.PyRun_SimpleString(b"")
-    except (ImportError, AttributeError):  # not CPython: no such mark
-        pass
-
-
 def main(argv: list[str] | None = None) -> int:
     from ablate.errors import AblateError
 
@@ -150,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     apply_env(a)
     try:
-        with _GracefulSignals():
+        with GracefulSignals():
             return COMMANDS[a.command].run(a)
     except AblateError as e:
         from ablate.tracking.store import mask

@@ -35,6 +35,8 @@ from typing import Any
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from optuna.storages.journal._file import get_lock_file
 
+from ablate.interrupts import shielded
+
 RECORD_START = b'{"op_code":'  # how Optuna 5 writes every record (`JournalStorage._write_log`)
 
 
@@ -183,11 +185,13 @@ def _write_synced(path: Path, blob: bytes) -> None:
 
 
 class DurableJournalBackend(JournalFileBackend):
-    """Optuna's journal file whose appends never leave half a record behind."""
+    """Optuna's journal file whose appends never leave half a record behind, nor its lock
+    held: a stop waits until the append is done (a lock left behind would stall the stopped
+    trial's own FAIL record for the lock's grace period)."""
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         blob = ("\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n").encode()
-        with get_lock_file(self._lock):
+        with shielded(), get_lock_file(self._lock):
             size = self._cut_torn_tail()
             try:
                 with open(self._file_path, "ab") as f:

@@ -13,6 +13,7 @@ import socket
 from ablate.sweep.points import requeue
 from ablate.sweep.proc import alive
 from ablate.sweep.record import TrialRecord, write_to_storage
+from ablate.tracking.runs import find_runs
 from ablate.tracking.tags import FAIL_REASON, STATE
 
 DIED = "worker process died"
@@ -65,15 +66,20 @@ def fail_trial(storage, study, number: int, reason: str) -> None:
 def close_interrupted_runs(study, client) -> list[str]:
     """Close KILLED the MLflow runs that interrupted trials left RUNNING: a trial stopped
     while its tracking server did not answer (a sweep's own server dies with the sweep)
-    ends FAIL in the study but cannot end its run; -> the ids closed now."""
+    ends FAIL in the study but cannot end its run; -> the ids closed now. One search for
+    the store's RUNNING runs, whatever the number of interrupted trials."""
     from optuna.trial import TrialState
 
-    closed = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
-        rec = TrialRecord.of(t)
-        if (rec.fail_reason or "").startswith(INTERRUPTED):
-            closed += [rid for rid in rec.run_ids
-                       if close_run(client, rid, "KILLED", rec.fail_reason)]
+    reasons = {rid: rec.fail_reason
+               for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+               if ((rec := TrialRecord.of(t)).fail_reason or "").startswith(INTERRUPTED)
+               for rid in rec.run_ids}
+    if not reasons:
+        return []
+    running = {r.info.run_id for r in find_runs(client, "attributes.status = 'RUNNING'")}
+    closed = [rid for rid in reasons if rid in running]
+    for rid in closed:
+        end_with_reason(client, rid, "KILLED", reasons[rid])
     return closed
 
 
@@ -84,7 +90,11 @@ def close_run(client, run_id: str, status: str, reason: str) -> bool:
             return False  # it ended on its own (FINISHED seeds of a multi-seed trial stay so)
     except Exception:  # noqa: BLE001 - deleted from the store: nothing to close
         return False
+    end_with_reason(client, run_id, status, reason)
+    return True
+
+
+def end_with_reason(client, run_id: str, status: str, reason: str) -> None:
     client.set_tag(run_id, STATE, status)
     client.set_tag(run_id, FAIL_REASON, reason)
     client.set_terminated(run_id, status=status)
-    return True

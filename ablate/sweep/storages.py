@@ -16,6 +16,7 @@ study, storage = load_study("quickstart", None)    # an existing study, never cr
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -77,22 +78,38 @@ def _check_database(url: str, workers: int) -> None:
     check_db_driver(_with_driver(url), "--storage", STORAGE_ALLOWED)
 
 
-def _open_sqlite(url: str, study: str):
+@functools.cache
+def _rdb_storage():
+    """Optuna's RDBStorage whose public calls run whole (`ablate.interrupts.shielded`): a stop
+    that cut one in half could leave its pooled connection holding the database's write
+    lock, and the stopped trial's own FAIL would then wait out the busy timeout and fail
+    (SQLite: 1 stop in a few at random moments of user-attr writes)."""
     from optuna.storages import RDBStorage
 
-    return RDBStorage(url)
+    from ablate.interrupts import shield
+
+    class ShieldedRDBStorage(RDBStorage):
+        def __getattribute__(self, name: str):
+            attr = super().__getattribute__(name)
+            return attr if name.startswith("_") or not callable(attr) else shield(attr)
+
+    return ShieldedRDBStorage
+
+
+def _open_sqlite(url: str, study: str):
+    return _rdb_storage()(url)
 
 
 def _open_server(url: str, study: str):
     """PostgreSQL or MySQL: heartbeats, so a lost worker's trial is failed and retried."""
     from optuna.exceptions import ExperimentalWarning
-    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
 
     url = _with_driver(url)
     try:
         with warnings.catch_warnings():  # heartbeats are "experimental": not the user's concern
             warnings.simplefilter("ignore", ExperimentalWarning)
-            return RDBStorage(
+            return _rdb_storage()(
                 url,
                 heartbeat_interval=60,
                 grace_period=180,

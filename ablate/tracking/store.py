@@ -33,15 +33,16 @@ def client(uri: str | None):
     A SQLite store is created (or migrated) under a file lock beside it: MLflow creates its
     tables with migrations that race (two sweeps started together on a new ABLATE_HOME die
     in alembic, `Online migration expected to match one row`). An unreadable file (a torn
-    copy, a disk error) stops here in one line naming it (`StoreUnreadable`)."""
+    copy, a disk error) stops here in one line naming it (`StoreUnreadable`). On a database
+    this process connects to itself, every call is `shielded` from a stop."""
     from mlflow.tracking import MlflowClient
 
     uri = resolve_tracking_uri(uri)
     if not uri.startswith("sqlite:///"):
-        return MlflowClient(tracking_uri=uri)
+        return _shield(MlflowClient(tracking_uri=uri))
     path = Path(uri[len("sqlite:///"):])
     if _stamp(path) in _OPENED:
-        return MlflowClient(tracking_uri=uri)
+        return _shield(MlflowClient(tracking_uri=uri))
     path.parent.mkdir(parents=True, exist_ok=True)
     from filelock import FileLock
 
@@ -50,7 +51,31 @@ def client(uri: str | None):
         c = MlflowClient(tracking_uri=uri)
         c.search_experiments(max_results=1)  # MLflow creates or migrates its tables here
     _OPENED.add(_stamp(path))
-    return c
+    return _shield(c)
+
+
+class ShieldedClient:
+    """An MlflowClient whose public calls run whole (`ablate.interrupts.shielded`): a stop
+    that cut one in half could leave its database connection in the pool with the write
+    lock held, and the run could then never be closed. Only for databases: a request to a
+    server is cut safely (the server's transaction is its own), and a dead server must not
+    hold a stop for MLflow's minutes of retries."""
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def __getattr__(self, name: str):
+        from ablate.interrupts import shield
+
+        attr = getattr(self._inner, name)
+        return attr if name.startswith("_") or not callable(attr) else shield(attr)
+
+
+def _shield(mlflow_client):
+    from mlflow.store.db.db_types import DATABASE_ENGINES
+
+    scheme = mlflow_client.tracking_uri.split(":", 1)[0].split("+", 1)[0]
+    return ShieldedClient(mlflow_client) if scheme in DATABASE_ENGINES else mlflow_client
 
 
 def _stamp(path: Path) -> tuple:

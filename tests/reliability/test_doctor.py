@@ -203,7 +203,8 @@ LONG = ["model.d_model=32", "model.n_layers=2", "model.n_heads=2", "model.d_ff=6
 def _start(path: str, home, *extra: str) -> subprocess.Popen:
     """The sweep in its own session; its stderr in `proc.err` (a file beside the sweep file)
     for the assertion messages."""
-    env = {**os.environ, "ABLATE_HOME": str(home)}
+    # faulthandler: `_wait` asks a sweep that does not stop for every thread's stack (SIGABRT)
+    env = {**os.environ, "ABLATE_HOME": str(home), "PYTHONFAULTHANDLER": "1"}
     err = f"{path}.stderr"
     with open(err, "ab") as f:
         proc = subprocess.Popen([sys.executable, "-m", "ablate", "sweep", path, *LONG, *extra],
@@ -213,9 +214,22 @@ def _start(path: str, home, *extra: str) -> subprocess.Popen:
     return proc
 
 
-def _err(proc) -> str:
+def _err(proc, tail: int = 3000) -> str:
     with open(proc.err, errors="replace") as f:
-        return f.read()[-3000:]
+        return f.read()[-tail:]
+
+
+def _wait(proc, timeout: float) -> int:
+    """proc's exit code; a sweep still running after `timeout` seconds fails the test with
+    its stderr and every thread's stack (faulthandler dumps them on SIGABRT)."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+        raise AssertionError(f"the sweep did not exit within {timeout:.0f} s:\n"
+                             f"{_err(proc, 12000)}") from None
 
 
 def _wait_running(proc, home, name: str, n: int = 1, ckpt: bool = True, timeout: float = 240):
@@ -307,7 +321,7 @@ def test_signals_then_doctor_and_rerun_complete_the_study(how, ablate_home, tmp_
             os.killpg(proc.pid, signal.SIGINT)
         else:
             os.kill(running[0].user_attrs["pid"], getattr(signal, how.split("-")[0].upper()))
-        rc = proc.wait(timeout=300)
+        rc = _wait(proc, 300)
     finally:
         _reap(proc)
     before = _finished_snapshot(name, ablate_home)
@@ -340,7 +354,7 @@ def test_a_signal_during_training_ends_the_trial_fail_its_run_killed_exit_130(si
     try:
         (t,) = _wait_running(proc, ablate_home, "term")
         proc.send_signal(sig)
-        rc = proc.wait(timeout=120)
+        rc = _wait(proc, 120)
     finally:
         _reap(proc)
     study = _study("term")
