@@ -5,7 +5,10 @@ each budget, the trend and the extrapolated crossover with its backtest (`scalin
 Three axes, the same runs:
     tokens  each budget's tokens (the metric's step)
     flops   tokens × the arm's training FLOPs per token (`flops_per_token`)
-    time    tokens / the run's measured throughput (mean `perf/tokens_per_s`): wall time
+    time    tokens × the run's measured seconds per token: its clock in the training loop.
+            Each `perf/tokens_per_s` covers the same number of tokens, so the seconds per
+            token are the mean of 1 / throughput (1 / the mean throughput would make a run
+            whose speed varies look faster than its clock says)
 On the flops and time axes the arms' budgets fall at different x, so every run is read at the
 x values all runs cover, linearly in log x between its own budgets (`at_common_x`): a
 comparison at equal FLOPs or equal time is never extrapolated past a measured budget.
@@ -62,7 +65,7 @@ def read_curves(data: StudyData, metric: str | None = None, axis: str = "tokens"
             factor = r.value("flops_per_token", NAN)
         elif axis == "time":
             tps = [v for _, v in data.history(r.run_id, "perf/tokens_per_s") if v > 0]
-            factor = 1.0 / (sum(tps) / len(tps)) if tps else NAN
+            factor = sum(1.0 / v for v in tps) / len(tps) if tps else NAN  # seconds per token
         else:
             factor = 1.0
         if not (factor and math.isfinite(factor)):

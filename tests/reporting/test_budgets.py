@@ -55,11 +55,14 @@ def test_a_rescaled_axis_has_one_column_per_budget():
     assert budget_grid({"a": {0: {1.0: 1.0}}, "b": {0: {3.0: 1.0}}}) == []  # apart: none
 
 
-# -- a real study with budgets: 2 arms x 3 seeds, budgets of 6, 9 and 12 steps, then 18 --------
+# -- a real study with budgets: 2 arms x 3 seeds, budgets of 3, 6, 9 and 12 steps, then 18 -----
+# (18/3: the time axis finds a range every run covers while the runs' measured speeds stay
+# within 6x of each other; at these tiny sizes a MoE seed once measured 4.7x slower than a
+# dense one, where budgets of [6, 9, 12] left no common range)
 BUDGET_SWEEP = {
     "study": "budgets",
     "base": {"optim": {"schedule": "wsd", "warmup_steps": 1, "decay_fraction": 0.25},
-             "trainer": {"max_steps": 18, "val_every": 3, "budgets": [6, 9, 12]}},
+             "trainer": {"max_steps": 18, "val_every": 3, "budgets": [3, 6, 9, 12]}},
     "space": {"arm": {"dense": {"model.ffn": "dense"},
                       "moe": {"model.ffn": "moe", "model.moe.n_experts": 4}}},
     "repeats": 3,
@@ -90,7 +93,7 @@ def budget_home(tmp_path_factory):
 
 
 def test_compare_across_budgets_in_every_format(budget_home, monkeypatch, capsys):
-    """`ablate compare` reads each arm at each budget (4 budgets x 3 seeds), judges the
+    """`ablate compare` reads each arm at each budget (5 budgets x 3 seeds), judges the
     expectation at each, prints the trend line, and gives the JSON scripts rely on."""
     import json
 
@@ -102,7 +105,7 @@ def test_compare_across_budgets_in_every_format(budget_home, monkeypatch, capsys
     monkeypatch.setenv("ABLATE_HOME", str(budget_home))
     data = load_study("budgets")
     view = budget_view(data)
-    tokens = [n * 4 * 32 for n in (6, 9, 12, 18)]
+    tokens = [n * 4 * 32 for n in (3, 6, 9, 12, 18)]
     assert view.xs == tokens and set(view.arms) == {"dense", "moe"}
     assert all(s.n == 3 for rows in view.arms.values() for _, s in rows)
     # the largest budget is each run's own end: its mean is the comparison's
@@ -120,7 +123,7 @@ def test_compare_across_budgets_in_every_format(budget_home, monkeypatch, capsys
     assert exp["budgets"][-1]["verdict"] == exp["verdict"]  # the largest budget is the verdict
     assert set(exp["trend"]) == {"slope", "slope_ci", "crossover_tokens", "crossover_ci",
                                  "backtest_error", "status"}
-    assert exp["trend"]["backtest_error"] is not None  # 4 budgets: backtested
+    assert exp["trend"]["backtest_error"] is not None  # 5 budgets: backtested
     assert main(["compare", "--study", "budgets"]) == 0
     text = capsys.readouterr().out
     assert "at each budget" in text and "per doubling" in text and "trend:" in text
@@ -148,3 +151,23 @@ def test_the_budgets_panel_draws_every_arm(budget_home, monkeypatch):
         names = {t.name for t in fig.data if t.name}
         assert {"dense (n=3)", "moe (n=3)"} <= names
         assert notes and "per doubling" in str(notes[0])
+
+
+def test_the_time_axis_is_each_runs_clock(budget_home, monkeypatch):
+    """A run's seconds at a budget: its tokens times the mean of 1 / perf/tokens_per_s (each
+    logged interval covers the same tokens), not tokens / the mean throughput, which makes
+    a run whose speed varies look faster than its clock says."""
+    import ablate.reporting.budgets as budgets
+    from ablate.reporting.collect import load_study
+    from ablate.reporting.compare import one_per_config_and_seed
+
+    monkeypatch.setenv("ABLATE_HOME", str(budget_home))
+    monkeypatch.setattr(budgets, "at_common_x", lambda curves, grid: curves)  # each run's own x
+    data = load_study("budgets")
+    curves = budgets.read_curves(data, axis="time")
+    runs, _ = one_per_config_and_seed(data.complete())
+    for r in runs:
+        tps = [v for _, v in data.history(r.run_id, "perf/tokens_per_s")]
+        seconds_per_token = sum(1 / v for v in tps) / len(tps)
+        assert max(curves[r.arm][r.seed]) == pytest.approx(18 * 4 * 32 * seconds_per_token)
+        assert seconds_per_token > 1 / (sum(tps) / len(tps))  # speeds vary: the two differ
