@@ -124,7 +124,11 @@ def test_workers_stop_within_seconds_when_their_sweep_is_killed(ablate_home, tmp
     path = tmp_path / "orphan.yaml"
     path.write_text(yaml.safe_dump(spec))
     env = {**os.environ, "ABLATE_HOME": str(ablate_home)}
-    cmd = [sys.executable, "-m", "ablate", "sweep", str(path), "--workers", "2", *SLOWER]
+    # trials of 400 steps: 120 once let one worker finish its trial before the other (which
+    # tokenized the corpus first) had its run, and the two never ran together
+    longer = [a for a in SLOWER if not a.startswith("trainer.max_steps")]
+    longer.append("trainer.max_steps=400")
+    cmd = [sys.executable, "-m", "ablate", "sweep", str(path), "--workers", "2", *longer]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
