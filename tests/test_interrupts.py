@@ -40,11 +40,11 @@ def test_a_stop_that_lands_inside_a_finalizer_is_delivered_again(capsys):
     import sys
 
     hook = sys.unraisablehook
+    gc.collect()  # before the clock starts: a long test session's heap takes seconds
     t0 = time.monotonic()
     with pytest.raises(KeyboardInterrupt, match="signal 15"):
         with GracefulSignals():
             _SignalledWhileFinalized()  # finalized at once (refcount 0)
-            gc.collect()
             _train_on(5)
     assert time.monotonic() - t0 < 2
     assert sys.unraisablehook is hook
@@ -61,11 +61,11 @@ def test_a_stop_inside_a_shield_waits_for_its_end_and_a_third_one_forces():
                 finished = True
     assert finished
 
-    with pytest.raises(KeyboardInterrupt, match="signal 2"):
+    with pytest.raises(KeyboardInterrupt, match="signal 15"):
         with GracefulSignals():
             with shielded():
                 for _ in range(3):
-                    signal.raise_signal(signal.SIGINT)
+                    signal.raise_signal(signal.SIGTERM)
                     _train_on(0.01)
                 pytest.fail("the third signal did not cut in")
 

@@ -209,9 +209,16 @@ def _start(path: str, home, *extra: str) -> subprocess.Popen:
     with open(err, "ab") as f:
         proc = subprocess.Popen([sys.executable, "-m", "ablate", "sweep", path, *LONG, *extra],
                                 env=env, stdout=subprocess.DEVNULL, stderr=f,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=_sigint_default)
     proc.err = err
     return proc
+
+
+def _sigint_default() -> None:
+    """The sweep takes Ctrl-C as a terminal's foreground job does. A test run started in the
+    background of a script (`cmd &`) inherits SIGINT ignored, and Python (so the sweep too)
+    keeps an ignored SIGINT ignored: the Ctrl-C tests would then test nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _err(proc, tail: int = 3000) -> str:
