@@ -50,6 +50,12 @@ def shield(fn):
     return call
 
 
+def shield_public(name: str, attr):
+    """`attr` (the attribute `name` of a store object), `shield`ed when it is a public method:
+    how a store client or storage is made to run its calls whole."""
+    return attr if name.startswith("_") or not callable(attr) else shield(attr)
+
+
 class GracefulSignals:
     """SIGTERM behaves like Ctrl-C: the running trial ends FAIL in Optuna and KILLED in MLflow
     (instead of RUNNING forever), finished trials are untouched. The second signal is

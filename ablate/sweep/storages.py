@@ -86,12 +86,11 @@ def _rdb_storage():
     (SQLite: 1 stop in a few at random moments of user-attr writes)."""
     from optuna.storages import RDBStorage
 
-    from ablate.interrupts import shield
+    from ablate.interrupts import shield_public
 
     class ShieldedRDBStorage(RDBStorage):
         def __getattribute__(self, name: str):
-            attr = super().__getattribute__(name)
-            return attr if name.startswith("_") or not callable(attr) else shield(attr)
+            return shield_public(name, super().__getattribute__(name))
 
     return ShieldedRDBStorage
 

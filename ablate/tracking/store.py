@@ -65,10 +65,9 @@ class ShieldedClient:
         self._inner = inner
 
     def __getattr__(self, name: str):
-        from ablate.interrupts import shield
+        from ablate.interrupts import shield_public
 
-        attr = getattr(self._inner, name)
-        return attr if name.startswith("_") or not callable(attr) else shield(attr)
+        return shield_public(name, getattr(self._inner, name))
 
 
 def _shield(mlflow_client):
